@@ -1,0 +1,93 @@
+"""Shared fixtures: a tiny SentencePiece tokenizer trained on awkward text, and shards built with it.
+
+Everything is generated under pytest's tmp dirs; nothing reads ../shared or the network."""
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sentencepiece as spm
+
+import shard_io
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_VOCAB = 320
+
+WORDS = ["the", "model", "byte", "token", "golf", "naïve", "café", "Zürich", "日本語", "ü", "🙂", "🚀",
+         "ﬁ", "Ω", "x²", "naïveté", "𝔘nicode", "tab\there", "a", "an", "of", "to", "in", "data"]
+
+
+def make_documents(seed: int, count: int) -> list[str]:
+    """Documents mixing ASCII, accents, CJK, emoji, a 4-byte math letter, ligatures, tabs, newlines,
+    doubled spaces and a leading space: everything the byte count could get wrong."""
+    rng = random.Random(seed)
+    docs = []
+    for i in range(count):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 40))]
+        text = " ".join(words)
+        if i % 7 == 3:
+            text = " " + text
+        if i % 5 == 1:
+            text = text.replace(" ", "  ", 1) + "\nsecond line."
+        docs.append(text)
+    return docs
+
+
+def train_tiny_tokenizer(docs: list[str], out_dir: Path, vocab_size: int = TINY_VOCAB) -> Path:
+    prefix = out_dir / "tokenizer"
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([line for d in docs for line in d.split("\n") if line]), model_prefix=str(prefix),
+        model_type="bpe", vocab_size=vocab_size, byte_fallback=True, character_coverage=0.98,
+        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3, num_threads=1, minloglevel=2)
+    return prefix.with_suffix(".model")
+
+
+def encode_stream(sp: spm.SentencePieceProcessor, docs: list[str]) -> list[int]:
+    """The shard convention: BOS before every document, no EOS."""
+    stream = []
+    for doc in docs:
+        stream += [sp.bos_id()] + sp.encode(doc)
+    return stream
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """dir with tokenizer.model, two train shards and one val shard (val = its own documents)."""
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    docs = make_documents(seed=0, count=900)
+    model_path = train_tiny_tokenizer(docs, root)
+    sp = spm.SentencePieceProcessor(model_file=str(model_path))
+    val_docs, train_docs = docs[:100], docs[100:]
+    train_stream = encode_stream(sp, train_docs)
+    half = len(train_stream) // 2
+    shard_io.write_shard(root / "fineweb_train_000000.bin", train_stream[:half])
+    shard_io.write_shard(root / "fineweb_train_000001.bin", train_stream[half:])
+    shard_io.write_shard(root / "fineweb_val_000000.bin", encode_stream(sp, val_docs))
+    return root
+
+
+def tiny_env(dataset: Path, workdir: Path, **overrides) -> dict:
+    """Env for a seconds-long CPU run of train_gpt.py on the tiny dataset."""
+    env = dict(DATA_PATH=str(dataset), TOKENIZER_PATH=str(dataset / "tokenizer.model"), VOCAB_SIZE=TINY_VOCAB,
+               NUM_LAYERS=2, MODEL_DIM=32, NUM_HEADS=2, NUM_KV_HEADS=1, TRAIN_SEQ_LEN=32,
+               TRAIN_BATCH_TOKENS=1024, VAL_BATCH_SIZE=4096, ITERATIONS=6, WARMUP_STEPS=1, VAL_LOSS_EVERY=0,
+               TRAIN_LOG_EVERY=1, MAX_WALLCLOCK_SECONDS=0, WARMDOWN_ITERS=0, RUN_ID="tiny", ARTIFACT_DIR=str(workdir), SEED=7)
+    env.update(overrides)
+    return {k: str(v) for k, v in env.items()}
+
+
+def run_script(env: dict, args=(), nproc: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run train_gpt.py as users do: plain python, or torchrun with nproc CPU processes (gloo)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    full_env.update(env, OMP_NUM_THREADS="1")
+    if nproc == 1:
+        cmd = [sys.executable, str(REPO / "train_gpt.py"), *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               str(REPO / "train_gpt.py"), *args]
+    Path(env["ARTIFACT_DIR"]).mkdir(parents=True, exist_ok=True)
+    return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=env["ARTIFACT_DIR"])

@@ -1,0 +1,123 @@
+"""val_bpb against independent references: decoded UTF-8 lengths, a hand count, and a byte sidecar."""
+
+import math
+
+import pytest
+import sentencepiece as spm
+import torch
+from torch import nn
+
+import shard_io
+import train_gpt as tg
+from conftest import TINY_VOCAB, encode_stream, make_documents, tiny_env
+
+CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
+
+
+class ConstantNLL(nn.Module):
+    """A stand-in model whose per-token NLL is known exactly: uniform over the vocabulary (ln V)."""
+
+    def forward(self, x, y, reduction="none"):
+        return torch.full((y.numel(),), math.log(TINY_VOCAB), dtype=torch.float64)
+
+
+def load_sp(dataset):
+    return spm.SentencePieceProcessor(model_file=str(dataset / "tokenizer.model"))
+
+
+def test_lut_bytes_equal_utf8_length_of_decoded_val_stream(tiny_dataset):
+    sp = load_sp(tiny_dataset)
+    tokens = tg.read_shard(tiny_dataset / "fineweb_val_000000.bin")
+    luts = tg.build_byte_luts(sp, TINY_VOCAB)
+    lut_total = int(tg.token_bytes_from_luts(tokens, luts)[1:].sum())  # every target of the stream
+
+    # Independent reference: split at BOS, decode each document, count its UTF-8 bytes.
+    ids = tokens.tolist()
+    starts = [i for i, t in enumerate(ids) if t == sp.bos_id()] + [len(ids)]
+    decoded = [sp.decode(ids[a + 1 : b]) for a, b in zip(starts, starts[1:])]
+    assert lut_total == sum(len(d.encode("utf-8")) for d in decoded)
+    # Identity normalization: the decoding is the source text itself, emoji and 4-byte letters included.
+    assert decoded == make_documents(seed=0, count=900)[:100]
+    assert any(sp.is_byte(t) for t in ids), "the val text must exercise byte-fallback pieces"
+    assert any(d.startswith(" ") for d in decoded), "a document starting with a space must be covered"
+
+
+def test_hand_computed_three_documents(tiny_dataset, tmp_path):
+    sp = load_sp(tiny_dataset)
+    docs = ["ab", "café 🙂", " x"]
+    hand_bytes = 2 + (3 + 2 + 1 + 4) + 2  # c-a-f-é(2) space 🙂(4); " x" keeps its leading space
+    stream = encode_stream(sp, docs)
+    shard_io.write_shard(tmp_path / "fineweb_val_000000.bin", stream)
+    targets = len(stream) - 1
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, DATA_PATH=tmp_path, TRAIN_SEQ_LEN=targets,
+                                              TRAIN_BATCH_TOKENS=8 * targets,
+                                              TOKENIZER_PATH=tiny_dataset / "tokenizer.model"))
+    val = tg.load_validation(hp, CPU, log=lambda *a, **k: None)
+    val_loss, val_bpb = tg.eval_val(ConstantNLL(), val, hp, CPU)
+    assert val_loss == pytest.approx(math.log(TINY_VOCAB), abs=1e-12)
+    assert val_bpb == pytest.approx(targets * math.log2(TINY_VOCAB) / hand_bytes, rel=1e-12)
+
+
+class TargetNLL(nn.Module):
+    """NLL that depends on the target id, so scoring the wrong token or position changes the sum."""
+
+    def forward(self, x, y, reduction="none"):
+        return y.reshape(-1).double() * 1e-3
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3])
+def test_batches_and_rank_split_score_every_target_once(tiny_dataset, tmp_path, monkeypatch, world_size):
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, TRAIN_SEQ_LEN=16, VAL_BATCH_SIZE=256))
+    val = tg.load_validation(hp, CPU, log=lambda *a, **k: None)
+    reduced = []
+    monkeypatch.setattr(tg, "all_reduce_", lambda t, rt, op=None: reduced.append(t.clone()) or t)
+    for rank in range(world_size):  # each simulated rank scores its share; the reducer would add them
+        rt = tg.Runtime(rank=rank, world_size=world_size, local_rank=0, device=CPU.device, autocast=False)
+        tg.eval_val(TargetNLL(), val, hp, rt)
+    nll, tokens, nbytes = torch.stack(reduced).sum(0).tolist()
+    targets = val.tokens[1:]
+    assert tokens == targets.numel()
+    assert nll == pytest.approx(float(targets.double().sum() * 1e-3), rel=1e-12)
+    assert nbytes == float(val.token_bytes[1:].double().sum())
+
+
+def test_sidecar_with_lut_counts_gives_identical_results(tiny_dataset, tmp_path):
+    sp = load_sp(tiny_dataset)
+    tokens = tg.read_shard(tiny_dataset / "fineweb_val_000000.bin")
+    counts = tg.token_bytes_from_luts(tokens, tg.build_byte_luts(sp, TINY_VOCAB))
+    shard_io.write_shard(tmp_path / "fineweb_val_bytes_000000.bin", counts.numpy().astype("uint16"))
+    base = tiny_env(tiny_dataset, tmp_path)
+    hp_lut = tg.Hyperparameters.from_env(base)
+    hp_side = tg.Hyperparameters.from_env({**base, "VAL_BYTES_PATH": str(tmp_path / "fineweb_val_bytes_*.bin")})
+    quiet = lambda *a, **k: None  # noqa: E731
+    val_lut, val_side = tg.load_validation(hp_lut, CPU, quiet), tg.load_validation(hp_side, CPU, quiet)
+    assert torch.equal(val_lut.token_bytes, val_side.token_bytes)
+    assert tg.eval_val(ConstantNLL(), val_lut, hp_lut, CPU) == tg.eval_val(ConstantNLL(), val_side, hp_side, CPU)
+
+
+def test_short_sidecar_is_an_error(tiny_dataset, tmp_path):
+    shard_io.write_shard(tmp_path / "fineweb_val_bytes_000000.bin", [1, 2, 3])
+    hp = tg.Hyperparameters.from_env({**tiny_env(tiny_dataset, tmp_path),
+                                      "VAL_BYTES_PATH": str(tmp_path / "fineweb_val_bytes_*.bin")})
+    with pytest.raises(tg.DataError, match="byte sidecar"):
+        tg.load_validation(hp, CPU, lambda *a, **k: None)
+
+
+def test_tokenizer_vocab_mismatch_is_an_error(tiny_dataset, tmp_path):
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, VOCAB_SIZE=1024))
+    with pytest.raises(tg.DataError, match="320 pieces but VOCAB_SIZE=1024"):
+        tg.load_validation(hp, CPU, lambda *a, **k: None)
+
+
+def test_lut_rules_on_special_pieces(tiny_dataset):
+    sp = load_sp(tiny_dataset)
+    luts = tg.build_byte_luts(sp, TINY_VOCAB + 8)  # ids past the tokenizer are boundaries with 0 bytes
+    for special in (sp.bos_id(), sp.eos_id(), sp.unk_id(), sp.pad_id(), TINY_VOCAB + 3):
+        assert luts.is_boundary[special] and luts.base_bytes[special] == 0
+    byte_id = sp.piece_to_id("<0xF0>")
+    assert sp.is_byte(byte_id) and luts.base_bytes[byte_id] == 1 and not luts.has_leading_space[byte_id]
+    space_id = sp.piece_to_id("\u2581")
+    assert luts.base_bytes[space_id] == 0 and luts.has_leading_space[space_id]
+    # The space byte of "▁" is charged after a normal token and not after BOS.
+    counted = tg.token_bytes_from_luts(torch.tensor([sp.bos_id(), space_id, sp.piece_to_id("a"), space_id]), luts)
+    assert counted.tolist() == [0, 0, 1, 1]
