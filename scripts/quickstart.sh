@@ -13,7 +13,7 @@ env $(grep -v '^#' records/recipes/cpu_demo.env | xargs) python train_gpt.py
 python - "$DATA/floor.json" logs/cpu_demo.txt <<'PY'
 import json, re, sys
 floor = json.load(open(sys.argv[1]))["val_floor_bpb"]
-final = re.findall(r"final_int8_zlib_roundtrip_exact val_loss:\S+ val_bpb:(\S+)", open(sys.argv[2]).read())[-1]
+final = re.findall(r"final_\w+_roundtrip_exact val_loss:\S+ val_bpb:(\S+)", open(sys.argv[2]).read())[-1]
 print(f"\ndemo val_bpb (int8 artifact): {float(final):.4f}   entropy floor of the val split: {floor:.4f} "
       f"  gap: {float(final) - floor:.4f} bits/byte")
 PY

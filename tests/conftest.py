@@ -75,19 +75,21 @@ def tiny_env(dataset: Path, workdir: Path, **overrides) -> dict:
     env = dict(DATA_PATH=str(dataset), TOKENIZER_PATH=str(dataset / "tokenizer.model"), VOCAB_SIZE=TINY_VOCAB,
                NUM_LAYERS=2, MODEL_DIM=32, NUM_HEADS=2, NUM_KV_HEADS=1, TRAIN_SEQ_LEN=32,
                TRAIN_BATCH_TOKENS=1024, VAL_BATCH_SIZE=4096, ITERATIONS=6, WARMUP_STEPS=1, VAL_LOSS_EVERY=0,
-               TRAIN_LOG_EVERY=1, MAX_WALLCLOCK_SECONDS=0, WARMDOWN_ITERS=0, RUN_ID="tiny", ARTIFACT_DIR=str(workdir), SEED=7)
+               TRAIN_LOG_EVERY=1, MAX_WALLCLOCK_SECONDS=0, WARMDOWN_FRAC=0, GPTQ_RESERVE_SECONDS=0, EMA_DECAY=0,
+               NUM_LOOPS=0, KEEP_FLOAT_MAX_NUMEL=1024, RUN_ID="tiny", ARTIFACT_DIR=str(workdir), SEED=7)
     env.update(overrides)
     return {k: str(v) for k, v in env.items()}
 
 
-def run_script(env: dict, args=(), nproc: int = 1, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run train_gpt.py as users do: plain python, or torchrun with nproc CPU processes (gloo)."""
+def run_script(env: dict, args=(), nproc: int = 1, timeout: int = 300, script: Path = REPO / "train_gpt.py"):
+    """Run train_gpt.py (or its packed stub) as users do: plain python, or torchrun with nproc CPU
+    processes (gloo). Returns the CompletedProcess."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     full_env.update(env, OMP_NUM_THREADS="1")
     if nproc == 1:
-        cmd = [sys.executable, str(REPO / "train_gpt.py"), *args]
+        cmd = [sys.executable, str(script), *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               str(REPO / "train_gpt.py"), *args]
+               str(script), *args]
     Path(env["ARTIFACT_DIR"]).mkdir(parents=True, exist_ok=True)
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=env["ARTIFACT_DIR"])

@@ -1,14 +1,18 @@
-"""int8 export and our artifact container: roundtrip, corruption, config mismatch, and the size cap."""
+"""Our artifact container and the shipped code: roundtrips (in process, fresh process, packed code stub),
+corruption, config mismatch, and the size cap."""
+
+import re
+import sys
 
 import pytest
 import torch
 
 import train_gpt as tg
-from conftest import tiny_env
+from conftest import REPO, run_script, tiny_env
 
 CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
 SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
-         "TRAIN_SEQ_LEN": "16", "TRAIN_BATCH_TOKENS": "128"}  # the 512x512 MLP and 512x128 embedding get quantized
+         "TRAIN_SEQ_LEN": "16", "TRAIN_BATCH_TOKENS": "128", "NUM_LOOPS": "0"}  # the MLPs and embedding get quantized
 
 
 def trained_like_model(env=SMALL) -> tg.GPT:
@@ -22,38 +26,37 @@ def trained_like_model(env=SMALL) -> tg.GPT:
 def test_int8_per_row_error_is_at_most_half_a_step():
     w = torch.randn(300, 256, generator=torch.Generator().manual_seed(0))
     q = tg.quantize_int8_per_row(w)
-    deq = q["q"].float() * q["scale"].float()[:, None]
+    deq = tg.dequantize_groups(q["q"], q["scale"])
     clip = torch.quantile(w.abs(), tg.INT8_CLIP_QUANTILE, dim=1, keepdim=True)
     inside = w.abs() <= clip
     assert ((deq - w).abs() <= q["scale"].float()[:, None] / 2 + 1e-6)[inside].all()
     assert q["q"].dtype == torch.int8 and q["scale"].shape == (300,)
 
 
-def test_small_and_integer_tensors_pass_through_exactly():
-    state = {"gain": torch.randn(512), "ids": torch.arange(10), "big": torch.randn(300, 300)}
-    quantized = tg.quantize_state_dict(state)
-    assert [quantized[k][0] for k in state] == ["raw", "raw", "int8_row"]
-    restored = tg.dequantize_state_dict(quantized)
-    assert torch.equal(restored["gain"], state["gain"]) and torch.equal(restored["ids"], state["ids"])
-
-
-def test_packed_artifact_roundtrips_bit_exactly():
+@pytest.mark.parametrize("compressor", ["brotli", "zstd", "lzma", "zlib"])
+def test_packed_artifact_roundtrips_bit_exactly(compressor):
     model = trained_like_model()
     hp = tg.Hyperparameters.from_env(SMALL)
-    quantized = tg.quantize_state_dict(model.state_dict())
-    unpacked, config = tg.unpack_artifact(tg.pack_artifact(quantized, hp.model_config()))
+    quantized = tg.quantize_state_dict(model.state_dict(), hp)
+    unpacked, config = tg.unpack_artifact(tg.pack_artifact(quantized, hp.model_config(), compressor))
     assert config == hp.model_config()
     expected, got = tg.dequantize_state_dict(quantized), tg.dequantize_state_dict(unpacked)
-    assert expected.keys() == got.keys()
+    assert expected.keys() == got.keys() == model.state_dict().keys()
     for name in expected:
         assert got[name].dtype == expected[name].dtype and torch.equal(got[name], expected[name]), name
     assert expected["tok_emb.weight"].dtype == torch.bfloat16
 
 
+def test_byte_shuffle_roundtrips_every_dtype():
+    for t in (torch.randn(7, 3).half(), torch.randn(5), torch.randint(-31, 32, (4, 9), dtype=torch.int8),
+              torch.randn(3, 2).bfloat16()):
+        assert torch.equal(tg.byte_unshuffle(tg.byte_shuffle(t), t.dtype, list(t.shape)), t)
+
+
 @pytest.fixture
 def artifact_blob():
     hp = tg.Hyperparameters.from_env(SMALL)
-    return tg.pack_artifact(tg.quantize_state_dict(trained_like_model().state_dict()), hp.model_config())
+    return tg.pack_artifact(tg.quantize_state_dict(trained_like_model().state_dict(), hp), hp.model_config(), "brotli")
 
 
 def test_corrupt_artifact_is_an_error(artifact_blob):
@@ -76,27 +79,57 @@ def test_foreign_file_is_an_error():
 
 
 def test_artifact_from_another_config_is_an_error(tmp_path, artifact_blob):
-    path = tmp_path / "final_model.int8.ptz"
+    path = tmp_path / "final_model.int6.ptz"
     path.write_bytes(artifact_blob)
-    other = tg.Hyperparameters.from_env({**SMALL, "NUM_LAYERS": "3", "MLP_MULT": "4"})
-    with pytest.raises(tg.ArtifactError, match="NUM_LAYERS=2 .run has 3., MLP_MULT=2.0 .run has 4.0."):
+    other = tg.Hyperparameters.from_env({**SMALL, "NUM_LAYERS": "3", "MLP_MULT": "3"})
+    with pytest.raises(tg.ArtifactError, match="NUM_LAYERS=2 .run has 3., MLP_MULT=4.0 .run has 3.0."):
         tg.load_artifact_into(tg.build_model(other, CPU.device), path, other)
 
 
 def test_export_over_the_cap_fails_plainly(tiny_dataset, tmp_path, monkeypatch):
     hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path))
     lines = []
-    monkeypatch.setattr(tg, "ARTIFACT_CAP_BYTES", 10_000)  # the tiny model + this file are ~100 KB
+    monkeypatch.setattr(tg, "ARTIFACT_CAP_BYTES", 10_000)  # the tiny model + this file are ~50 KB
     with pytest.raises(tg.ArtifactError, match="over the 10000-byte cap by"):
         tg.export_artifact(tg.build_model(hp, CPU.device), hp, CPU, lambda msg, **k: lines.append(msg))
     assert any(line.startswith("error: artifact is") for line in lines)
 
 
-def test_export_writes_files_atomically_and_reports_sizes(tiny_dataset, tmp_path):
+def test_export_reports_budget_and_writes_atomically(tiny_dataset, tmp_path):
     hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path))
     lines = []
     path = tg.export_artifact(tg.build_model(hp, CPU.device), hp, CPU, lambda msg, **k: lines.append(msg))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["final_model.int8.ptz", "final_model.pt"]  # no temp left
-    code = len((tg.Path(tg.__file__)).read_bytes())
-    assert f"Code size: {code} bytes" in lines
-    assert f"Total submission size int8+zlib: {path.stat().st_size + code} bytes" in lines
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["final_model.int6.ptz", "final_model.pt", "train_gpt_packed.py"]  # no temp files left
+    packed = (tmp_path / "train_gpt_packed.py").stat().st_size
+    assert f"Code size: {packed} bytes" in lines  # the shipped form is the one counted
+    raw = len(tg.Path(tg.__file__).read_bytes())
+    assert f"Code size (uncompressed): {raw} bytes" in lines and packed < raw / 2
+    total = path.stat().st_size + packed
+    assert f"Total submission size int6+brotli: {total} bytes" in lines
+    assert f"budget:total code:{packed} model:{path.stat().st_size} total:{total} cap:16000000 " \
+           f"headroom:{16_000_000 - total}" in lines
+    assert any(re.match(r"GPTQ:collected \d+ Hessians in \d+\.\ds", line) for line in lines)
+    assert any(line.startswith("serialize_wallclock:") for line in lines)
+
+
+def final_exact(text: str) -> str:
+    return re.search(r"final_\w+_roundtrip_exact val_loss:\S+ val_bpb:\S+", text).group(0)
+
+
+def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_dataset, tmp_path):
+    """Train + export + score once; then (1) a new process that only loads the artifact and (2) the
+    packed two-line code stub doing the same must print the identical exact line."""
+    env = tiny_env(tiny_dataset, tmp_path, ITERATIONS=10)
+    trained = run_script(env)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    artifact = tmp_path / "final_model.int6.ptz"
+    eval_env = {**env, "EVAL_ONLY_PATH": str(artifact), "RUN_ID": "eval_only"}
+    fresh = run_script(eval_env)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert final_exact(fresh.stdout) == final_exact(trained.stdout)
+    stub = tmp_path / "train_gpt_packed.py"
+    assert stub.read_text().count("\n") == 2
+    packed = run_script({**eval_env, "RUN_ID": "packed"}, script=stub)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert final_exact(packed.stdout) == final_exact(trained.stdout)

@@ -1,20 +1,32 @@
-"""Two CPU processes under torchrun (gloo): same stop step on the wallclock cap, same weights, same score."""
+"""Two CPU processes under torchrun (gloo): on the wallclock cap both ranks stop on the same step, switch
+layer plans (looping, progressive depth) on the same step, hold identical weights and report one score."""
 
 import re
 
+import pytest
+
 from conftest import run_script, tiny_env
 
+SCHEDULES = {
+    "looping": dict(NUM_LAYERS=3, NUM_LOOPS=1, LOOP_START=1, LOOP_END=1, ENABLE_LOOPING_AT=0.4),
+    "progressive_depth": dict(NUM_LAYERS=2, NUM_REPEATS=4, PROG_DEPTH="0.3:2,0.6:3,1.0:4", NUM_VALUE_EMBEDS=1),
+}
 
-def test_two_process_torchrun_stops_together_and_agrees(tiny_dataset, tmp_path):
-    env = tiny_env(tiny_dataset, tmp_path, MAX_WALLCLOCK_SECONDS=2, ITERATIONS=100_000, TRAIN_LOG_EVERY=0)
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_two_process_torchrun_switches_and_stops_together(tiny_dataset, tmp_path, schedule):
+    env = tiny_env(tiny_dataset, tmp_path, MAX_WALLCLOCK_SECONDS=3, ITERATIONS=100_000, TRAIN_LOG_EVERY=0,
+                   **SCHEDULES[schedule])
     result = run_script(env, nproc=2)
     assert result.returncode == 0, result.stderr[-3000:]
-    summaries = re.findall(r"rank_summary rank:(\d)/2 stop_step:(\d+) val_bpb:(\S+) trained_weights_crc32:(\w+)",
-                           result.stdout)
+    summaries = re.findall(r"rank_summary rank:(\d)/2 stop_step:(\d+) plan_switches:(\S+) val_bpb:(\S+) "
+                           r"trained_weights_crc32:([0-9a-f]{8})", result.stdout)
     assert sorted(s[0] for s in summaries) == ["0", "1"]
-    (_, step0, bpb0, crc0), (_, step1, bpb1, crc1) = summaries
-    assert step0 == step1 and bpb0 == bpb1 and crc0 == crc1  # replicas identical after DDP + Muon sharing
-    assert 0 < int(step0) < 100_000
-    assert f"stopping_early: wallclock_cap train_time:" in result.stdout
-    assert re.search(rf"stopping_early: wallclock_cap train_time:(\d+)ms step:{step0}/100000", result.stdout)
+    assert summaries[0][1:] == summaries[1][1:]  # same stop step, switch steps, score and weights
+    stop_step, switches = int(summaries[0][1]), [int(s) for s in summaries[0][2].split(",")]
+    assert 0 < switches[0] < stop_step < 100_000
+    assert len(switches) == (1 if schedule == "looping" else 2)
+    assert re.search(rf"stopping_early: wallclock_cap train_time:\d+ms step:{stop_step}/100000", result.stdout)
+    switch_line = "layer_loop:enabled" if schedule == "looping" else "prog_depth: switched to 3 repeats"
+    assert f"{switch_line} step:{switches[0]}" in result.stdout.replace(" at step:", " step:")
     assert "world_size:2 grad_accum_steps:4" in result.stdout

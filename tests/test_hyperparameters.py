@@ -1,5 +1,6 @@
 """Env-var knobs: parsing, clear errors naming the variable, and the record recipes as plain env files."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -15,13 +16,12 @@ def read_env_file(path: Path) -> dict:
     return {k: v for k, v in pairs}
 
 
-def test_defaults_are_the_official_baseline():
+def test_defaults_are_the_top_recipe():
+    """Defaults reproduce #1855 without CaseOps; records/recipes/top.env spells out the same values."""
     hp = tg.Hyperparameters.from_env({})
-    assert (hp.vocab_size, hp.num_layers, hp.model_dim, hp.num_heads, hp.num_kv_heads, hp.mlp_mult) == \
-        (1024, 9, 512, 8, 4, 2.0)
-    assert (hp.train_batch_tokens, hp.train_seq_len, hp.iterations, hp.max_wallclock_seconds) == \
-        (524_288, 1024, 20_000, 600.0)
-    assert (hp.matrix_lr, hp.tied_embed_lr, hp.muon_momentum, hp.warmdown_iters) == (0.04, 0.05, 0.95, 1200)
+    assert dataclasses.replace(tg.Hyperparameters.from_env(read_env_file(RECIPES / "top.env")), run_id="") == hp
+    assert (hp.vocab_size, hp.num_layers, hp.mlp_mult, hp.rope_dims, hp.qk_gain_init) == (8192, 11, 4.0, 16, 5.0)
+    assert (hp.matrix_lr, hp.muon_wd, hp.warmdown_frac, hp.min_lr, hp.ema_decay) == (0.026, 0.095, 0.85, 0.10, 0.9965)
 
 
 def test_values_are_parsed_by_type():
@@ -38,6 +38,14 @@ def test_values_are_parsed_by_type():
     ({"MODEL_DIMS": "256"}, "MODEL_DIMS is not a knob of train_gpt.py; did you mean MODEL_DIM"),
     ({"NUM_HEADS": "6"}, "MODEL_DIM must be divisible by NUM_HEADS"),
     ({"TRAIN_BATCH_TOKENS": "1000"}, "TRAIN_BATCH_TOKENS must be a multiple of 8 \\* TRAIN_SEQ_LEN"),
+    ({"ATTN_OUT_GATE_ENABLED": "1"}, "at most one of SPARSE_ATTN_GATE_ENABLED"),
+    ({"NUM_REPEATS": "3"}, "NUM_LOOPS and NUM_REPEATS are two recurrence schemes"),
+    ({"LOOP_END": "11"}, "need 0 <= LOOP_START <= LOOP_END < NUM_LAYERS"),
+    ({"NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5-2"}, "PROG_DEPTH='0.5-2' is not a list"),
+    ({"NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5:4"}, "PROG_DEPTH repeats must be in 2..NUM_REPEATS"),
+    ({"SWA_ENABLED": "1"}, "SWA_ENABLED needs EMA_DECAY=0"),
+    ({"ROPE_DIMS": "80"}, "ROPE_DIMS must be even and <= head dim"),
+    ({"ATTN_BACKEND": "fa2"}, "ATTN_BACKEND='fa2' is not one of auto, sdpa, flex"),
 ])
 def test_bad_values_fail_naming_the_variable(env, message):
     with pytest.raises(tg.HyperparameterError, match=message):
@@ -54,7 +62,7 @@ def test_every_knob_is_logged():
     assert len(lines) == 1 + len(tg.fields(tg.Hyperparameters))
 
 
-@pytest.mark.parametrize("recipe", ["baseline.env", "seq4096.env"])
+@pytest.mark.parametrize("recipe", sorted(p.name for p in RECIPES.glob("*.env")))
 def test_record_recipes_parse_unchanged(recipe):
     env = read_env_file(RECIPES / recipe)
     hp = tg.Hyperparameters.from_env(env)

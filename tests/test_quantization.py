@@ -1,0 +1,117 @@
+"""GPTQ, LQER and the older exports against round-to-nearest on a layer with correlated inputs."""
+
+import math
+
+import pytest
+import torch
+
+import train_gpt as tg
+
+HP = tg.Hyperparameters.from_env({})
+
+
+def correlated_layer(seed: int = 0, out_features: int = 64, in_features: int = 128, n: int = 4096):
+    """A weight matrix and the Hessian of strongly correlated inputs (a shared factor plus mixing)."""
+    gen = torch.Generator().manual_seed(seed)
+    mix = torch.randn(in_features, in_features, generator=gen) / math.sqrt(in_features)
+    x = torch.randn(n, in_features, generator=gen) @ mix + 0.7 * torch.randn(n, 1, generator=gen)
+    return torch.randn(out_features, in_features, generator=gen) * 0.05, x.T @ x / n
+
+
+def hessian_error(w_hat: torch.Tensor, w: torch.Tensor, h: torch.Tensor) -> float:
+    """The layer-output error GPTQ minimizes: trace((W_hat - W) H (W_hat - W)^T)."""
+    d = (w_hat - w).double()
+    return float((d @ h.double() * d).sum())
+
+
+def round_to_nearest(w: torch.Tensor, bits: int, clip_sigmas: float) -> torch.Tensor:
+    qmax = 2 ** (bits - 1) - 1
+    scale = (clip_sigmas * w.std(dim=1) / qmax).half().float()
+    return torch.clamp(torch.round(w / scale[:, None]), -qmax, qmax) * scale[:, None]
+
+
+@pytest.mark.parametrize("bits", [4, 6])
+def test_gptq_beats_round_to_nearest_at_the_same_bits(bits):
+    w, h = correlated_layer()
+    q = tg.gptq_quantize(w, h, bits, clip_sigmas=4.0)
+    assert q["q"].abs().max() <= 2 ** (bits - 1) - 1 and q["q"].dtype == torch.int8
+    gptq = tg.dequantize_groups(q["q"], q["scale"])
+    rtn = round_to_nearest(w, bits, 4.0)
+    assert torch.allclose(q["scale"].float(), (4.0 * w.std(dim=1) / (2 ** (bits - 1) - 1)).half().float())
+    assert hessian_error(gptq, w, h) < 0.7 * hessian_error(rtn, w, h)
+
+
+def test_gptq_zeroes_dead_inputs():
+    w, h = correlated_layer()
+    h[5, :], h[:, 5] = 0, 0
+    q = tg.gptq_quantize(w, h, 6, 4.0)
+    assert torch.all(q["q"][:, 5] == 0)
+
+
+def test_lqer_lowers_the_error_further():
+    w, h = correlated_layer(seed=1, in_features=256)
+    q = tg.gptq_quantize(w, h, 4, 4.0)
+    base = tg.dequantize_groups(q["q"], q["scale"])
+    for asym in ("1", "0"):
+        hp = tg.Hyperparameters.from_env({"LQER_ASYM_ENABLED": asym, "LQER_RANK": "8"})
+        factors = tg.lqer_factors(w - base, hp)
+        corrected = base + tg.lqer_correction(factors)
+        assert hessian_error(corrected, w, h) < 0.97 * hessian_error(base, w, h)  # a flat random spectrum: modest
+        assert (w - corrected).norm() < (w - base).norm()
+    assert factors["lqer_a"].shape == (64, 8) and factors["lqer_b"].shape == (8, 256)
+
+
+def test_lqer_asymmetric_codes_use_their_ranges():
+    factors = tg.lqer_factors(torch.randn(64, 128), HP)
+    assert factors["lqer_a"].min() >= -2 and factors["lqer_a"].max() <= 1 and factors["lqer_a_scale"].numel() == 1
+    assert factors["lqer_b"].min() >= -8 and factors["lqer_b"].max() <= 7
+    assert factors["lqer_b_scale"].numel() == 4 * 128 // 64
+
+
+def test_gptq_lite_picks_the_best_clip_per_row():
+    w = torch.randn(32, 512, generator=torch.Generator().manual_seed(2))
+    w[0, 0] = 40.0  # one outlier: a lower quantile clip is better for that row
+    lite = tg.quantize_gptq_lite(w, 127)
+    err = ((tg.dequantize_groups(lite["q"], lite["scale"]) - w) ** 2).sum(1)
+    for quantile in tg.GPTQ_LITE_QUANTILES:
+        scale = (torch.quantile(w.abs(), quantile, dim=1) / 127).clamp_min(1e-12).half()
+        other = ((tg.dequantize_groups(tg.quantize_rows(w, scale, 127), scale) - w) ** 2).sum(1)
+        assert torch.all(err <= other + 1e-6)
+
+
+def test_state_dict_routing_by_role():
+    hp = tg.Hyperparameters.from_env({"NUM_LAYERS": "2", "NUM_LOOPS": "0", "MODEL_DIM": "256", "VOCAB_SIZE": "512",
+                                      "MLP_MULT": "2"})
+    model = tg.build_model(hp, torch.device("cpu"))
+    quantized = tg.quantize_state_dict(model.state_dict(), hp, hessians={})
+    schemes = {name: (scheme, sorted(arrays)) for name, (scheme, _, arrays) in quantized.items()}
+    assert schemes["blocks.0.mlp.fc.weight"][0] == "rows"  # 512x256 > 65,536 elements
+    assert schemes["blocks.0.attn.c_k.weight"][0] == "raw"  # 128x256: small, kept
+    assert schemes["blocks.0.attn.attn_gate_w"][0] == "rows"  # int8 gate rows
+    assert schemes["blocks.0.resid_mix"][0] == "raw"
+    lqer = [n for n, (_, keys) in schemes.items() if "lqer_a" in keys]
+    assert len(lqer) == min(hp.lqer_top_k, sum(s == "rows" and "gate" not in n for n, (s, _) in schemes.items()))
+    emb = quantized["tok_emb.weight"][2]["q"]
+    assert emb.abs().max() <= 63  # EMBED_BITS=7
+    mlp = quantized["blocks.0.mlp.fc.weight"][2]["q"]
+    assert mlp.abs().max() <= 31  # MATRIX_BITS=6
+
+
+def test_hessians_count_each_application_and_use_the_final_norm_for_the_embedding():
+    env = {"NUM_LAYERS": "2", "LOOP_START": "1", "LOOP_END": "1", "NUM_LOOPS": "2", "MODEL_DIM": "32",
+           "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "VOCAB_SIZE": "64", "PARALLEL_START_LAYER": "-1"}
+    hp = tg.Hyperparameters.from_env(env)
+    model = tg.build_model(hp, torch.device("cpu"))
+    rt = tg.Runtime(0, 1, 0, torch.device("cpu"), False)
+    x = torch.randint(0, 64, (2, 8))
+    hessians = tg.collect_hessians(model, [x], rt)
+    seen = []
+    hook = model.blocks[1].mlp.fc.register_forward_hook(lambda m, inp, out: seen.append(inp[0].reshape(-1, 32)))
+    with torch.no_grad():
+        h = model.hidden(x)
+    hook.remove()
+    assert len(seen) == 3  # layer 1 runs 1 + NUM_LOOPS times in the eval plan
+    expected = sum(s.T @ s for s in seen) / x.numel()
+    assert torch.allclose(hessians["blocks.1.mlp.fc.weight"], expected, atol=1e-5)
+    flat = h.reshape(-1, 32)
+    assert torch.allclose(hessians["tok_emb.weight"], flat.T @ flat / x.numel(), atol=1e-5)
