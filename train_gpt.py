@@ -1320,14 +1320,15 @@ def quantize_state_dict(state: dict[str, Tensor], hp: "Hyperparameters",
     fp16 scale per row, plus LQER factors on the LQER_TOP_K tensors with the largest error)."""
     out = {}
     for name, t in state.items():
-        t, dtype = t.detach().float().cpu() if t.is_floating_point() else t.detach().cpu(), str(t.dtype).removeprefix("torch.")
+        dtype, t = str(t.dtype).removeprefix("torch."), t.detach()  # quantized on its own device (GPU: fast)
         if tensor_role(name) == "gate" and hp.gated_attn_quant_gate:
-            out[name] = ("rows", dtype, quantize_groups(t, t.size(0), -127, 127, 127.0))  # #1736: int8 gates
+            scheme, arrays = "rows", quantize_groups(t, t.size(0), -127, 127, 127.0)  # #1736: int8 gates
         elif not t.is_floating_point() or t.ndim != 2 or t.numel() <= hp.keep_float_max_numel:
-            keep = torch.float16 if hp.quant_method == "gptq" and t.is_floating_point() else getattr(torch, dtype)
-            out[name] = ("raw", dtype, {"value": t.to(keep).contiguous()})  # the baseline keeps fp32 controls
+            keep = torch.float16 if hp.quant_method == "gptq" and t.is_floating_point() else t.dtype
+            scheme, arrays = "raw", {"value": t.to(keep)}  # the baseline keeps its fp32 control tensors
         else:
-            out[name] = ("rows", dtype, quantize_matrix(name, t, hp, hessians or {}))
+            scheme, arrays = "rows", quantize_matrix(name, t, hp, hessians or {})
+        out[name] = (scheme, dtype, {k: v.cpu().contiguous() for k, v in arrays.items()})
     if hp.lqer_enabled and hp.quant_method == "gptq":
         add_lqer(out, state, hp)
     return out
