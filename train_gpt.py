@@ -1026,7 +1026,7 @@ def lr_scale_at(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
 class Models:
     """Three views of one set of weights: raw (state dicts), eval (compiled), train (compiled + DDP)."""
 
-    raw: "GPT"
+    raw: GPT
     eval: nn.Module
     train: nn.Module
 
@@ -1275,14 +1275,15 @@ def dequantize_groups(q: Tensor, scale: Tensor) -> Tensor:
     return (q.float().reshape(scale.numel(), -1) * scale.float()[:, None]).reshape(q.shape)
 
 
-def lqer_factors(error: Tensor, hp: "Hyperparameters") -> dict[str, Tensor]:
+def lqer_factors(error: Tensor, hp: Hyperparameters) -> dict[str, Tensor]:
     """LQER (#1797): rank-r SVD of the quantization error, E ~ A B with A = U S, B = V^T. Asymmetric
     packing: A in 2-bit codes [-2, 1] with one scale, B in 4-bit codes [-8, 7] per group of
     LQER_ASYM_GROUP; otherwise LQER_FACTOR_BITS codes with one scale per row of each factor."""
     u, s, vh = torch.linalg.svd(error.float(), full_matrices=False)
     a, b = u[:, : hp.lqer_rank] * s[: hp.lqer_rank], vh[: hp.lqer_rank]
     if hp.lqer_asym_enabled and b.numel() % hp.lqer_asym_group == 0:
-        qa, qb = quantize_groups(a, 1, -2, 1, 1.5), quantize_groups(b, b.numel() // hp.lqer_asym_group, -8, 7, 7.5)
+        qa = quantize_groups(a, 1, -2, 1, 1.5)
+        qb = quantize_groups(b, b.numel() // hp.lqer_asym_group, -8, 7, 7.5)
     else:
         qmax = 2 ** (hp.lqer_factor_bits - 1) - 1
         qa, qb = quantize_groups(a, a.size(0), -qmax, qmax, qmax), quantize_groups(b, b.size(0), -qmax, qmax, qmax)
@@ -1290,17 +1291,18 @@ def lqer_factors(error: Tensor, hp: "Hyperparameters") -> dict[str, Tensor]:
 
 
 def lqer_correction(arrays: dict[str, Tensor]) -> Tensor:
-    return dequantize_groups(arrays["lqer_a"], arrays["lqer_a_scale"]) @ dequantize_groups(arrays["lqer_b"], arrays["lqer_b_scale"])
+    a = dequantize_groups(arrays["lqer_a"], arrays["lqer_a_scale"])
+    return a @ dequantize_groups(arrays["lqer_b"], arrays["lqer_b_scale"])
 
 
-def role_bits_and_sigmas(role: str, hp: "Hyperparameters") -> tuple[int, float]:
+def role_bits_and_sigmas(role: str, hp: Hyperparameters) -> tuple[int, float]:
     if role == "embed":
         return hp.embed_bits, hp.embed_clip_sigmas
     sigmas = {"attn": hp.attn_clip_sigmas, "mlp": hp.mlp_clip_sigmas}.get(role, hp.matrix_clip_sigmas)
     return hp.matrix_bits, sigmas
 
 
-def quantize_matrix(name: str, w: Tensor, hp: "Hyperparameters", hessians: dict[str, Tensor]) -> dict[str, Tensor]:
+def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[str, Tensor]) -> dict[str, Tensor]:
     """One large matrix by QUANT_METHOD; a matrix without a Hessian (value embeddings) gets SDClip
     rounding, which is what GPTQ reduces to when H is the identity."""
     bits, sigmas = role_bits_and_sigmas(tensor_role(name), hp)
@@ -1314,7 +1316,7 @@ def quantize_matrix(name: str, w: Tensor, hp: "Hyperparameters", hessians: dict[
     return {"q": quantize_rows(w, scale, 2 ** (bits - 1) - 1), "scale": scale}
 
 
-def quantize_state_dict(state: dict[str, Tensor], hp: "Hyperparameters",
+def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
                         hessians: dict[str, Tensor] | None = None) -> dict[str, tuple[str, str, dict[str, Tensor]]]:
     """name -> (scheme, original dtype, arrays). Schemes: raw (kept as is) | rows (int codes q and one
     fp16 scale per row, plus LQER factors on the LQER_TOP_K tensors with the largest error)."""
@@ -1334,7 +1336,7 @@ def quantize_state_dict(state: dict[str, Tensor], hp: "Hyperparameters",
     return out
 
 
-def add_lqer(quantized: dict, state: dict[str, Tensor], hp: "Hyperparameters") -> None:
+def add_lqer(quantized: dict, state: dict[str, Tensor], hp: Hyperparameters) -> None:
     errors = {name: state[name].float().cpu() - dequantize_groups(arrays["q"], arrays["scale"])
               for name, (scheme, _, arrays) in quantized.items() if scheme == "rows" and "scale" in arrays
               and tensor_role(name) != "gate"}
@@ -1359,7 +1361,7 @@ def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]
 
 
 @torch.no_grad()
-def collect_hessians(model: "GPT", batches: list[Tensor], rt: "Runtime") -> dict[str, Tensor]:
+def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str, Tensor]:
     """H = sum X^T X of every matrix's input, from forward hooks on the eager model (a looped block adds
     once per application); the tied embedding's H comes from the final-norm output it multiplies."""
     hessians: dict[str, Tensor] = {}
@@ -1384,22 +1386,22 @@ def collect_hessians(model: "GPT", batches: list[Tensor], rt: "Runtime") -> dict
 
 
 @torch.no_grad()
-def self_generated_batches(model: "GPT", num_seqs: int, hp: "Hyperparameters", rt: "Runtime") -> list[Tensor]:
-    """Calibration on the model's own samples (temperature 0.8, from BOS): no data access at all
-    (accepted in #1019). Quadratic without a KV cache, so meant for modest lengths."""
+def self_generated_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
+    """Calibration on the model's own samples (temperature 0.8, from BOS), one sequence per batch: no
+    data access at all (accepted in #1019). Quadratic without a KV cache, so meant for modest lengths."""
     gen = torch.Generator(device=rt.device).manual_seed(hp.seed)
-    seqs = torch.full((num_seqs, 1), BOS_ID, dtype=torch.int64, device=rt.device)
+    seqs = torch.full((hp.gptq_calibration_batches, 1), BOS_ID, dtype=torch.int64, device=rt.device)
     for _ in range(hp.train_seq_len - 1):
         with autocast_context(rt):
             logits = model.logits(model.hidden(seqs)[:, -1])
         nxt = torch.multinomial(torch.softmax(logits / 0.8, dim=-1), 1, generator=gen)
         seqs = torch.cat([seqs, nxt], dim=1)
-    return list(seqs.split(max(1, num_seqs // hp.gptq_calibration_batches)))
+    return list(seqs.split(1))
 
 
-def calibration_batches(model: "GPT", hp: "Hyperparameters", rt: "Runtime") -> list[Tensor]:
+def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
     if hp.gptq_calibration == "self":
-        return self_generated_batches(model, hp.gptq_calibration_batches, hp, rt)
+        return self_generated_batches(model, hp, rt)
     loader = TrainLoader(os.path.join(hp.data_path, "fineweb_train_*.bin"), rt)  # training tokens only
     return [loader.next_batch(hp.train_batch_tokens, hp.train_seq_len)[0] for _ in range(hp.gptq_calibration_batches)]
 
@@ -1485,7 +1487,7 @@ def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
         raise ArtifactError(f"artifact is malformed: {e}") from None
 
 
-def check_artifact_config(stored: dict, hp: "Hyperparameters") -> None:
+def check_artifact_config(stored: dict, hp: Hyperparameters) -> None:
     wanted = hp.model_config()
     diffs = [f"{k.upper()}={stored.get(k)!r} (run has {v!r})" for k, v in wanted.items() if stored.get(k) != v]
     if diffs:
@@ -1502,7 +1504,8 @@ def budget_report(quantized: dict, compressor: str, code_bytes: int, model_bytes
     for role, items in sorted(groups.items()):
         params = sum((a["value"] if s == "raw" else a["q"]).numel() for s, a in items)
         size = len(compress(b"".join(byte_shuffle(t) for _, a in items for t in a.values()), compressor))
-        lines.append(f"budget:{role} tensors:{len(items)} params:{params} bytes:{size} bits_per_param:{8 * size / params:.3f}")
+        lines.append(f"budget:{role} tensors:{len(items)} params:{params} bytes:{size} "
+                     f"bits_per_param:{8 * size / params:.3f}")
         if role in ("embed", "attn", "mlp"):
             matrix_bytes, matrix_params = matrix_bytes + size, matrix_params + params
     if matrix_params:

@@ -14,6 +14,6 @@ python - "$DATA/floor.json" logs/cpu_demo.txt <<'PY'
 import json, re, sys
 floor = json.load(open(sys.argv[1]))["val_floor_bpb"]
 final = re.findall(r"final_\w+_roundtrip_exact val_loss:\S+ val_bpb:(\S+)", open(sys.argv[2]).read())[-1]
-print(f"\ndemo val_bpb (int8 artifact): {float(final):.4f}   entropy floor of the val split: {floor:.4f} "
+print(f"\ndemo val_bpb (quantized artifact): {float(final):.4f}   entropy floor of the val split: {floor:.4f} "
       f"  gap: {float(final) - floor:.4f} bits/byte")
 PY

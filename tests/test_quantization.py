@@ -115,3 +115,17 @@ def test_hessians_count_each_application_and_use_the_final_norm_for_the_embeddin
     assert torch.allclose(hessians["blocks.1.mlp.fc.weight"], expected, atol=1e-5)
     flat = h.reshape(-1, 32)
     assert torch.allclose(hessians["tok_emb.weight"], flat.T @ flat / x.numel(), atol=1e-5)
+
+
+def test_self_generated_calibration_needs_no_data():
+    env = {"NUM_LAYERS": "2", "NUM_LOOPS": "0", "MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1",
+           "VOCAB_SIZE": "64", "TRAIN_SEQ_LEN": "12", "TRAIN_BATCH_TOKENS": "96", "GPTQ_CALIBRATION": "self",
+           "GPTQ_CALIBRATION_BATCHES": "3", "DATA_PATH": "/nonexistent"}
+    hp = tg.Hyperparameters.from_env(env)
+    rt = tg.Runtime(0, 1, 0, torch.device("cpu"), False)
+    model = tg.build_model(hp, rt.device)
+    batches = tg.calibration_batches(model, hp, rt)
+    assert [tuple(b.shape) for b in batches] == [(1, 12)] * 3
+    assert all(b[0, 0] == tg.BOS_ID and b.max() < 64 for b in batches)
+    assert all(torch.equal(a, b) for a, b in zip(batches, tg.calibration_batches(model, hp, rt)))  # seeded
+    assert set(tg.collect_hessians(model, batches, rt)) >= {"tok_emb.weight", "blocks.1.mlp.proj.weight"}
