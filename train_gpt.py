@@ -444,6 +444,10 @@ class TokenStream:
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
 
+def train_pattern(hp: Hyperparameters) -> str:
+    return os.path.join(hp.data_path, "fineweb_train_*.bin")
+
+
 class TrainLoader:
     """Each call consumes one micro-batch of the global stream; rank r gets the r-th disjoint span."""
 
@@ -1065,7 +1069,7 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
         return
     weights = {k: v.detach().clone() for k, v in models.raw.state_dict().items()}
     opt_states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
-    loader = TrainLoader(os.path.join(hp.data_path, "fineweb_train_*.bin"), rt)
+    loader = TrainLoader(train_pattern(hp), rt)
     for plan_index in range(len(models.raw.plans)):
         for i in range(hp.warmup_steps):
             train_step(models.train, optimizers, loader, hp, rt, step=0, lr_scale=1.0, plan_index=plan_index)
@@ -1129,7 +1133,7 @@ class TrainResult:
 
 def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> TrainResult:
     """Runs until ITERATIONS or the wallclock cap; loads the weight average, if any, at the end."""
-    loader = TrainLoader(os.path.join(hp.data_path, "fineweb_train_*.bin"), rt)
+    loader = TrainLoader(train_pattern(hp), rt)
     average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 or hp.swa_enabled else None
     cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
     train_ms, step, stop_at, plan_index, switches = 0.0, 0, None, plan_index_at(0.0, hp), []
@@ -1402,7 +1406,7 @@ def self_generated_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list
 def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
     if hp.gptq_calibration == "self":
         return self_generated_batches(model, hp, rt)
-    loader = TrainLoader(os.path.join(hp.data_path, "fineweb_train_*.bin"), rt)  # training tokens only
+    loader = TrainLoader(train_pattern(hp), rt)  # training tokens only
     return [loader.next_batch(hp.train_batch_tokens, hp.train_seq_len)[0] for _ in range(hp.gptq_calibration_batches)]
 
 
@@ -1721,8 +1725,7 @@ def main() -> None:
     if hp.eval_only_path:
         score_artifact(models, Path(hp.eval_only_path), val, hp, rt, log)
         return
-    train_pattern = os.path.join(hp.data_path, "fineweb_train_*.bin")
-    log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{len(shard_paths(train_pattern))}")
+    log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{len(shard_paths(train_pattern(hp)))}")
     if hp.max_wallclock_seconds > 0:
         log(f"gptq:reserving {hp.gptq_reserve_seconds:g}s, effective={training_cap_ms(hp):.0f}ms")
     optimizers = build_optimizers(models.raw, hp, rt)
