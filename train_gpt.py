@@ -9,8 +9,10 @@ exactly as the official baseline defines it. The same code runs on 8 GPUs, one G
     torchrun --standalone --nproc_per_node=2 train_gpt.py     # CPU processes talk over gloo
 Every knob is an environment variable (see Hyperparameters); all resolved values are logged.
 
-Artifact: final_model.int8.ptz = our own container (magic, version, compressor id, CRC32) around a
-JSON header and raw arrays, so loading never unpickles and a corrupt file fails loudly.
+Artifact: final_model.int6.ptz (GPTQ + LQER + brotli by default; .int8.ptz for the baseline export) = our
+own container (magic, version, compressor id, CRC32) around a JSON header and byte-shuffled raw arrays,
+so loading never unpickles and a corrupt file fails loudly. The counted code is the packed two-line
+stub train_gpt_packed.py that the run writes (CODE_PACKING=lzma), which runs identically.
 
 Sections, in data-flow order: hyperparameters, runtime, data, metric (exact BPB), model, optimizer,
 training, quantization and artifact, evaluation, main. Budget: about 2,500 readable lines.
