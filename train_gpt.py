@@ -361,8 +361,9 @@ class Logger:
     def __call__(self, msg: str, console: bool = True) -> None:
         if self.path is None:
             return
-        if console:
-            print(msg, flush=True)
+        if console:  # one write per line, so other ranks' output cannot land inside it
+            sys.stdout.write(msg + "\n")
+            sys.stdout.flush()
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(msg + "\n")
 
@@ -1091,9 +1092,8 @@ class WeightAverage:
 
     def __init__(self, model: nn.Module, hp: Hyperparameters, log):
         self.hp, self.log, self.count = hp, log, 0
-        self.sum = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
-        if hp.swa_enabled:
-            self.sum = {k: torch.zeros_like(v) for k, v in self.sum.items()}
+        start = torch.zeros_like if hp.swa_enabled else torch.clone  # SWA sums from zero, EMA from step 0
+        self.sum = {k: start(v.detach().float()) for k, v in model.state_dict().items()}
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int, lr_scale: float, full_depth: bool) -> None:
@@ -1163,11 +1163,11 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> Train
         if hp.train_log_every > 0 and (step <= 10 or step % hp.train_log_every == 0):
             log(f"step:{step}/{hp.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms "
                 f"step_avg:{elapsed_ms / step:.2f}ms")
-        new_plan = plan_index_at(training_frac(step, elapsed_ms, hp), hp)
-        if new_plan != plan_index:
-            plan_index = new_plan
+        frac = training_frac(step, elapsed_ms, hp)
+        if plan_index_at(frac, hp) != plan_index:
+            plan_index = plan_index_at(frac, hp)
             switches.append(step)
-            log_plan_switch(models.raw.plans[plan_index], step, training_frac(step, elapsed_ms, hp), hp, log)
+            log_plan_switch(models.raw.plans[plan_index], step, frac, hp, log)
         if stop_at is None and elapsed_ms >= cap_ms:
             stop_at = step
     if stop_at is not None and step < hp.iterations:
@@ -1312,14 +1312,15 @@ def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[st
     """One large matrix by QUANT_METHOD; a matrix without a Hessian (value embeddings) gets SDClip
     rounding, which is what GPTQ reduces to when H is the identity."""
     bits, sigmas = role_bits_and_sigmas(tensor_role(name), hp)
+    qmax = 2 ** (bits - 1) - 1
     if hp.quant_method == "int8":
         return quantize_int8_per_row(w)
     if hp.quant_method == "gptq_lite":
-        return quantize_gptq_lite(w, 2 ** (bits - 1) - 1)
+        return quantize_gptq_lite(w, qmax)
     if name in hessians:
         return gptq_quantize(w, hessians[name].to(w.device), bits, sigmas)
-    scale = row_scales(w, sigmas, 2 ** (bits - 1) - 1)
-    return {"q": quantize_rows(w, scale, 2 ** (bits - 1) - 1), "scale": scale}
+    scale = row_scales(w, sigmas, qmax)
+    return {"q": quantize_rows(w, scale, qmax), "scale": scale}
 
 
 def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
@@ -1344,8 +1345,7 @@ def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
 
 def add_lqer(quantized: dict, state: dict[str, Tensor], hp: Hyperparameters) -> None:
     errors = {name: state[name].float().cpu() - dequantize_groups(arrays["q"], arrays["scale"])
-              for name, (scheme, _, arrays) in quantized.items() if scheme == "rows" and "scale" in arrays
-              and tensor_role(name) != "gate"}
+              for name, (scheme, _, arrays) in quantized.items() if scheme == "rows" and tensor_role(name) != "gate"}
     worst = sorted(errors, key=lambda n: float(errors[n].norm()), reverse=True)[: hp.lqer_top_k]
     for name in worst:
         quantized[name][2].update(lqer_factors(errors[name], hp))
