@@ -9,10 +9,11 @@ exactly as the official baseline defines it. The same code runs on 8 GPUs, one G
     torchrun --standalone --nproc_per_node=2 train_gpt.py     # CPU processes talk over gloo
 Every knob is an environment variable (see Hyperparameters); all resolved values are logged.
 
-Artifact: final_model.int6.ptz (GPTQ + LQER + brotli by default; .int8.ptz for the baseline export) = our
-own container (magic, version, compressor id, CRC32) around a JSON header and byte-shuffled raw arrays,
-so loading never unpickles and a corrupt file fails loudly. The counted code is the packed two-line
-stub train_gpt_packed.py that the run writes (CODE_PACKING=lzma), which runs identically.
+Artifact: final_model.int6.ptz (GPTQ + LQER, rANS + brotli by default; .int8.ptz for the baseline export) =
+our own container (magic, version, compressor id, CRC32) around a JSON header, byte-shuffled raw arrays
+and rANS-coded weight codes, so loading never unpickles and a corrupt file fails loudly. The counted
+code is the packed two-line stub train_gpt_packed.py that the run writes (CODE_PACKING=lzma), which
+runs identically.
 
 Sections, in data-flow order: hyperparameters, runtime, data, metric (exact BPB), model, optimizer,
 training, quantization and artifact, evaluation, main. Budget: about 2,500 readable lines.
@@ -53,6 +54,10 @@ try:
     import zstandard
 except ImportError:
     zstandard = None
+try:  # FlashAttention-3 (Hopper wheels; the records' kernel since #1530): ATTN_BACKEND=fa3, or auto on CUDA
+    from flash_attn_interface import flash_attn_varlen_func
+except ImportError:
+    flash_attn_varlen_func = None
 
 ARTIFACT_CAP_BYTES = 16_000_000  # decimal bytes: code + compressed model (challenge rule)
 
@@ -111,7 +116,8 @@ class Hyperparameters:
     tied_embed_init_std: float = knob(0.005, "std of the tied embedding init")
     ortho_init: bool = knob(True, "orthogonal init of Q, K, V and MLP-up (else PyTorch's default)")
     # attention extras
-    attn_backend: str = knob("auto", "attention kernel: auto = sdpa", choices=("auto", "sdpa", "flex"))
+    attn_backend: str = knob("auto", "attention kernel: auto = fa3 on CUDA when importable, else sdpa",
+                             choices=("auto", "sdpa", "flex", "fa3"))
     doc_isolation: bool = knob(True, "attention never crosses a BOS inside a packed row", model=True)
     xsa_last_n: int = knob(17, "exclusive self-attention on the last N layer applications", model=True)
     smear_gate_enabled: bool = knob(True, "SmearGate: mix in the previous token's embedding (BOS-masked)", model=True)
@@ -181,6 +187,7 @@ class Hyperparameters:
     lqer_asym_group: int = knob(64, "group size of B's int4 scales")
     compressor: str = knob("brotli", "artifact compressor (arrays byte-shuffled first)",
                            choices=("brotli", "zstd", "lzma", "zlib"))
+    rans_coding: bool = knob(True, "rANS-code the attention and MLP integer codes (ours) instead of compressing them")
     code_packing: str = knob("lzma", "count (and write) the code as a minified lzma exec stub, or raw",
                              choices=("lzma", "raw"))
     eval_only_path: str = knob("", "skip training: load this artifact and score it")
@@ -634,23 +641,54 @@ def skip_merge(x: Tensor, skip: Tensor, weight: Tensor, gate: Tensor | None) -> 
     return x + skip if gate is None else torch.lerp(skip, x, torch.sigmoid(gate).to(x.dtype))
 
 
+FA3_MIN_MEAN_DOC_TOKENS = 16  # cu_seqlens has a fixed size (no recompiles): room for rows of 16-token documents
+
+
+def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
+    fa3_ok = flash_attn_varlen_func is not None and device.type == "cuda"
+    if hp.attn_backend == "fa3" and not fa3_ok:
+        raise HyperparameterError("ATTN_BACKEND=fa3 needs CUDA and FlashAttention-3 (import flash_attn_interface)")
+    if hp.attn_backend == "auto":
+        return "fa3" if fa3_ok else "sdpa"
+    return hp.attn_backend
+
+
 @dataclass(frozen=True)
 class AttentionContext:
     """What every attention call of one forward shares, built once: RoPE tables and the document mask
-    (None: plain causal; a [B, 1, T, T] bool mask for SDPA; a BlockMask for FlexAttention)."""
+    (None: plain causal; a [B, 1, T, T] bool mask for SDPA; a BlockMask for FlexAttention), or for FA3
+    the cu_seqlens of its varlen call over the flattened batch."""
 
     rope: tuple[Tensor, Tensor]
     doc_mask: object = None
+    cu_seqlens: Tensor | None = None
+
+
+def segment_cu_seqlens(ids: Tensor, doc_isolation: bool) -> Tensor:
+    """FA3 varlen boundaries: every row start, and every BOS with DOC_ISOLATION, over the flattened
+    batch; padded with zero-length segments to a fixed size so that torch.compile sees one shape."""
+    bsz, t = ids.shape
+    if not doc_isolation:
+        return torch.arange(0, bsz * t + 1, t, device=ids.device, dtype=torch.int32)
+    starts = ids == BOS_ID
+    starts[:, 0] = True
+    capacity = bsz * (1 + t // FA3_MIN_MEAN_DOC_TOKENS)
+    torch._assert_async(starts.sum() <= capacity, "more documents in the batch than FA3's cu_seqlens holds")
+    positions = torch.nonzero_static(starts.flatten(), size=capacity, fill_value=bsz * t).flatten()
+    return torch.cat([positions, positions.new_full((1,), bsz * t)]).to(torch.int32)
 
 
 def attention_context(ids: Tensor, hp: Hyperparameters) -> AttentionContext:
     """Packed rows hold several documents; with DOC_ISOLATION a token attends only inside its own (#1530)."""
     bsz, t = ids.shape
     rope = rotary_tables(t, hp.rope_dims or hp.model_dim // hp.num_heads, hp.rope_base, ids.device)
+    backend = attention_backend(hp, ids.device)
+    if backend == "fa3":
+        return AttentionContext(rope, cu_seqlens=segment_cu_seqlens(ids, hp.doc_isolation))
     if not hp.doc_isolation:
         return AttentionContext(rope)
     doc_ids = torch.cumsum((ids == BOS_ID).int(), dim=1)  # [B, T] document index inside each row
-    if hp.attn_backend == "flex":
+    if backend == "flex":
         def document_causal(b, h, q_idx, kv_idx):
             return (q_idx >= kv_idx) & (doc_ids[b, q_idx] == doc_ids[b, kv_idx])
 
@@ -661,8 +699,14 @@ def attention_context(ids: Tensor, hp: Hyperparameters) -> AttentionContext:
 
 def attend(q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext) -> Tensor:
     """Causal GQA attention under the context's document mask. SDPA is the portable reference;
-    FlexAttention skips fully masked tiles (fast once compiled on GPU)."""
+    FlexAttention skips fully masked tiles (fast once compiled on GPU); FA3 varlen is the records' path."""
     gqa = q.size(1) != k.size(1)
+    if ctx.cu_seqlens is not None:
+        b, h, t, d = q.shape
+        flat = lambda x: x.transpose(1, 2).reshape(b * t, x.size(1), d).to(torch.bfloat16)  # noqa: E731
+        y = flash_attn_varlen_func(flat(q), flat(k), flat(v), ctx.cu_seqlens, ctx.cu_seqlens, t, t, causal=True)
+        y = y[0] if isinstance(y, tuple) else y  # some FA3 builds also return the softmax LSE
+        return y.reshape(b, t, h, d).transpose(1, 2).to(q.dtype)
     if ctx.doc_mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
     if isinstance(ctx.doc_mask, Tensor):
@@ -1186,13 +1230,17 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> Train
 # of clip_sigmas * row std, Hessians from training tokens inside the GPTQ reserve; LQER adds a
 # low-rank correction to the worst tensors; gate weights go int8. Older exports stay as options.
 # The container is ours: magic, version, compressor id and CRC32 around a JSON header and raw arrays,
-# each byte-shuffled by element size; loading parses bytes only (no pickle) and checks the config.
+# each byte-shuffled by element size, plus rANS streams for the attention and MLP codes; loading parses
+# bytes only (no pickle) and checks the config.
 # -----------------------------------------------------------------------------------------------
 
-ARTIFACT_MAGIC, ARTIFACT_VERSION = b"PGLF", 2
+ARTIFACT_MAGIC, ARTIFACT_VERSION = b"PGLF", 3
 COMPRESSORS = {0: "zlib", 1: "brotli", 2: "zstd", 3: "lzma"}
 INT8_CLIP_QUANTILE = 0.9999984  # baseline per-row clip; rare outliers would waste the int8 range
 GPTQ_LITE_QUANTILES = (0.9999, 0.99995, 0.99999, 0.999995, 0.999999)  # #895's per-row clip candidates
+SCALE_STEPS_PER_OCTAVE = 32  # SDClip row scales sit on a 2^(1/32) grid: 2.2% apart, stored as int16 exponents
+RANS_ROLES = ("attn", "mlp")  # near-Gaussian codes with little context: order-0 rANS beats brotli on them
+RANS_PROB_BITS, RANS_LOW = 14, 1 << 16  # frequencies sum to 2^14; lane states live in [2^16, 2^32)
 
 
 class ArtifactError(ValueError):
@@ -1210,9 +1258,18 @@ def tensor_role(name: str) -> str:
     return "gate" if name.endswith("attn_gate_w") else "other"
 
 
-def row_scales(w: Tensor, clip_sigmas: float, qmax: int) -> Tensor:
-    """SDClip (#1394): scale = k * row std / qmax, rounded to its stored fp16 value before use."""
-    return (clip_sigmas * w.float().std(dim=1) / qmax).clamp_min(1e-8).to(torch.float16)
+def row_scale_exponents(w: Tensor, clip_sigmas: float, qmax: int) -> Tensor:
+    """SDClip (#1394): scale = k * row std / qmax. Ours: the scale is snapped to a log grid and stored as
+    its int16 exponent, ~4 compressed bits a row instead of ~11 for fp16; codes use the snapped value."""
+    scale = (clip_sigmas * w.float().std(dim=1) / qmax).clamp_min(1e-8)
+    return torch.round(SCALE_STEPS_PER_OCTAVE * torch.log2(scale)).to(torch.int16)
+
+
+def row_scale(arrays: dict[str, Tensor]) -> Tensor:
+    """The float scale of each row: stored fp16 (int8, GPTQ-lite) or as a log-grid exponent (SDClip)."""
+    if "scale" in arrays:
+        return arrays["scale"].float()
+    return torch.exp2(arrays["scale_exp"].double() / SCALE_STEPS_PER_OCTAVE).float()
 
 
 def quantize_rows(w: Tensor, scale: Tensor, qmax: int) -> Tensor:
@@ -1249,7 +1306,7 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, blo
     first) and push each column's error, weighted by the inverse Hessian's Cholesky factor, onto the
     columns not yet quantized; blocks of 128 keep the updates matrix-shaped. Dead inputs are zeroed."""
     qmax = 2 ** (bits - 1) - 1
-    scale = row_scales(w, clip_sigmas, qmax)
+    exponents = row_scale_exponents(w, clip_sigmas, qmax)
     w, h = w.float().clone(), hessian.float().clone()
     dead = torch.diag(h) == 0
     h[dead, dead], w[:, dead] = 1.0, 0.0
@@ -1257,7 +1314,7 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, blo
     perm = torch.argsort(torch.diag(h), descending=True)
     w, h = w[:, perm], h[perm][:, perm]
     u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    q, s = torch.zeros_like(w), scale.float()
+    q, s = torch.zeros_like(w), row_scale({"scale_exp": exponents})
     for start in range(0, w.size(1), block):
         end = min(start + block, w.size(1))
         err = torch.zeros(w.size(0), end - start, device=w.device)
@@ -1266,7 +1323,7 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, blo
             err[:, j - start] = (w[:, j] - q[:, j] * s) / u[j, j]
             w[:, j:end] -= err[:, j - start, None] * u[j, j:end]
         w[:, end:] -= err @ u[start:end, end:]
-    return {"q": q[:, torch.argsort(perm)].to(torch.int8), "scale": scale}
+    return {"q": q[:, torch.argsort(perm)].to(torch.int8), "scale_exp": exponents}
 
 
 def quantize_groups(x: Tensor, num_groups: int, low: int, high: int, divisor: float) -> dict[str, Tensor]:
@@ -1319,14 +1376,14 @@ def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[st
         return quantize_gptq_lite(w, qmax)
     if name in hessians:
         return gptq_quantize(w, hessians[name].to(w.device), bits, sigmas)
-    scale = row_scales(w, sigmas, qmax)
-    return {"q": quantize_rows(w, scale, qmax), "scale": scale}
+    exponents = row_scale_exponents(w, sigmas, qmax)
+    return {"q": quantize_rows(w, row_scale({"scale_exp": exponents}), qmax), "scale_exp": exponents}
 
 
 def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
                         hessians: dict[str, Tensor] | None = None) -> dict[str, tuple[str, str, dict[str, Tensor]]]:
     """name -> (scheme, original dtype, arrays). Schemes: raw (kept as is) | rows (int codes q and one
-    fp16 scale per row, plus LQER factors on the LQER_TOP_K tensors with the largest error)."""
+    scale per row, plus LQER factors on the LQER_TOP_K tensors with the largest error)."""
     out = {}
     for name, t in state.items():
         dtype, t = str(t.dtype).removeprefix("torch."), t.detach()  # quantized on its own device (GPU: fast)
@@ -1344,7 +1401,7 @@ def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
 
 
 def add_lqer(quantized: dict, state: dict[str, Tensor], hp: Hyperparameters) -> None:
-    errors = {name: state[name].float().cpu() - dequantize_groups(arrays["q"], arrays["scale"])
+    errors = {name: state[name].float().cpu() - dequantize_groups(arrays["q"], row_scale(arrays))
               for name, (scheme, _, arrays) in quantized.items() if scheme == "rows" and tensor_role(name) != "gate"}
     worst = sorted(errors, key=lambda n: float(errors[n].norm()), reverse=True)[: hp.lqer_top_k]
     for name in worst:
@@ -1357,7 +1414,7 @@ def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]
         if scheme == "raw":
             w = arrays["value"]
         elif scheme == "rows":
-            w = dequantize_groups(arrays["q"], arrays["scale"])
+            w = dequantize_groups(arrays["q"], row_scale(arrays))
             if "lqer_a" in arrays:
                 w = w + lqer_correction(arrays)
         else:
@@ -1412,6 +1469,81 @@ def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Te
     return [loader.next_batch(hp.train_batch_tokens, hp.train_seq_len)[0] for _ in range(hp.gptq_calibration_batches)]
 
 
+# rANS entropy coding (Duda 2013, "Asymmetric numeral systems"; ours here): each role's integer codes share
+# one static frequency table and are coded order-0, close to their entropy, where brotli's Huffman codes
+# lose 0.02-0.04 bit a code. Symbol i goes to lane i % L so numpy runs all L lanes at once.
+def rans_frequencies(symbols: np.ndarray, num_symbols: int) -> np.ndarray:
+    counts = np.bincount(symbols, minlength=num_symbols)
+    freq = np.where(counts > 0, np.maximum(1, counts * ((1 << RANS_PROB_BITS) - num_symbols) // counts.sum()), 0)
+    freq[np.argmax(freq)] += (1 << RANS_PROB_BITS) - freq.sum()
+    return freq
+
+
+def rans_lanes(count: int) -> int:
+    return 1 << int(np.clip(np.log2(max(1, count // 16384)), 0, 12))  # >= 16k codes a lane: states stay cheap
+
+
+def rans_encode(symbols: np.ndarray, freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the lanes' final states (uint32) and the 16-bit words in the order the decoder reads them."""
+    lanes = rans_lanes(symbols.size)
+    steps = -(-symbols.size // lanes)
+    grid = np.concatenate([symbols, np.full(steps * lanes - symbols.size, -1)]).reshape(steps, lanes)
+    f, start = freq.astype(np.uint64), (np.cumsum(freq) - freq).astype(np.uint64)
+    x = np.full(lanes, RANS_LOW, dtype=np.uint64)
+    words, emitted = np.zeros((steps, lanes), dtype=np.uint16), np.zeros((steps, lanes), dtype=bool)
+    for t in range(steps - 1, -1, -1):  # rANS codes backwards so that decoding runs forwards
+        valid = grid[t] >= 0
+        sym = np.where(valid, grid[t], np.argmax(freq))  # padding lanes: any symbol with a frequency, unused
+        emit = valid & (x >= np.uint64(1 << (32 - RANS_PROB_BITS)) * f[sym])  # keeps the new state below 2^32
+        words[t], emitted[t] = x.astype(np.uint16), emit
+        x = np.where(emit, x >> np.uint64(16), x)
+        x = np.where(valid, (x // f[sym] << np.uint64(RANS_PROB_BITS)) + x % f[sym] + start[sym], x)
+    return x.astype(np.uint32), words[emitted]
+
+
+def rans_decode(states: np.ndarray, words: np.ndarray, freq: np.ndarray, count: int) -> np.ndarray:
+    lanes, (f, start) = states.size, (freq.astype(np.int64), np.cumsum(freq) - freq)
+    slot_symbol = np.repeat(np.arange(freq.size), freq)
+    x, w, pos = states.astype(np.int64), words.astype(np.int64), 0
+    out = np.zeros(-(-count // lanes) * lanes, dtype=np.int64)
+    for t in range(out.size // lanes):
+        k = min(lanes, count - t * lanes)
+        slot = x[:k] & ((1 << RANS_PROB_BITS) - 1)
+        sym = slot_symbol[slot]
+        xs = f[sym] * (x[:k] >> RANS_PROB_BITS) + slot - start[sym]
+        refill = xs < RANS_LOW
+        n = int(refill.sum())
+        if pos + n > w.size:
+            raise ArtifactError("rANS stream is truncated")
+        xs[refill] = (xs[refill] << 16) | w[pos : pos + n]
+        x[:k], out[t * lanes : t * lanes + k], pos = xs, sym, pos + n
+    return out[:count]
+
+
+@dataclass
+class RansGroup:
+    """All integer codes of one role, concatenated in artifact order and rANS-coded together."""
+
+    names: list[str]
+    freq: np.ndarray
+    states: np.ndarray
+    words: np.ndarray
+
+    def nbytes(self) -> int:
+        return self.states.nbytes + self.words.nbytes
+
+
+def rans_groups(quantized: dict, enabled: bool) -> dict[str, RansGroup]:
+    groups = {}
+    for role in RANS_ROLES if enabled else ():
+        names = [n for n, (scheme, _, _) in quantized.items() if scheme == "rows" and tensor_role(n) == role]
+        if names:
+            symbols = np.concatenate([quantized[n][2]["q"].numpy().ravel() for n in names]).astype(np.int64) + 128
+            freq = rans_frequencies(symbols, 256)
+            groups[role] = RansGroup(names, freq, *rans_encode(symbols, freq))
+    return groups
+
+
 def compress(data: bytes, compressor: str) -> bytes:
     if compressor == "zlib":
         return zlib.compress(data, level=9)
@@ -1450,20 +1582,48 @@ def byte_unshuffle(data: bytes, dtype: torch.dtype, shape: list[int]) -> Tensor:
     return torch.from_numpy(raw).reshape(-1).view(dtype).reshape(shape)
 
 
-def pack_artifact(quantized: dict, model_config: dict, compressor: str) -> bytes:
-    entries, blobs, offset = [], [], 0
+def pack_artifact(quantized: dict, model_config: dict, compressor: str, groups: dict | None = None) -> bytes:
+    """Body = u32 length + compressed(u32 length + JSON header + byte-shuffled arrays) + the rANS streams
+    of `groups`, stored as they are (already at their entropy). A rANS-coded array's spec names its role
+    and where its codes start in the role's stream instead of an offset."""
+    groups, entries, blobs, offset, coded_at = groups or {}, [], [], 0, {}
+    for role, g in groups.items():
+        start = 0
+        for name in g.names:
+            coded_at[name] = (role, start)
+            start += quantized[name][2]["q"].numel()
     for name, (scheme, dtype, arrays) in quantized.items():
         specs = {}
         for key, t in arrays.items():
+            spec = [str(t.dtype).removeprefix("torch."), list(t.shape)]
+            if key == "q" and name in coded_at:
+                specs[key] = spec + list(coded_at[name])
+                continue
             data = byte_shuffle(t)
-            specs[key] = [str(t.dtype).removeprefix("torch."), list(t.shape), offset, len(data)]
+            specs[key] = spec + [offset, len(data)]
             blobs.append(data)
             offset += len(data)
         entries.append({"name": name, "scheme": scheme, "dtype": dtype, "arrays": specs})
-    header = json.dumps({"config": model_config, "tensors": entries}).encode()
-    body = compress(struct.pack("<I", len(header)) + header + b"".join(blobs), compressor)
+    streams = {role: {"freq": g.freq.tolist(), "lanes": int(g.states.size), "words": int(g.words.size)}
+               for role, g in groups.items()}
+    header = json.dumps({"config": model_config, "tensors": entries, "rans": streams}).encode()
+    packed = compress(struct.pack("<I", len(header)) + header + b"".join(blobs), compressor)
+    tail = b"".join(g.states.astype("<u4").tobytes() + g.words.astype("<u2").tobytes() for g in groups.values())
+    body = struct.pack("<I", len(packed)) + packed + tail
     compressor_id = {v: k for k, v in COMPRESSORS.items()}[compressor]
     return ARTIFACT_MAGIC + struct.pack("<BBI", ARTIFACT_VERSION, compressor_id, zlib.crc32(body)) + body
+
+
+def unpack_rans_streams(header: dict, tail: memoryview) -> dict[str, np.ndarray]:
+    """Each role's decoded codes (int64) from the raw tail, in the order pack_artifact wrote them."""
+    decoded, offset = {}, 0
+    for role, g in header["rans"].items():
+        states = np.frombuffer(tail, dtype="<u4", count=g["lanes"], offset=offset)
+        words = np.frombuffer(tail, dtype="<u2", count=g["words"], offset=offset + 4 * g["lanes"])
+        offset += 4 * g["lanes"] + 2 * g["words"]
+        count = sum(math.prod(spec[1]) for e in header["tensors"] for spec in e["arrays"].values() if spec[2] == role)
+        decoded[role] = rans_decode(states, words, np.array(g["freq"]), count) - 128
+    return decoded
 
 
 def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
@@ -1477,14 +1637,21 @@ def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
     if zlib.crc32(body) != crc:
         raise ArtifactError("artifact checksum mismatch: the file is truncated or corrupt")
     try:
-        payload = decompress(body, COMPRESSORS[compressor_id])
+        (packed_len,) = struct.unpack("<I", body[:4])
+        payload = decompress(body[4 : 4 + packed_len], COMPRESSORS[compressor_id])
         (header_len,) = struct.unpack("<I", payload[:4])
         header = json.loads(payload[4 : 4 + header_len])
         data = memoryview(payload)[4 + header_len :]
+        decoded = unpack_rans_streams(header, memoryview(body)[4 + packed_len :])
         quantized = {}
         for e in header["tensors"]:
-            arrays = {key: byte_unshuffle(data[off : off + n], getattr(torch, dt), shape)
-                      for key, (dt, shape, off, n) in e["arrays"].items()}
+            arrays = {}
+            for key, (dt, shape, where, n) in e["arrays"].items():
+                if isinstance(where, str):  # rANS-coded: n is where its codes start in the role's stream
+                    codes = decoded[where][n : n + math.prod(shape)]
+                    arrays[key] = torch.from_numpy(codes).to(getattr(torch, dt)).reshape(shape)
+                else:
+                    arrays[key] = byte_unshuffle(data[where : where + n], getattr(torch, dt), shape)
             quantized[e["name"]] = (e["scheme"], e["dtype"], arrays)
         return quantized, header["config"]
     except ArtifactError:
@@ -1500,16 +1667,18 @@ def check_artifact_config(stored: dict, hp: Hyperparameters) -> None:
         raise ArtifactError("artifact was built for another model config: " + ", ".join(diffs))
 
 
-def budget_report(quantized: dict, compressor: str, code_bytes: int, model_bytes: int) -> list[str]:
-    """Bytes per tensor group (each group compressed alone, so they need not add up exactly to the
-    artifact), bits per parameter, and the headroom under the cap."""
+def budget_report(quantized: dict, compressor: str, code_bytes: int, model_bytes: int,
+                  rans: dict | None = None) -> list[str]:
+    """Bytes per tensor group (each group compressed alone, plus its rANS stream, so they need not add
+    up exactly to the artifact), bits per parameter, and the headroom under the cap."""
     groups: dict[str, list] = {}
     for name, (scheme, _, arrays) in quantized.items():
         groups.setdefault(tensor_role(name), []).append((scheme, arrays))
-    lines, matrix_bytes, matrix_params = [], 0, 0
+    lines, matrix_bytes, matrix_params, rans = [], 0, 0, rans or {}
     for role, items in sorted(groups.items()):
         params = sum((a["value"] if s == "raw" else a["q"]).numel() for s, a in items)
-        size = len(compress(b"".join(byte_shuffle(t) for _, a in items for t in a.values()), compressor))
+        rest = (t for _, a in items for k, t in a.items() if not (role in rans and k == "q"))
+        size = len(compress(b"".join(map(byte_shuffle, rest)), compressor)) + (rans[role].nbytes() if role in rans else 0)
         lines.append(f"budget:{role} tensors:{len(items)} params:{params} bytes:{size} "
                      f"bits_per_param:{8 * size / params:.3f}")
         if role in ("embed", "attn", "mlp"):
@@ -1589,6 +1758,7 @@ def log_header(hp: Hyperparameters, rt: Runtime, log: Logger) -> None:
         log(smi, console=False)
     for line in describe_hyperparameters(hp):
         log(line)
+    log(f"attention_backend:{attention_backend(hp, rt.device)}")
     log(f"world_size:{rt.world_size} grad_accum_steps:{rt.grad_accum_steps} autocast_bf16:{int(rt.autocast)}")
     log(f"seed:{hp.seed}")
 
@@ -1654,7 +1824,8 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
         log(f"Serialized model: {buf.tell()} bytes")
         quantized = quantize_for_export(model, hp, rt, log)
         t0 = time.perf_counter()
-        blob = pack_artifact(quantized, hp.model_config(), hp.compressor)
+        rans = rans_groups(quantized, hp.rans_coding)
+        blob = pack_artifact(quantized, hp.model_config(), hp.compressor, rans)
         atomic_write_bytes(path, blob)
         log(f"serialize_wallclock:{time.perf_counter() - t0:.1f}s")
         code_bytes = shipped_code_bytes(hp, log)
@@ -1663,7 +1834,7 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
         log(f"Serialized model {label.replace('_', '+')}: {len(blob)} bytes (raw:{raw_bytes} "
             f"ratio:{raw_bytes / len(blob):.2f}x)")
         log(f"Total submission size {label.replace('_', '+')}: {len(blob) + code_bytes} bytes")
-        for line in budget_report(quantized, hp.compressor, code_bytes, len(blob)):
+        for line in budget_report(quantized, hp.compressor, code_bytes, len(blob), rans):
             log(line)
         log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
         total += len(blob) + code_bytes

@@ -12,7 +12,8 @@ from conftest import REPO, run_script, tiny_env
 
 CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
 SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
-         "TRAIN_SEQ_LEN": "16", "TRAIN_BATCH_TOKENS": "128", "NUM_LOOPS": "0"}  # the MLPs and embedding get quantized
+         "TRAIN_SEQ_LEN": "16", "TRAIN_BATCH_TOKENS": "128", "NUM_LOOPS": "0",
+         "KEEP_FLOAT_MAX_NUMEL": "4096"}  # every block matrix and the embedding get quantized
 
 
 def trained_like_model(env=SMALL) -> tg.GPT:
@@ -33,18 +34,30 @@ def test_int8_per_row_error_is_at_most_half_a_step():
     assert q["q"].dtype == torch.int8 and q["scale"].shape == (300,)
 
 
-@pytest.mark.parametrize("compressor", ["brotli", "zstd", "lzma", "zlib"])
-def test_packed_artifact_roundtrips_bit_exactly(compressor):
+@pytest.mark.parametrize("compressor, rans", [("brotli", True), ("brotli", False), ("zstd", False), ("lzma", False),
+                                              ("zlib", True)])
+def test_packed_artifact_roundtrips_bit_exactly(compressor, rans):
     model = trained_like_model()
     hp = tg.Hyperparameters.from_env(SMALL)
     quantized = tg.quantize_state_dict(model.state_dict(), hp)
-    unpacked, config = tg.unpack_artifact(tg.pack_artifact(quantized, hp.model_config(), compressor))
+    groups = tg.rans_groups(quantized, rans)
+    assert sorted(groups) == (["attn", "mlp"] if rans else [])
+    assert sum(scheme == "rows" for scheme, _, _ in quantized.values()) == 2 * 6 + 1 + 2  # + int8 gates
+    unpacked, config = tg.unpack_artifact(tg.pack_artifact(quantized, hp.model_config(), compressor, groups))
     assert config == hp.model_config()
     expected, got = tg.dequantize_state_dict(quantized), tg.dequantize_state_dict(unpacked)
     assert expected.keys() == got.keys() == model.state_dict().keys()
     for name in expected:
         assert got[name].dtype == expected[name].dtype and torch.equal(got[name], expected[name]), name
     assert expected["tok_emb.weight"].dtype == torch.bfloat16
+
+
+def test_rans_coding_shrinks_the_artifact():
+    hp = tg.Hyperparameters.from_env(SMALL)
+    quantized = tg.quantize_state_dict(trained_like_model().state_dict(), hp)
+    plain = tg.pack_artifact(quantized, hp.model_config(), "brotli")
+    coded = tg.pack_artifact(quantized, hp.model_config(), "brotli", tg.rans_groups(quantized, True))
+    assert len(coded) < len(plain) - 500
 
 
 def test_byte_shuffle_roundtrips_every_dtype():
@@ -56,7 +69,8 @@ def test_byte_shuffle_roundtrips_every_dtype():
 @pytest.fixture
 def artifact_blob():
     hp = tg.Hyperparameters.from_env(SMALL)
-    return tg.pack_artifact(tg.quantize_state_dict(trained_like_model().state_dict(), hp), hp.model_config(), "brotli")
+    quantized = tg.quantize_state_dict(trained_like_model().state_dict(), hp)
+    return tg.pack_artifact(quantized, hp.model_config(), "brotli", tg.rans_groups(quantized, True))
 
 
 def test_corrupt_artifact_is_an_error(artifact_blob):

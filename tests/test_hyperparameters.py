@@ -45,7 +45,7 @@ def test_values_are_parsed_by_type():
     ({"NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5:4"}, "PROG_DEPTH repeats must be in 2..NUM_REPEATS"),
     ({"SWA_ENABLED": "1"}, "SWA_ENABLED needs EMA_DECAY=0"),
     ({"ROPE_DIMS": "80"}, "ROPE_DIMS must be even and <= head dim"),
-    ({"ATTN_BACKEND": "fa2"}, "ATTN_BACKEND='fa2' is not one of auto, sdpa, flex"),
+    ({"ATTN_BACKEND": "fa2"}, "ATTN_BACKEND='fa2' is not one of auto, sdpa, flex, fa3"),
 ])
 def test_bad_values_fail_naming_the_variable(env, message):
     with pytest.raises(tg.HyperparameterError, match=message):

@@ -163,6 +163,69 @@ def test_attention_matches_reference(gate, xsa, backend, isolate):
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
 
 
+def varlen_reference(q, k, v, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """What FA3's varlen call computes: plain causal attention inside each [start, end) of the flattened batch."""
+    b, h, t, d = q.shape
+    flat = [x.transpose(1, 2).reshape(b * t, x.size(1), d) for x in (q, k, v)]
+    out = torch.zeros(b * t, h, d)
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        if end > start:
+            qs, ks, vs = (x[start:end].transpose(0, 1)[None] for x in flat)
+            ks, vs = ks.repeat_interleave(h // ks.size(1), 1), vs.repeat_interleave(h // vs.size(1), 1)
+            out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True)[0].transpose(0, 1)
+    return out.reshape(b, t, h, d).transpose(1, 2)
+
+
+@pytest.mark.parametrize("isolate", [False, True])
+def test_fa3_segments_reproduce_the_document_mask(isolate):
+    ids = torch.randint(2, 64, (3, 20), generator=torch.Generator().manual_seed(5))
+    ids[0, 7] = ids[0, 8] = ids[1, 0] = ids[2, 19] = tg.BOS_ID  # adjacent BOS, a row starting and one ending with BOS
+    cu = tg.segment_cu_seqlens(ids, isolate)
+    assert cu.dtype == torch.int32 and cu[0] == 0 and cu[-1] == ids.numel() and torch.all(cu[1:] >= cu[:-1])
+    assert cu.numel() == (3 * (1 + 20 // tg.FA3_MIN_MEAN_DOC_TOKENS) + 1 if isolate else 4)  # fixed: one compile
+    starts = sorted(set(cu.tolist()) - {ids.numel()})
+    assert starts == ([0, 7, 8, 20, 40, 59] if isolate else [0, 20, 40])
+    hp = tg.Hyperparameters.from_env({**LOOP_STACK, "ATTN_BACKEND": "sdpa", "DOC_ISOLATION": str(int(isolate))})
+    q, k, v = torch.randn(3, 4, 20, 8), torch.randn(3, 2, 20, 8), torch.randn(3, 2, 20, 8)
+    masked = tg.attend(q, k, v, tg.attention_context(ids, hp))
+    assert torch.allclose(varlen_reference(q, k, v, cu), masked, atol=1e-5)
+
+
+def test_fa3_segments_compile_to_one_graph():
+    """A fixed-size cu_seqlens is what keeps FA3 inside the fullgraph compile with no recompiles."""
+    compiled = torch.compile(tg.segment_cu_seqlens, fullgraph=True, dynamic=False)
+    for seed in range(3):  # a different number of documents each time
+        ids = torch.randint(2, 64, (4, 64), generator=torch.Generator().manual_seed(seed))
+        ids[ids % (23 + seed) == 0] = tg.BOS_ID
+        assert torch.equal(compiled(ids, True), tg.segment_cu_seqlens(ids, True))
+
+
+def test_fa3_cu_seqlens_refuse_more_documents_than_they_hold():
+    ids = torch.full((2, 40), tg.BOS_ID)  # 40 one-token documents a row: over the 1 + 40 // 16 slots
+    with pytest.raises(RuntimeError, match="more documents"):
+        tg.segment_cu_seqlens(ids, True)
+
+
+def test_fa3_backend_without_flash_attention_is_a_clear_error():
+    hp = tg.Hyperparameters.from_env({**LOOP_STACK, "ATTN_BACKEND": "fa3"})
+    assert tg.attention_backend(tg.Hyperparameters.from_env(LOOP_STACK), CPU) == "sdpa"  # auto on a CPU
+    with pytest.raises(tg.HyperparameterError, match="FlashAttention-3"):
+        tg.attention_backend(hp, CPU)
+
+
+@pytest.mark.skipif(tg.flash_attn_varlen_func is None or not torch.cuda.is_available(), reason="needs CUDA and FA3")
+@pytest.mark.parametrize("isolate", [False, True])
+def test_fa3_matches_sdpa_on_the_gpu(isolate):
+    cuda = torch.device("cuda")
+    ids = torch.randint(2, 64, (4, 256), device=cuda)
+    ids[0, 100] = ids[2, 17] = ids[3, 0] = tg.BOS_ID
+    q, k, v = (torch.randn(4, n, 256, 64, device=cuda, dtype=torch.bfloat16) for n in (8, 4, 4))
+    ctx = {b: tg.attention_context(ids, tg.Hyperparameters.from_env(
+        {**LOOP_STACK, "ATTN_BACKEND": b, "DOC_ISOLATION": str(int(isolate))})) for b in ("fa3", "sdpa")}
+    assert torch.allclose(tg.attend(q, k, v, ctx["fa3"]).float(), tg.attend(q, k, v, ctx["sdpa"]).float(), atol=2e-2)
+
+
 def test_xsa_output_is_orthogonal_to_own_value():
     y, v = torch.randn(2, 8, 5, 16), torch.randn(2, 2, 5, 16)  # 8 query heads on 2 KV heads
     out = tg.xsa_remove_self_value(y, v)

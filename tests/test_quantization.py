@@ -24,9 +24,8 @@ def hessian_error(w_hat: torch.Tensor, w: torch.Tensor, h: torch.Tensor) -> floa
     return float((d @ h.double() * d).sum())
 
 
-def round_to_nearest(w: torch.Tensor, bits: int, clip_sigmas: float) -> torch.Tensor:
+def round_to_nearest(w: torch.Tensor, bits: int, scale: torch.Tensor) -> torch.Tensor:
     qmax = 2 ** (bits - 1) - 1
-    scale = (clip_sigmas * w.std(dim=1) / qmax).half().float()
     return torch.clamp(torch.round(w / scale[:, None]), -qmax, qmax) * scale[:, None]
 
 
@@ -35,10 +34,20 @@ def test_gptq_beats_round_to_nearest_at_the_same_bits(bits):
     w, h = correlated_layer()
     q = tg.gptq_quantize(w, h, bits, clip_sigmas=4.0)
     assert q["q"].abs().max() <= 2 ** (bits - 1) - 1 and q["q"].dtype == torch.int8
-    gptq = tg.dequantize_groups(q["q"], q["scale"])
-    rtn = round_to_nearest(w, bits, 4.0)
-    assert torch.allclose(q["scale"].float(), (4.0 * w.std(dim=1) / (2 ** (bits - 1) - 1)).half().float())
+    scale = tg.row_scale(q)
+    gptq = tg.dequantize_groups(q["q"], scale)
+    rtn = round_to_nearest(w, bits, scale)  # same scales, so the same bits: only the rounding differs
     assert hessian_error(gptq, w, h) < 0.7 * hessian_error(rtn, w, h)
+
+
+def test_sdclip_scales_sit_on_the_log_grid_next_to_k_row_std():
+    w = torch.randn(64, 128, generator=torch.Generator().manual_seed(4)) * torch.linspace(0.01, 3, 64)[:, None]
+    exponents = tg.row_scale_exponents(w, 12.0, 31)
+    scale = tg.row_scale({"scale_exp": exponents}).double()
+    wanted = 12.0 * w.double().std(dim=1) / 31
+    assert exponents.dtype == torch.int16
+    assert torch.all((scale / wanted).log2().abs() <= 1 / 64 + 1e-9)  # nearest grid point: half a step away at most
+    assert torch.allclose(scale, torch.tensor(2.0, dtype=torch.float64) ** (exponents.double() / 32), rtol=1e-7)
 
 
 def test_gptq_zeroes_dead_inputs():
@@ -51,7 +60,7 @@ def test_gptq_zeroes_dead_inputs():
 def test_lqer_lowers_the_error_further():
     w, h = correlated_layer(seed=1, in_features=256)
     q = tg.gptq_quantize(w, h, 4, 4.0)
-    base = tg.dequantize_groups(q["q"], q["scale"])
+    base = tg.dequantize_groups(q["q"], tg.row_scale(q))
     for asym in ("1", "0"):
         hp = tg.Hyperparameters.from_env({"LQER_ASYM_ENABLED": asym, "LQER_RANK": "8"})
         factors = tg.lqer_factors(w - base, hp)
