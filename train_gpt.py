@@ -1923,6 +1923,7 @@ def run_cli() -> int:
     try:
         main()
         if dist.is_initialized():
+            dist.barrier()  # no rank tears down gloo's sockets while another still uses them (SIGABRT at exit)
             dist.destroy_process_group()
     except (HyperparameterError, DataError, ArtifactError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
