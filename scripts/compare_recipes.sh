@@ -20,7 +20,9 @@ run() {  # recipe core seed
     taskset -c $2 python train_gpt.py > /dev/null
 }
 for seed in $SEEDS; do
-  run cpu_demo_baseline 0 "$seed" & run cpu_demo 1 "$seed" & wait
+  run cpu_demo_baseline 0 "$seed" & baseline=$!
+  run cpu_demo 1 "$seed" & demo=$!
+  wait $baseline; wait $demo  # a failed run stops the script (set -e)
 done
 python data/synthetic_corpus.py --print-floor "$DATA" | head -1
 echo "| recipe | seed | steps | val_bpb before export | val_bpb of the artifact |"
