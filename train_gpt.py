@@ -1260,16 +1260,18 @@ def tensor_role(name: str) -> str:
 
 def row_scale_exponents(w: Tensor, clip_sigmas: float, qmax: int) -> Tensor:
     """SDClip (#1394): scale = k * row std / qmax. Ours: the scale is snapped to a log grid and stored as
-    its int16 exponent, ~4 compressed bits a row instead of ~11 for fp16; codes use the snapped value."""
+    its int16 exponent, ~5 compressed bits a row instead of ~11 for fp16; codes use the snapped value."""
     scale = (clip_sigmas * w.float().std(dim=1) / qmax).clamp_min(1e-8)
     return torch.round(SCALE_STEPS_PER_OCTAVE * torch.log2(scale)).to(torch.int16)
 
 
+def exponent_scale(exponents: Tensor) -> Tensor:
+    return torch.exp2(exponents.double() / SCALE_STEPS_PER_OCTAVE).float()
+
+
 def row_scale(arrays: dict[str, Tensor]) -> Tensor:
     """The float scale of each row: stored fp16 (int8, GPTQ-lite) or as a log-grid exponent (SDClip)."""
-    if "scale" in arrays:
-        return arrays["scale"].float()
-    return torch.exp2(arrays["scale_exp"].double() / SCALE_STEPS_PER_OCTAVE).float()
+    return arrays["scale"].float() if "scale" in arrays else exponent_scale(arrays["scale_exp"])
 
 
 def quantize_rows(w: Tensor, scale: Tensor, qmax: int) -> Tensor:
@@ -1314,7 +1316,7 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, blo
     perm = torch.argsort(torch.diag(h), descending=True)
     w, h = w[:, perm], h[perm][:, perm]
     u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    q, s = torch.zeros_like(w), row_scale({"scale_exp": exponents})
+    q, s = torch.zeros_like(w), exponent_scale(exponents)
     for start in range(0, w.size(1), block):
         end = min(start + block, w.size(1))
         err = torch.zeros(w.size(0), end - start, device=w.device)
@@ -1377,7 +1379,7 @@ def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[st
     if name in hessians:
         return gptq_quantize(w, hessians[name].to(w.device), bits, sigmas)
     exponents = row_scale_exponents(w, sigmas, qmax)
-    return {"q": quantize_rows(w, row_scale({"scale_exp": exponents}), qmax), "scale_exp": exponents}
+    return {"q": quantize_rows(w, exponent_scale(exponents), qmax), "scale_exp": exponents}
 
 
 def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,

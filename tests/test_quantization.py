@@ -43,7 +43,7 @@ def test_gptq_beats_round_to_nearest_at_the_same_bits(bits):
 def test_sdclip_scales_sit_on_the_log_grid_next_to_k_row_std():
     w = torch.randn(64, 128, generator=torch.Generator().manual_seed(4)) * torch.linspace(0.01, 3, 64)[:, None]
     exponents = tg.row_scale_exponents(w, 12.0, 31)
-    scale = tg.row_scale({"scale_exp": exponents}).double()
+    scale = tg.exponent_scale(exponents).double()
     wanted = 12.0 * w.double().std(dim=1) / 31
     assert exponents.dtype == torch.int16
     assert torch.all((scale / wanted).log2().abs() <= 1 / 64 + 1e-9)  # nearest grid point: half a step away at most
