@@ -78,10 +78,16 @@ def knob(default, doc: str, choices: tuple = (), model: bool = False):
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    # data
-    data_path: str = knob("./data/datasets/fineweb10B_sp8192", "dir with fineweb_{train,val}_*.bin shards")
-    tokenizer_path: str = knob("./data/tokenizers/fineweb_8192_bpe.model", "SentencePiece model for byte LUTs")
-    val_bytes_path: str = knob("", "glob of per-val-token byte sidecar shards (transformed tokenizers)")
+    # data (empty paths are derived from DATA_DIR and VOCAB_SIZE as #1775/#1855 derive them; the log shows them)
+    data_dir: str = knob("./data", "root of datasets/ and tokenizers/, for the paths left empty")
+    caseops_enabled: bool = knob(False, "CaseOps data (#1855): the derived paths are the record's CaseOps dataset "
+                                 "and tokenizer, and VAL_BYTES_PATH defaults to the shards' byte sidecar")
+    data_path: str = knob("", "dir with fineweb_{train,val}_*.bin shards; empty = "
+                          "DATA_DIR/datasets/fineweb10B_sp{VOCAB_SIZE}")
+    tokenizer_path: str = knob("", "SentencePiece model for byte LUTs; empty = "
+                               "DATA_DIR/tokenizers/fineweb_{VOCAB_SIZE}_bpe.model")
+    val_bytes_path: str = knob("", "glob of per-val-token byte sidecar shards (transformed tokenizers); empty = "
+                               "none, or DATA_PATH/fineweb_val_bytes_*.bin under CASEOPS_ENABLED")
     run_id: str = knob("", "name of the log file logs/<RUN_ID>.txt; empty = random uuid")
     artifact_dir: str = knob(".", "where logs/ and final_model.* are written")
     seed: int = knob(1337, "seed for weights and any sampling")
@@ -93,7 +99,7 @@ class Hyperparameters:
     iterations: int = knob(20_000, "max optimizer steps")
     warmup_steps: int = knob(20, "compile warm-up steps per layer plan, then weights/optimizer/loader reset")
     train_batch_tokens: int = knob(786_432, "tokens per optimizer step across all ranks")
-    train_seq_len: int = knob(2048, "training and eval sequence length")
+    train_seq_len: int = knob(2048, "longest attention segment (documents are cut every N tokens); eval row length")
     max_wallclock_seconds: float = knob(600.0, "training time cap, eval excluded (<= 0: no cap)")
     gptq_reserve_seconds: float = knob(8.0, "seconds cut from the cap for post-training calibration (#1868)")
     warmdown_frac: float = knob(0.85, "LR decays linearly over this last fraction of training (0: use ITERS)")
@@ -112,14 +118,17 @@ class Hyperparameters:
     rope_dims: int = knob(16, "rotate only the first N dims of each head (0 = all)", model=True)
     ln_scale: bool = knob(True, "scale block inputs by 1/sqrt(layer+1)", model=True)
     logit_softcap: float = knob(30.0, "logits = c * tanh(z / c)", model=True)
+    asym_logit_rescale: bool = knob(False, "AsymLogit: learned caps for positive and negative logits, init "
+                                    "LOGIT_SOFTCAP (#1923/#1945/#2135; theirs act on eval/TTT only)", model=True)
     qk_gain_init: float = knob(5.0, "initial per-head gain on RMS-normed queries")
     tied_embed_init_std: float = knob(0.005, "std of the tied embedding init")
     ortho_init: bool = knob(True, "orthogonal init of Q, K, V and MLP-up (else PyTorch's default)")
     # attention extras
-    attn_backend: str = knob("auto", "attention kernel: auto = fa3 on CUDA when importable, else sdpa",
+    attn_backend: str = knob("auto", "attention kernel: auto = fa3 on CUDA if importable, else flex on CUDA, else sdpa",
                              choices=("auto", "sdpa", "flex", "fa3"))
-    doc_isolation: bool = knob(True, "attention never crosses a BOS inside a packed row", model=True)
-    xsa_last_n: int = knob(17, "exclusive self-attention on the last N layer applications", model=True)
+    doc_isolation: bool = knob(True, "attention segments end at every BOS (else only every TRAIN_SEQ_LEN)", model=True)
+    xsa_last_n: int = knob(11, "XSA on every application of the last N physical blocks (#1855); under "
+                           "NUM_REPEATS on the last N applications of the current depth (#895)", model=True)
     smear_gate_enabled: bool = knob(True, "SmearGate: mix in the previous token's embedding (BOS-masked)", model=True)
     gate_window: int = knob(12, "input dims read by SmearGate and the sparse/out attention gates", model=True)
     sparse_attn_gate_enabled: bool = knob(True, "per-head gate sigmoid(k W x[:window]) (#1787)", model=True)
@@ -130,8 +139,8 @@ class Hyperparameters:
     gated_attn_enabled: bool = knob(False, "dense per-head gate sigmoid(W x) (#1736)", model=True)
     gated_attn_init_std: float = knob(0.01, "init std of the dense gate weights")
     skip_gates_enabled: bool = knob(True, "U-Net skips as a learned sigmoid lerp instead of a sum", model=True)
-    parallel_start_layer: int = knob(8, "decoder layers >= N run attention and MLP in two lanes (-1: off)",
-                                     model=True)
+    parallel_start_layer: int = knob(8, "decoder layers >= N run attention and MLP in two lanes (<= 0: off, "
+                                     "as in the records)", model=True)
     parallel_final_lane: str = knob("mean", "output of the lanes", choices=("mean", "attn", "mlp"), model=True)
     # depth recurrence
     num_loops: int = knob(2, "extra passes over layers LOOP_START..LOOP_END once looping is on", model=True)
@@ -140,6 +149,8 @@ class Hyperparameters:
     enable_looping_at: float = knob(0.35, "training fraction at which looping switches on")
     num_repeats: int = knob(1, "#895 shared-block recurrence: passes over all blocks (1 = off)", model=True)
     prog_depth: str = knob("", "#895 progressive depth 'frac:repeats,...', e.g. 0.4:2,0.65:3,1.0:4")
+    train_seq_schedule: str = knob("", "#2014 context growth 'len@frac,...', e.g. 1024@0.1,2048@0.7,3072@1.0: "
+                                   "segments of at most len tokens while the training fraction is below frac")
     num_value_embeds: int = knob(0, "#895 value-embedding tables added to the stream at every layer", model=True)
     # optimizer
     embed_lr: float = knob(0.6, "Adam LR of an untied input embedding")
@@ -160,6 +171,8 @@ class Hyperparameters:
     embed_wd: float = knob(0.085, "AdamW weight decay of the embeddings")
     adam_wd: float = knob(0.02, "AdamW weight decay of the scalar/control tensors")
     grad_clip_norm: float = knob(0.3, "global grad-norm clip (0 = off)")
+    grad_clip_per_rank: bool = knob(False, "clip each rank's local gradient before averaging, as #1855 does "
+                                    "(default: clip the averaged gradient)")
     # weight averaging
     ema_decay: float = knob(0.9965, "EMA of the weights, loaded after training (0 = off)")
     swa_enabled: bool = knob(False, "#895 SWA: average checkpoints late in training instead of EMA")
@@ -188,6 +201,8 @@ class Hyperparameters:
     compressor: str = knob("brotli", "artifact compressor (arrays byte-shuffled first)",
                            choices=("brotli", "zstd", "lzma", "zlib"))
     rans_coding: bool = knob(True, "rANS-code the attention and MLP integer codes (ours) instead of compressing them")
+    scale_log_grid: bool = knob(True, "SDClip row scales on a 2^(1/32) grid, stored as int16 exponents (ours); "
+                                "0 = fp16 scales as #1855")
     code_packing: str = knob("lzma", "count (and write) the code as a minified lzma exec stub, or raw",
                              choices=("lzma", "raw"))
     eval_only_path: str = knob("", "skip training: load this artifact and score it")
@@ -198,16 +213,26 @@ class Hyperparameters:
 
     @classmethod
     def from_env(cls, environ=None) -> "Hyperparameters":
+        """Our knobs, plus the records' own variables through RECORD_ENV (renamed, noted, or refused)."""
         environ = os.environ if environ is None else environ
         check_knob_spelling(environ)
+        raw, notes, held = apply_record_env(environ)
         values = {}
         for f in fields(cls):
-            raw = environ.get(f.name.upper())
-            if raw is not None:
-                values[f.name] = parse_knob(f.name.upper(), raw, type(f.default), f.metadata["choices"])
+            if f.name.upper() in raw:
+                values[f.name] = parse_knob(f.name.upper(), raw[f.name.upper()], type(f.default),
+                                            f.metadata["choices"])
         hp = cls(**values)
+        refuse_record_env(held, environ, hp)
         hp.validate()
+        object.__setattr__(hp, "notes", tuple(notes))
         return hp
+
+    notes = ()  # not a knob: what from_env did with the records' variables, logged after the knobs
+
+    def __post_init__(self):
+        for name, path in derived_paths(self).items():  # resolved once: every use and the log see the real path
+            object.__setattr__(self, name, path)
 
     def validate(self) -> None:
         def require(ok: bool, msg: str):
@@ -223,9 +248,8 @@ class Hyperparameters:
         for name in positive:
             require(getattr(self, name) > 0, f"{name.upper()} must be positive")
         require(self.iterations >= 0 and self.warmup_steps >= 0, "ITERATIONS and WARMUP_STEPS must be >= 0")
-        # 8 = ranks x accumulation steps at any world size, and every micro-batch holds whole sequences.
-        require(self.train_batch_tokens % (8 * self.train_seq_len) == 0,
-                "TRAIN_BATCH_TOKENS must be a multiple of 8 * TRAIN_SEQ_LEN")
+        # 8 = ranks x accumulation steps at any world size: every micro-batch is one row of the same length.
+        require(self.train_batch_tokens % 8 == 0, "TRAIN_BATCH_TOKENS must be a multiple of 8 (ranks x micro-steps)")
         gates = [self.sparse_attn_gate_enabled, self.attn_out_gate_enabled, self.gated_attn_enabled]
         require(sum(gates) <= 1, "at most one of SPARSE_ATTN_GATE_ENABLED, ATTN_OUT_GATE_ENABLED, GATED_ATTN_ENABLED")
         require(self.gate_window <= self.model_dim, "GATE_WINDOW must be <= MODEL_DIM")
@@ -236,6 +260,9 @@ class Hyperparameters:
         require(not (self.swa_enabled and self.ema_decay > 0), "SWA_ENABLED needs EMA_DECAY=0: use one average")
         require(0 <= self.warmdown_frac <= 1 and 0 <= self.min_lr <= 1, "WARMDOWN_FRAC and MIN_LR must be in [0, 1]")
         require(2 <= self.matrix_bits <= 8 and 2 <= self.embed_bits <= 8, "MATRIX_BITS and EMBED_BITS must be in 2..8")
+        spans = [n for _, n in parse_seq_schedule(self.train_seq_schedule)]
+        require(all(0 < n <= self.train_seq_len for n in spans),
+                "TRAIN_SEQ_SCHEDULE lengths must be in 1..TRAIN_SEQ_LEN")
         repeats = [r for _, r in parse_prog_depth(self.prog_depth)]
         # One pass would leave the cross-repeat scales without gradients, which DDP rejects.
         require(all(2 <= r <= self.num_repeats for r in repeats), "PROG_DEPTH repeats must be in 2..NUM_REPEATS")
@@ -260,9 +287,21 @@ def parse_prog_depth(spec: str) -> list[tuple[float, int]]:
     return stages
 
 
+def parse_seq_schedule(spec: str) -> list[tuple[float, int]]:
+    """'1024@0.1,2048@0.7,3072@1.0' -> [(0.1, 1024), (0.7, 2048), (1.0, 3072)], sorted by fraction (#2014)."""
+    if not spec.strip():
+        return []
+    try:
+        return sorted((float(f), int(n)) for n, f in (item.split("@") for item in spec.split(",")))
+    except ValueError:
+        raise HyperparameterError(f"TRAIN_SEQ_SCHEDULE={spec!r} is not a list of len@frac pairs") from None
+
+
 # Env vars that belong to the launcher, not to us, even if they resemble a knob name.
 LAUNCHER_ENV = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
                 "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "OMP_NUM_THREADS"}
+PROCESS_ENV_PREFIXES = ("NCCL_", "CUDA_", "CUDNN_", "CUBLAS", "TORCH", "PYTORCH_", "TRITON_", "PYTHON", "OMP_",
+                        "MKL_", "KMP_", "NVIDIA_", "HF_", "LD_", "LC_", "XDG_", "SLURM_")
 
 
 def parse_knob(name: str, raw: str, kind: type, choices: tuple):
@@ -278,25 +317,273 @@ def parse_knob(name: str, raw: str, kind: type, choices: tuple):
     return value
 
 
-def check_knob_spelling(environ) -> None:
-    """A typo like MODEL_DIMS would otherwise be ignored silently and the run would use the default."""
-    knobs = [f.name.upper() for f in fields(Hyperparameters)]
-    for key in environ:
-        if key in knobs or key in LAUNCHER_ENV:
+def derived_paths(hp: Hyperparameters) -> dict[str, str]:
+    """DATA_PATH and TOKENIZER_PATH left empty, derived as #1775/#1855/#2008 derive them; under CASEOPS_ENABLED
+    #1855's CaseOps download layout (its names say sp8192; ours follow VOCAB_SIZE) and the val byte sidecar."""
+    v, root = hp.vocab_size, hp.data_dir
+    if hp.caseops_enabled:
+        base = os.path.join(root, "datasets", f"fineweb10B_sp{v}_caseops", "datasets")
+        data = os.path.join(base, "datasets", f"fineweb10B_sp{v}_lossless_caps_caseops_v1_reserved")
+        tokenizer = os.path.join(base, "tokenizers", f"fineweb_{v}_bpe_lossless_caps_caseops_v1_reserved.model")
+    else:
+        data = os.path.join(root, "datasets", f"fineweb10B_sp{v}")
+        tokenizer = os.path.join(root, "tokenizers", f"fineweb_{v}_bpe.model")
+    paths = {"data_path": hp.data_path or data, "tokenizer_path": hp.tokenizer_path or tokenizer}
+    if hp.caseops_enabled and not hp.val_bytes_path:
+        paths["val_bytes_path"] = os.path.join(paths["data_path"], "fineweb_val_bytes_*.bin")
+    return paths
+
+
+# The records' own env vars (the official baseline and Seq4096, #895, #1626, #1667/#1775, #1855, #1950/#2008)
+# that are not a knob of the same name and meaning. Each either means the same thing here or fails at startup
+# with one line naming what we do instead:
+#   renamed        our knob under another name: set it (with a value translation where the meaning differs);
+#                  both spellings with different values is an error
+#   same_math      a speed kernel or lossless packing we compute identically, or a variable the record's own
+#                  code never reads: accepted, one note line in the log says what we do instead
+#   not_built      a feature of a later issue step: a value that turns it on is refused, "off" is accepted;
+#                  a parameter of it is accepted only next to the feature's switch set to off
+#   no_equivalent  refused, naming what we do instead (values that ask for nothing we lack are accepted)
+@dataclass(frozen=True)
+class RecordEnv:
+    kind: str
+    records: str  # whose variable it is
+    ours: str  # renamed: a remark for the log; same_math: the note; not_built: the feature; no_equivalent: why
+    translate: object = None  # renamed/same_math: (name, raw) -> {KNOB: raw} to set, or None = left to the knob
+    off: object = None  # (raw, hp) -> True where the value is accepted silently
+    switch: bool = False  # not_built: the feature's on/off variable
+    step: int = 0  # not_built: the issue step that builds it
+
+
+def _is_off(raw: str, hp=None) -> bool:
+    return raw.strip().lower() in ("0", "false", "")
+
+
+def _number(raw: str) -> float | None:
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def _sets(**knobs):
+    """A 0/1 record flag: on sets these knobs (maybe none), off sets nothing."""
+    return lambda name, raw: {k: str(v) for k, v in knobs.items()} if parse_knob(name, raw, bool, ()) else {}
+
+
+def _renamed(target: str, records: str, remark: str = "") -> RecordEnv:
+    return RecordEnv("renamed", records, remark, translate=lambda name, raw: {target: raw})
+
+
+def _quant_levels(name: str, raw: str) -> dict:
+    """#895: integer levels per sign (127 = int8) for every large matrix, embeddings included."""
+    bits = {2 ** (b - 1) - 1: b for b in range(2, 9)}.get(_number(raw))
+    if bits is None:
+        raise HyperparameterError(f"{name}={raw}: no equivalent here; we quantize to 2^(b-1)-1 levels, "
+                                  "b = MATRIX_BITS and EMBED_BITS in 2..8 (127 levels = 8 bits)")
+    return {"MATRIX_BITS": str(bits), "EMBED_BITS": str(bits)}
+
+
+def _not_built(feature: str, step: int, records: str, off=None, switch: bool = False) -> RecordEnv:
+    return RecordEnv("not_built", records, feature, off=off, switch=switch, step=step)
+
+
+def _ttt(records: str = "#1626-#2008", off=None, switch: bool = False) -> RecordEnv:
+    return _not_built("test-time training", 5, records, off, switch)
+
+
+def _no_equivalent(records: str, why: str, off=None) -> RecordEnv:
+    return RecordEnv("no_equivalent", records, why, off=off)
+
+
+def _nothing(name: str, raw: str) -> dict:
+    return {}
+
+
+def _any(raw: str, hp) -> bool:  # an output location of a feature that is off: nothing is written there
+    return True
+
+
+_INERT = "read but never used by that record's code: no effect there or here"
+_EVAL_ONLY = "an eval-only mode other than EVAL_ONLY_PATH (which scores a saved artifact)"
+_SAVES, _RESUME, _LONGTRAIN = "resumable checkpoints", "resuming from a checkpoint", "periodic exports of a long run"
+RECORD_ENV: dict[str, RecordEnv] = {
+    # renamed
+    "SMEAR_GATE": _renamed("SMEAR_GATE_ENABLED", "#1667/#1775", "ours is BOS-masked as #1851 fixed it"),
+    "SMEAR_GATE_WIDTH": _renamed("GATE_WINDOW", "#1667/#1775"),
+    "GATE_WIDTH": _renamed("GATE_WINDOW", "#1667/#1775"),
+    "GATE_ATTN_OUT": _renamed("ATTN_OUT_GATE_ENABLED", "#1667/#1775"),
+    "GATE_ATTN_SRC": _renamed("ATTN_OUT_GATE_SRC", "#1667/#1775"),
+    "VAL_BATCH_TOKENS": _renamed("VAL_BATCH_SIZE", "#1626-#2008"),
+    "DISABLE_COMPILE": RecordEnv("renamed", "#1775", "", translate=_sets(COMPILE=0)),
+    "QUANT_LEVELS": RecordEnv("renamed", "#895", "", translate=_quant_levels),
+    # same math
+    "FUSED_CE_ENABLED": RecordEnv("same_math", "#1855/#2008", "its Triton fused softcapped cross-entropy is a "
+                                  "speed kernel; we compute the same loss eagerly", translate=_sets(), off=_is_off),
+    "COMPRESSOR": RecordEnv("same_math", "#1855/#2008", "its per-group lrzip packing is replaced by our lossless "
+                            "rANS + brotli packing (COMPRESSOR=brotli RANS_CODING=1; no lrzip binary)",
+                            translate=lambda name, raw: {"COMPRESSOR": "brotli", "RANS_CODING": "1"}
+                            if raw.strip() == "pergroup" else None, off=lambda raw, hp: raw.strip() != "pergroup"),
+    "FORCE_FA2": RecordEnv("same_math", "#1775", "there is no FA2 path here; attention runs on SDPA "
+                           "(ATTN_BACKEND=sdpa, the same attention)", translate=_sets(ATTN_BACKEND="sdpa"),
+                           off=_is_off),
+    "ROPE_TRAIN_SEQ_LEN": RecordEnv("same_math", "#1626-#2008", "only YaRN reads it, which is off there and "
+                                    "absent here: no effect", translate=_nothing),
+    "MUON_BETA2": RecordEnv("same_math", "#1667/#1775", _INERT, translate=_nothing),
+    "WD_TAPER_START_FRAC": RecordEnv("same_math", "#1775", _INERT, translate=_nothing),
+    "WD_TAPER_FINAL_MULT": RecordEnv("same_math", "#1775", _INERT, translate=_nothing),
+    # not built yet: test-time training (issue step 5)
+    "TTT_ENABLED": _ttt(off=_is_off, switch=True),
+    "TTT_STEPS": _ttt("#895 (early)", off=lambda raw, hp: _number(raw) == 0, switch=True),
+    "PHASED_TTT_ENABLED": _ttt(off=_is_off),
+    **{name: _ttt() for name in (
+        "TTT_LR", "TTT_LORA_RANK", "TTT_LORA_LR", "TTT_LORA_ALPHA", "TTT_CHUNK_SIZE", "TTT_EVAL_SEQ_LEN",
+        "TTT_BATCH_SIZE", "TTT_GRAD_STEPS", "TTT_WEIGHT_DECAY", "TTT_BETA1", "TTT_BETA2", "TTT_OPTIMIZER",
+        "TTT_K_LORA", "TTT_MLP_LORA", "TTT_O_LORA", "TTT_Q_LORA", "TTT_V_LORA", "TTT_WARM_START_A",
+        "TTT_EVAL_BATCHES", "TTT_DEBUG_BYPASS", "PHASED_TTT_PREFIX_DOCS", "PHASED_TTT_NUM_PHASES",
+        "GLOBAL_TTT_LR", "GLOBAL_TTT_MOMENTUM", "GLOBAL_TTT_EPOCHS", "GLOBAL_TTT_CHUNK_TOKENS",
+        "GLOBAL_TTT_BATCH_SEQS", "GLOBAL_TTT_WARMUP_START_LR", "GLOBAL_TTT_WARMUP_CHUNKS", "GLOBAL_TTT_GRAD_CLIP",
+        "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES")},
+    **{name: _ttt(off=_any) for name in ("TTT_OUTPUT_DIR", "TTT_EVAL_OUTPUT_JSON", "TTT_VARIANT_ID")},
+    # not built yet: other evaluation (issue step 5)
+    "SLIDING_WINDOW_ENABLED": _not_built("sliding-window eval", 5, "#1626-#1775", off=_is_off, switch=True),
+    "EVAL_STRIDE": _not_built("sliding-window eval", 5, "#895, #1626-#2008",
+                              off=lambda raw, hp: (_number(raw) or 0) >= hp.train_seq_len),
+    "EVAL_BATCH_SEQS": _not_built("sliding-window eval", 5, "#895"),
+    "EVAL_SEQ_LEN": _not_built("an eval sequence length other than TRAIN_SEQ_LEN", 5, "#895, #1626-#2008",
+                               off=lambda raw, hp: _number(raw) == hp.train_seq_len),
+    "USE_HEDGE": _not_built("the Hedge n-gram mixer", 5, "#895", off=_is_off, switch=True),
+    "HEDGE_ETA": _not_built("the Hedge n-gram mixer", 5, "#895"),
+    "TTT_EVAL_ONLY": _not_built(_EVAL_ONLY, 5, "#1855/#2008", off=_is_off),
+    "PREQUANT_ONLY": _not_built(_EVAL_ONLY, 5, "#1855/#2008", off=_is_off),
+    "SLIDING_EVAL": _not_built(_EVAL_ONLY, 5, "#2008", off=_is_off),
+    "LOAD_QUANTIZED_MODEL_PATH": _not_built(_EVAL_ONLY, 5, "#2008", off=_is_off),
+    **{name: _not_built(_EVAL_ONLY, 5, "#2008", off=_any)
+       for name in ("OUTPUT_DIR", "SLIDING_EVAL_OUTPUT_JSON", "PREQUANT_EVAL_OUTPUT_JSON")},
+    # not built yet: long runs (issue step 6)
+    "RESUME_ENABLED": _not_built(_SAVES, 6, "#2008", off=_is_off, switch=True),
+    **{name: _not_built(_SAVES, 6, "#2008") for name in ("RESUME_SAVE_MINUTES", "RESUME_DIR", "RESUME_KEEP_LAST")},
+    "RESUME_FROM": _not_built(_RESUME, 6, "#2008", off=_is_off),
+    "RESUME_DECOMPOSE_ONLY": _not_built(_RESUME, 6, "#2008", off=_is_off),
+    "RESUME_DECOMPOSE_SKIP_TTT": _not_built(_RESUME, 6, "#2008"),
+    **{name: _not_built(_RESUME, 6, "#2008", off=_any) for name in (
+        "RESUME_DECOMPOSE_LIVE_TRACE_JSONL", "RESUME_DECOMPOSE_EMA_TRACE_JSONL", "RESUME_DECOMPOSE_QUANT_TRACE_JSONL",
+        "RESUME_DECOMPOSE_BATCH_JSONL", "RESUME_DECOMPOSE_OUTPUT_JSON")},
+    "NON_RECORD_LONGTRAIN": _not_built(_LONGTRAIN, 6, "#2008", off=_is_off, switch=True),
+    "LONGTRAIN_EXPORT_MINUTES": _not_built(_LONGTRAIN, 6, "#2008"),
+    "EXPORT_MODE": _not_built(_LONGTRAIN, 6, "#2008"),
+    "SCHEDULE_HORIZON_SECONDS": _not_built("a schedule horizon past the wallclock cap", 6, "#2008",
+                                           off=lambda raw, hp: (_number(raw) or 0) <= 0),
+    # no equivalent
+    "CONTROL_TENSOR_NAME_PATTERNS": _no_equivalent("all", "tensors go to optimizer groups and export schemes by "
+                                                   "role (tensor_role) and size (KEEP_FLOAT_MAX_NUMEL)"),
+    "INT8_KEEP_FLOAT_FP32_NAME_PATTERNS": _no_equivalent("baseline, #895", "small tensors are kept by size "
+                                                         "(KEEP_FLOAT_MAX_NUMEL), as fp16 under QUANT_METHOD=gptq"),
+    "ROPE_YARN": _no_equivalent("#1626-#2008", "no YaRN: RoPE keeps ROPE_BASE at every length", off=_is_off),
+    "GATE_MLP_OUT": _no_equivalent("#1667/#1775", "no MLP output gate (attention gates: SPARSE_ATTN_GATE_*, "
+                                   "ATTN_OUT_GATE_*, GATED_ATTN_*)", off=_is_off),
+    "EMBEDDING_DIM": _no_equivalent("#1667/#1775", "no factorised embedding: its width is MODEL_DIM",
+                                    off=lambda raw, hp: _number(raw) == hp.model_dim),
+    "MLP_QUANT_LEVELS": _no_equivalent("#895", "one width for every block matrix (MATRIX_BITS)",
+                                       off=lambda raw, hp: _number(raw) in (0, 2 ** (hp.matrix_bits - 1) - 1)),
+    "ZSTD_LEVEL": _no_equivalent("#895", "COMPRESSOR=zstd compresses at level 22",
+                                 off=lambda raw, hp: _number(raw) == 22),
+    "VAL_DOC_FRACTION": _no_equivalent("#1626-#2008", "the score always covers the whole val split",
+                                       off=lambda raw, hp: _number(raw) == 1),
+    "EVAL_ONLY_PATH": _no_equivalent("#1667/#1775", "theirs evaluates a raw checkpoint (.pt); ours scores one of "
+                                     "our artifacts (final_model.int6.ptz)",
+                                     off=lambda raw, hp: not raw.strip().endswith(".pt")),
+}
+
+
+def apply_record_env(environ) -> tuple[dict[str, str], list[str], list[tuple[str, str, RecordEnv]]]:
+    """The raw value of every knob given, the records' renamed and same-math variables applied; the note
+    lines for the log; and the variables to judge once the knobs are parsed (not_built, no_equivalent)."""
+    kinds = {f.name.upper(): f for f in fields(Hyperparameters)}
+    raw = {k: v for k, v in environ.items() if k in kinds}
+    source = {k: k for k in raw}  # knob -> the variable that set it
+    notes, held = [], []
+    for name, value in environ.items():
+        entry = RECORD_ENV.get(name)
+        if entry is None:
             continue
-        close = difflib.get_close_matches(key, knobs, n=1, cutoff=0.88)
+        if entry.kind in ("not_built", "no_equivalent"):
+            held.append((name, value, entry))
+            continue
+        mapped = entry.translate(name, value)
+        if mapped is None:  # a value the knob of that name reads as usual
+            continue
+        for knob_name, knob_raw in mapped.items():
+            f = kinds[knob_name]
+            new = parse_knob(name, knob_raw, type(f.default), f.metadata["choices"])
+            other = source.get(knob_name, name)
+            if other != name and parse_knob(other, raw[knob_name], type(f.default), ()) != new:
+                raise HyperparameterError(f"{name}={value} means {knob_name}={knob_raw} here, but {other}="
+                                          f"{environ[other]} is also given: set one")
+            raw[knob_name], source[knob_name] = knob_raw, name
+        sets = " ".join(f"{k}={v}" for k, v in mapped.items())
+        if entry.kind == "renamed" and mapped:
+            remark = f"; {entry.ours}" if entry.ours and not _is_off(value) else ""  # a remark on the feature, if on
+            notes.append(f"{name}={value} is {entry.records}'s name: {sets}{remark}")
+        elif entry.kind == "same_math" and not (entry.off and entry.off(value, None)):
+            notes.append(f"{name}={value} ({entry.records}): {entry.ours}")
+    return raw, notes, held
+
+
+def refuse_record_env(held: list[tuple[str, str, RecordEnv]], environ, hp: Hyperparameters) -> None:
+    """One line for everything refused: the variables of each feature not built yet together, then the rest."""
+    switched_off = {e.ours for k, e in RECORD_ENV.items() if e.switch and k in environ and e.off(environ[k], hp)}
+    groups: dict[str, list[str]] = {}
+    for name, value, entry in held:
+        if (entry.off and entry.off(value, hp)) or (entry.ours in switched_off and not entry.switch):
+            continue
+        groups.setdefault(entry.ours if entry.kind == "not_built" else name, []).append(f"{name}={value}")
+    lines = []
+    for key, given in groups.items():
+        entry = RECORD_ENV[given[0].split("=", 1)[0]]
+        if entry.kind == "no_equivalent":
+            lines.append(f"{given[0]}: no equivalent here; {entry.ours}")
+            continue
+        switch = next((k for k, e in RECORD_ENV.items() if e.switch and e.ours == key), None)
+        params = switch and any(not g.startswith(f"{switch}=") for g in given)
+        hint = f"; to train without it, unset {'them' if len(given) > 1 else 'it'} or set {switch}=0" if params else ""
+        lines.append(f"{' '.join(given)}: {key} is not built yet (issue step {entry.step}){hint}")
+    if lines:
+        raise HyperparameterError("; ".join(lines))
+
+
+def check_knob_spelling(environ) -> None:
+    """A typo like MODEL_DIMS would otherwise be ignored silently and the run would use the default.
+    Knobs and the records' names are candidates; the process's own variables (NCCL_*, CUDA_*...) are not ours."""
+    known = [f.name.upper() for f in fields(Hyperparameters)] + list(RECORD_ENV)
+    for key in environ:
+        if key in known or key in LAUNCHER_ENV or key.startswith(PROCESS_ENV_PREFIXES):
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.88)
         if close:
             raise HyperparameterError(f"{key} is not a knob of train_gpt.py; did you mean {close[0]}?")
 
 
 def describe_hyperparameters(hp: Hyperparameters) -> list[str]:
-    return ["hyperparameters:"] + [f"  {f.name.upper()}={getattr(hp, f.name)}" for f in fields(hp)]
+    """The resolved knobs (derived paths included), then what became of the records' variables."""
+    return (["hyperparameters:"] + [f"  {f.name.upper()}={getattr(hp, f.name)}" for f in fields(hp)]
+            + [f"record_env: {note}" for note in hp.notes])
+
+
+def knob_table() -> str:
+    """Markdown table of every knob: env var, default, meaning (--help, and the README's table)."""
+    rows = ["| env var | default | meaning |", "|---|---|---|"]
+    for f in fields(Hyperparameters):
+        doc = f.metadata["doc"] + (f" ({' / '.join(f.metadata['choices'])})" if f.metadata["choices"] else "")
+        rows.append(f"| `{f.name.upper()}` | `{f.default}` | {doc.replace('|', '/')} |")
+    return "\n".join(rows)
 
 
 # -----------------------------------------------------------------------------------------------
 # RUNTIME
-# Distributed setup lives here and in two other places only: Muon's update all-reduce and the
-# metric reducer. World size 1 is the plain path: no torchrun, no process group.
+# Distributed setup lives here (with the gradient average of GRAD_CLIP_PER_RANK) and in two other
+# places only: Muon's update all-reduce and the metric reducer. World size 1 is the plain path: no
+# torchrun, no process group.
 # -----------------------------------------------------------------------------------------------
 
 
@@ -348,8 +635,25 @@ def all_reduce_(tensor: Tensor, rt: Runtime, op=dist.ReduceOp.SUM) -> Tensor:
     return tensor
 
 
+def average_gradients(params: list[Tensor], rt: Runtime) -> None:
+    """The average DDP computes, done by hand after each rank clipped its own gradient (GRAD_CLIP_PER_RANK)."""
+    by_dtype: dict[torch.dtype, list[Tensor]] = {}
+    for p in params:
+        if p.grad is not None:
+            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    for grads in by_dtype.values():
+        flat = all_reduce_(torch._utils._flatten_dense_tensors(grads), rt) / rt.world_size
+        for g, averaged in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
+            g.copy_(averaged)
+
+
 def autocast_context(rt: Runtime):
     return torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16, enabled=rt.autocast)
+
+
+def fp32_context(device: torch.device):
+    """Statistics (Hessians, GPTQ, LQER) stay fp32 even when called inside an autocast region."""
+    return torch.autocast(device_type=device.type, enabled=False)
 
 
 def synchronize(rt: Runtime) -> None:
@@ -358,12 +662,18 @@ def synchronize(rt: Runtime) -> None:
 
 
 class Logger:
-    """Rank 0 prints and appends to logs/<RUN_ID>.txt; other ranks stay silent."""
+    """Rank 0 prints and appends to logs/<RUN_ID>.txt; other ranks stay silent. Lines are held in memory
+    until open_file(), called once the startup checks passed, so a run refused at startup leaves no log."""
 
     def __init__(self, path: Path | None):
-        self.path = path
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.pending = path, []
+
+    def open_file(self) -> None:
+        if self.path is not None and self.pending is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.writelines(self.pending)
+            self.pending = None
 
     def __call__(self, msg: str, console: bool = True) -> None:
         if self.path is None:
@@ -371,6 +681,9 @@ class Logger:
         if console:  # one write per line, so other ranks' output cannot land inside it
             sys.stdout.write(msg + "\n")
             sys.stdout.flush()
+        if self.pending is not None:
+            self.pending.append(msg + "\n")
+            return
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(msg + "\n")
 
@@ -421,37 +734,17 @@ def read_shard(path: str | Path) -> Tensor:
     return torch.from_numpy(tokens.astype(np.int32))
 
 
-def shard_paths(pattern: str) -> list[Path]:
-    paths = sorted(Path(p) for p in glob.glob(pattern))
+GET_DATA_HINT = ("get the official data with `python data/cached_challenge_fineweb.py --variant sp8192` (or sp1024), "
+                 "or build shards from your own text with `python data/build_shards.py`")
+
+
+def shard_paths(pattern: str, skip_sidecars: bool = False) -> list[Path]:
+    """Sorted shard files of a glob; skip_sidecars drops the CaseOps byte sidecars (fineweb_val_bytes_*),
+    which fineweb_val_*.bin also matches."""
+    paths = sorted(Path(p) for p in glob.glob(pattern) if not (skip_sidecars and "_bytes_" in Path(p).name))
     if not paths:
-        raise DataError(f"no files match {pattern}")
+        raise DataError(f"no files match {pattern}: {GET_DATA_HINT}")
     return paths
-
-
-class TokenStream:
-    """Endless sequential read over the shards; take(n) returns the next n tokens."""
-
-    def __init__(self, pattern: str):
-        self.paths = shard_paths(pattern)
-        self.file_index = 0
-        self.tokens = read_shard(self.paths[0])
-        self.pos = 0
-
-    def _next_file(self) -> None:
-        self.file_index = (self.file_index + 1) % len(self.paths)
-        self.tokens = read_shard(self.paths[self.file_index])
-        self.pos = 0
-
-    def take(self, n: int) -> Tensor:
-        chunks = []
-        while n > 0:
-            if self.pos >= self.tokens.numel():
-                self._next_file()
-            k = min(n, self.tokens.numel() - self.pos)
-            chunks.append(self.tokens[self.pos : self.pos + k])
-            self.pos += k
-            n -= k
-        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
 
 def train_pattern(hp: Hyperparameters) -> str:
@@ -459,18 +752,39 @@ def train_pattern(hp: Hyperparameters) -> str:
 
 
 class TrainLoader:
-    """Each call consumes one micro-batch of the global stream; rank r gets the r-th disjoint span."""
+    """The document-packing loader of #1530/#1855: shards in sorted order, strictly sequential. Each call
+    takes the next contiguous span of (local + 1) x world_size tokens of the current shard, and rank r gets
+    the r-th slice as one flat row; attention segments inside it are cut by the model (segment_starts).
+    A span that does not fit in the rest of the shard skips to the next shard, which is read from its
+    first BOS; after the last shard it wraps."""
 
     def __init__(self, pattern: str, rt: Runtime):
-        self.stream = TokenStream(pattern)
-        self.rt = rt
+        self.paths, self.rt = shard_paths(pattern), rt
+        self.file_index = -1
+        self._next_file()
 
-    def next_batch(self, global_tokens: int, seq_len: int) -> tuple[Tensor, Tensor]:
+    def _next_file(self) -> None:
+        self.file_index = (self.file_index + 1) % len(self.paths)
+        self.tokens = read_shard(self.paths[self.file_index])
+        bos = torch.nonzero(self.tokens == BOS_ID)
+        if bos.numel() == 0:
+            raise DataError(f"{self.paths[self.file_index]}: no BOS ({BOS_ID}) token: documents cannot be found")
+        self.pos = int(bos[0])
+
+    def next_batch(self, global_tokens: int) -> tuple[Tensor, Tensor]:
         local_tokens = global_tokens // (self.rt.world_size * self.rt.grad_accum_steps)
         span = local_tokens + 1  # +1: targets are the inputs shifted by one
-        chunk = self.stream.take(span * self.rt.world_size)
-        local = chunk[self.rt.rank * span : (self.rt.rank + 1) * span].to(torch.int64)
-        x, y = local[:-1].reshape(-1, seq_len), local[1:].reshape(-1, seq_len)
+        for _ in range(len(self.paths) + 1):
+            if self.pos + span * self.rt.world_size <= self.tokens.numel():
+                break
+            self._next_file()
+        else:
+            raise DataError(f"no train shard holds one micro-batch of {span * self.rt.world_size} tokens from "
+                            "its first BOS: lower TRAIN_BATCH_TOKENS or use bigger shards")
+        start = self.pos + self.rt.rank * span
+        local = self.tokens[start : start + span].to(torch.int64)
+        self.pos += span * self.rt.world_size
+        x, y = local[:-1][None], local[1:][None]
         return x.to(self.rt.device, non_blocking=True), y.to(self.rt.device, non_blocking=True)
 
 
@@ -478,7 +792,7 @@ def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> tuple[Tensor
     """All val tokens, trimmed to whole sequences (+1 for the last target) as the baseline does.
 
     Returns the trimmed stream and the full length, so the log can say how many were left out."""
-    tokens = torch.cat([read_shard(p) for p in shard_paths(pattern)])
+    tokens = torch.cat([read_shard(p) for p in shard_paths(pattern, skip_sidecars=True)])
     if tokens.numel() <= seq_len:
         raise DataError(f"validation split {pattern} has {tokens.numel()} tokens, fewer than one sequence")
     max_id = int(tokens.max())
@@ -524,7 +838,7 @@ def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int) -> ByteLUTs
 
 def load_tokenizer(path: str, vocab_size: int) -> spm.SentencePieceProcessor:
     if not Path(path).is_file():
-        raise DataError(f"tokenizer {path} not found")
+        raise DataError(f"tokenizer {path} not found: {GET_DATA_HINT}")
     sp = spm.SentencePieceProcessor(model_file=path)
     if sp.vocab_size() != vocab_size:
         raise DataError(f"tokenizer {path} has {sp.vocab_size()} pieces but VOCAB_SIZE={vocab_size}")
@@ -603,10 +917,13 @@ class CastedLinear(nn.Linear):
         return F.linear(x, self.weight.to(x.dtype))
 
 
-def rotary_tables(seq_len: int, rope_dims: int, base: float, device: torch.device) -> tuple[Tensor, Tensor]:
-    inv_freq = 1.0 / base ** (torch.arange(0, rope_dims, 2, dtype=torch.float32, device=device) / rope_dims)
-    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
-    return freqs.cos()[None, None], freqs.sin()[None, None]  # [1, 1, T, rope_dims/2]
+def rotary_tables(positions: Tensor, rope_dims: int, base: float) -> tuple[Tensor, Tensor]:
+    """cos/sin [B, 1, T, rope_dims/2] at each token's position inside its attention segment. RoPE scores
+    depend only on offsets inside a segment, so this is the records' function (they use row positions)
+    with small angles at any row length, and the same numbers whatever the packing."""
+    inv_freq = 1.0 / base ** (torch.arange(0, rope_dims, 2, dtype=torch.float32, device=positions.device) / rope_dims)
+    freqs = positions[:, None, :, None].float() * inv_freq
+    return freqs.cos(), freqs.sin()
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -645,73 +962,113 @@ FA3_MIN_MEAN_DOC_TOKENS = 16  # cu_seqlens has a fixed size (no recompiles): roo
 
 
 def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
+    """auto: FA3 varlen on CUDA when importable (the records' kernel), else FlexAttention on CUDA (block-
+    sparse; SDPA's mask path does not scale to 98k-token rows there), else SDPA, the portable reference."""
     fa3_ok = flash_attn_varlen_func is not None and device.type == "cuda"
     if hp.attn_backend == "fa3" and not fa3_ok:
         raise HyperparameterError("ATTN_BACKEND=fa3 needs CUDA and FlashAttention-3 (import flash_attn_interface)")
     if hp.attn_backend == "auto":
-        return "fa3" if fa3_ok else "sdpa"
+        return "fa3" if fa3_ok else "flex" if device.type == "cuda" and hp.compile != "0" else "sdpa"
     return hp.attn_backend
+
+
+def segment_starts(ids: Tensor, span: int, doc_isolation: bool) -> Tensor:
+    """Bool [B, T]: where an attention segment starts, as #1530/#1855 cut their packed rows: at every BOS
+    and every `span` (TRAIN_SEQ_LEN) tokens counted from the start of the document, or of the row for
+    the document the row begins inside. DOC_ISOLATION=0 cuts only every `span` from the row start, which
+    is the baseline's fixed rows of TRAIN_SEQ_LEN."""
+    pos = torch.arange(ids.size(-1), device=ids.device).expand_as(ids)
+    doc_begins = (ids == BOS_ID) if doc_isolation else torch.zeros_like(ids, dtype=torch.bool)
+    doc_begins = doc_begins | (pos == 0)
+    doc_start = torch.cummax(torch.where(doc_begins, pos, 0), dim=-1).values
+    return (pos - doc_start) % span == 0
 
 
 @dataclass(frozen=True)
 class AttentionContext:
-    """What every attention call of one forward shares, built once: RoPE tables and the document mask
-    (None: plain causal; a [B, 1, T, T] bool mask for SDPA; a BlockMask for FlexAttention), or for FA3
-    the cu_seqlens of its varlen call over the flattened batch."""
+    """What every attention call of one forward shares, built once from the segment starts: RoPE tables
+    at positions inside segments and, per backend, the segment ids (SDPA's banded mask), a BlockMask
+    (FlexAttention) or the cu_seqlens of FA3's varlen call over the flattened batch."""
 
     rope: tuple[Tensor, Tensor]
-    doc_mask: object = None
+    span: int
+    segment_ids: Tensor | None = None
+    block_mask: object = None
     cu_seqlens: Tensor | None = None
 
 
-def segment_cu_seqlens(ids: Tensor, doc_isolation: bool) -> Tensor:
-    """FA3 varlen boundaries: every row start, and every BOS with DOC_ISOLATION, over the flattened
-    batch; padded with zero-length segments to a fixed size so that torch.compile sees one shape."""
-    bsz, t = ids.shape
-    if not doc_isolation:
-        return torch.arange(0, bsz * t + 1, t, device=ids.device, dtype=torch.int32)
-    starts = ids == BOS_ID
-    starts[:, 0] = True
-    capacity = bsz * (1 + t // FA3_MIN_MEAN_DOC_TOKENS)
+def segment_cu_seqlens(starts: Tensor, span: int) -> Tensor:
+    """FA3 varlen boundaries over the flattened batch (every row start is a segment start), padded with
+    zero-length segments to a fixed size so that torch.compile sees one shape."""
+    bsz, t = starts.shape
+    capacity = bsz * (1 + t // FA3_MIN_MEAN_DOC_TOKENS + t // span)
     torch._assert_async(starts.sum() <= capacity, "more documents in the batch than FA3's cu_seqlens holds")
     positions = torch.nonzero_static(starts.flatten(), size=capacity, fill_value=bsz * t).flatten()
     return torch.cat([positions, positions.new_full((1,), bsz * t)]).to(torch.int32)
 
 
-def attention_context(ids: Tensor, hp: Hyperparameters) -> AttentionContext:
-    """Packed rows hold several documents; with DOC_ISOLATION a token attends only inside its own (#1530)."""
-    bsz, t = ids.shape
-    rope = rotary_tables(t, hp.rope_dims or hp.model_dim // hp.num_heads, hp.rope_base, ids.device)
+def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None) -> AttentionContext:
+    span = span or hp.train_seq_len  # a TRAIN_SEQ_SCHEDULE stage passes its own
+    starts = segment_starts(ids, span, hp.doc_isolation)
+    pos = torch.arange(ids.size(-1), device=ids.device).expand_as(ids)
+    in_segment = pos - torch.cummax(torch.where(starts, pos, 0), dim=-1).values
+    rope = rotary_tables(in_segment, hp.rope_dims or hp.model_dim // hp.num_heads, hp.rope_base)
     backend = attention_backend(hp, ids.device)
     if backend == "fa3":
-        return AttentionContext(rope, cu_seqlens=segment_cu_seqlens(ids, hp.doc_isolation))
-    if not hp.doc_isolation:
-        return AttentionContext(rope)
-    doc_ids = torch.cumsum((ids == BOS_ID).int(), dim=1)  # [B, T] document index inside each row
+        return AttentionContext(rope, span, cu_seqlens=segment_cu_seqlens(starts, span))
+    segment_ids = torch.cumsum(starts.int(), dim=-1)
     if backend == "flex":
-        def document_causal(b, h, q_idx, kv_idx):
-            return (q_idx >= kv_idx) & (doc_ids[b, q_idx] == doc_ids[b, kv_idx])
+        def same_segment_causal(b, h, q_idx, kv_idx):
+            return (q_idx >= kv_idx) & (segment_ids[b, q_idx] == segment_ids[b, kv_idx])
 
-        return AttentionContext(rope, create_block_mask(document_causal, bsz, None, t, t, device=ids.device))
-    causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
-    return AttentionContext(rope, ((doc_ids[:, :, None] == doc_ids[:, None, :]) & causal)[:, None])
+        bsz, t = ids.shape
+        return AttentionContext(rope, span, block_mask=create_block_mask(same_segment_causal, bsz, None, t, t,
+                                                                           device=ids.device))
+    return AttentionContext(rope, span, segment_ids=segment_ids)
+
+
+def banded_sdpa(q: Tensor, k: Tensor, v: Tensor, segment_ids: Tensor, span: int) -> Tensor:
+    """SDPA under the same-segment causal mask in memory linear in the row length: a segment is at most
+    `span` long, so each chunk of span/4 queries only needs the `span` keys before it and its own. One
+    batched call over all chunks; ~1.25x the scores of fixed rows. q [B, H, T, D], k/v [B, KV, T, D]."""
+    b, h, t, d = q.shape
+    gqa = h != k.size(1)
+    if t <= span:  # one chunk: the plain masked call
+        causal = torch.ones(t, t, dtype=torch.bool, device=q.device).tril()
+        mask = (segment_ids[:, :, None] == segment_ids[:, None, :]) & causal
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], enable_gqa=gqa)
+    chunk = max(1, span // 4)
+    c, pad = -(-t // chunk), -t % chunk
+    width = span + chunk  # keys of a chunk's window: the span before it, then the chunk itself
+    # padded queries (segment -2) see the padded keys (-2); the span of keys in front (-1) is seen by nobody
+    seg_q = F.pad(segment_ids, (0, pad), value=-2).view(b, c, chunk)
+    seg_k = F.pad(F.pad(segment_ids, (0, pad), value=-2), (span, 0), value=-1).unfold(1, width, chunk)
+    causal = torch.ones(chunk, width, dtype=torch.bool, device=q.device).tril(span)
+    mask = (seg_q[..., :, None] == seg_k[..., None, :]) & causal  # [B, c, chunk, width]
+
+    def key_windows(x: Tensor) -> Tensor:  # [B, KV, T, D] -> [B * c, KV, width, D]
+        x = F.pad(x, (0, 0, span, pad)).unfold(2, width, chunk)  # [B, KV, c, D, width]
+        return x.permute(0, 2, 1, 4, 3).reshape(b * c, x.size(1), width, d)
+
+    qc = F.pad(q, (0, 0, 0, pad)).view(b, h, c, chunk, d).transpose(1, 2).reshape(b * c, h, chunk, d)
+    y = F.scaled_dot_product_attention(qc, key_windows(k), key_windows(v), attn_mask=mask.view(b * c, 1, chunk, width),
+                                       enable_gqa=gqa)
+    return y.view(b, c, h, chunk, d).transpose(1, 2).reshape(b, h, c * chunk, d)[:, :, :t]
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext) -> Tensor:
-    """Causal GQA attention under the context's document mask. SDPA is the portable reference;
+    """Causal GQA attention inside the context's segments. SDPA (banded) is the portable reference;
     FlexAttention skips fully masked tiles (fast once compiled on GPU); FA3 varlen is the records' path."""
-    gqa = q.size(1) != k.size(1)
     if ctx.cu_seqlens is not None:
         b, h, t, d = q.shape
         flat = lambda x: x.transpose(1, 2).reshape(b * t, x.size(1), d).to(torch.bfloat16)  # noqa: E731
-        y = flash_attn_varlen_func(flat(q), flat(k), flat(v), ctx.cu_seqlens, ctx.cu_seqlens, t, t, causal=True)
+        y = flash_attn_varlen_func(flat(q), flat(k), flat(v), ctx.cu_seqlens, ctx.cu_seqlens, ctx.span, ctx.span,
+                                   causal=True)
         y = y[0] if isinstance(y, tuple) else y  # some FA3 builds also return the softmax LSE
         return y.reshape(b, t, h, d).transpose(1, 2).to(q.dtype)
-    if ctx.doc_mask is None:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-    if isinstance(ctx.doc_mask, Tensor):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.doc_mask, enable_gqa=gqa)
-    return flex_attention(q, k, v, block_mask=ctx.doc_mask, enable_gqa=gqa)
+    if ctx.block_mask is not None:
+        return flex_attention(q, k, v, block_mask=ctx.block_mask, enable_gqa=q.size(1) != k.size(1))
+    return banded_sdpa(q, k, v, ctx.segment_ids, ctx.span)
 
 
 class CausalSelfAttention(nn.Module):
@@ -788,18 +1145,19 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, x0: Tensor, ctx: AttentionContext, xsa: bool,
                 lane_m: Tensor | None = None, lambdas: tuple[Tensor, Tensor] | None = None):
-        """Sequential block; with lane_m, the two-lane parallel form of #1626: attention reads lane A (x),
-        the MLP reads lane M, and both lanes take learned mixes of both outputs. Returns (x, lane_m)."""
+        """Sequential block (the mixed stream is carried on); with lane_m, the two-lane parallel form of
+        #1626/#1855: resid_mix only forms what attention reads from lane A (x, carried unmixed), the MLP
+        reads lane M, and both lanes take learned mixes of both outputs. Returns (x, lane_m)."""
         mix = self.resid_mix.to(x.dtype)
-        x = mix[0] * x + mix[1] * x0
-        attn_out = self.attn_scale.to(x.dtype) * self.attn(rms_norm(x) * self.ln_scale, ctx, xsa)
+        x_in = mix[0] * x + mix[1] * x0
+        attn_out = self.attn_scale.to(x.dtype) * self.attn(rms_norm(x_in) * self.ln_scale, ctx, xsa)
         if lane_m is None:
-            x = x + attn_out
+            x = x_in + attn_out
             return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.ln_scale), None
         mlp_out = self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(lane_m) * self.ln_scale)
         resid, post = (t.to(x.dtype) for t in lambdas)  # [2], [2 (attn, mlp), 2 (lane A, lane M)]
-        x_new = resid[0] * x + post[0, 0] * attn_out + post[1, 0] * mlp_out
-        return x_new, resid[1] * lane_m + post[0, 1] * attn_out + post[1, 1] * mlp_out
+        lane_a = resid[0] * x + post[0, 0] * attn_out + post[1, 0] * mlp_out
+        return lane_a, resid[1] * lane_m + post[0, 1] * attn_out + post[1, 1] * mlp_out
 
 
 @dataclass(frozen=True)
@@ -816,10 +1174,13 @@ class LayerPlan:
 def make_plan(order: list[int], repeat: list[int], unet: bool, hp: Hyperparameters) -> LayerPlan:
     n = len(order)
     num_encoder = n // 2 if unet else 0
-    start = hp.parallel_start_layer
-    first_parallel = next((i for i in range(num_encoder, n) if 0 <= start <= order[i]), n)
-    return LayerPlan(tuple(order), tuple(repeat), num_encoder, tuple(i >= n - hp.xsa_last_n for i in range(n)),
-                     tuple(i >= first_parallel for i in range(n)))
+    start = hp.parallel_start_layer  # <= 0: no lanes, as in the records' code
+    first_parallel = next((i for i in range(num_encoder, n) if 0 < start <= order[i]), n)
+    if hp.num_repeats > 1:  # #895: the last N applications of the current depth
+        xsa = [i >= n - hp.xsa_last_n for i in range(n)]
+    else:  # #1855: every application of the last N physical blocks (11 of 11: all 17 applications)
+        xsa = [b >= hp.num_layers - hp.xsa_last_n for b in order]
+    return LayerPlan(tuple(order), tuple(repeat), num_encoder, tuple(xsa), tuple(i >= first_parallel for i in range(n)))
 
 
 def layer_plans(hp: Hyperparameters) -> tuple[LayerPlan, ...]:
@@ -850,6 +1211,28 @@ def plan_index_at(frac: float, hp: Hyperparameters) -> int:
     return int(hp.num_loops > 0 and frac >= hp.enable_looping_at)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """What trains at one point of the schedule: a layer plan and the longest attention segment. The
+    batch is one flat row either way, so a new span changes the masks only, never a tensor shape."""
+
+    plan: int
+    span: int
+
+
+def stage_at(frac: float, hp: Hyperparameters) -> Stage:
+    """TRAIN_SEQ_SCHEDULE: the len of the first entry whose fraction is above frac; past all: TRAIN_SEQ_LEN."""
+    span = next((n for f, n in parse_seq_schedule(hp.train_seq_schedule) if frac < f), hp.train_seq_len)
+    return Stage(plan_index_at(frac, hp), span)
+
+
+def schedule_stages(hp: Hyperparameters) -> list[Stage]:
+    """Every stage a run trains under, in order: what the compile warm-up must build before the clock."""
+    points = [f for f, _ in parse_prog_depth(hp.prog_depth) + parse_seq_schedule(hp.train_seq_schedule)]
+    points += [hp.enable_looping_at] if hp.num_loops > 0 else []
+    return list(dict.fromkeys(stage_at(f, hp) for f in sorted([0.0, *points])))
+
+
 class GPT(nn.Module):
     def __init__(self, hp: Hyperparameters):
         super().__init__()
@@ -866,6 +1249,9 @@ class GPT(nn.Module):
         if hp.smear_gate_enabled:
             self.smear_gate = nn.Parameter(torch.zeros(hp.gate_window))
             self.smear_lambda = nn.Parameter(torch.zeros(1))
+        if hp.asym_logit_rescale:
+            self.softcap_pos = nn.Parameter(torch.tensor(hp.logit_softcap))
+            self.softcap_neg = nn.Parameter(torch.tensor(hp.logit_softcap))
         if hp.num_repeats > 1:  # #895: per-application embeddings and per-repeat cross skips, zero-init
             self.loop_embed = nn.Parameter(torch.zeros(depth, dim))
             self.cross_repeat_scales = nn.Parameter(torch.zeros(hp.num_layers, hp.num_repeats - 1, dim))
@@ -883,7 +1269,7 @@ class GPT(nn.Module):
                 for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.fc):
                     nn.init.orthogonal_(lin.weight)
 
-    def hidden(self, ids: Tensor, plan_index: int = -1) -> Tensor:
+    def hidden(self, ids: Tensor, plan_index: int = -1, span: int | None = None) -> Tensor:
         plan = self.plans[plan_index]
         x = self.tok_emb(ids)
         if not torch.is_autocast_enabled(x.device.type):
@@ -891,17 +1277,17 @@ class GPT(nn.Module):
         if self.hp.smear_gate_enabled:
             x = smear_previous_token(x, ids, self.smear_gate, self.smear_lambda)
         x = x0 = rms_norm(x)
-        ctx = attention_context(ids, self.hp)
+        ctx = attention_context(ids, self.hp, span)
         values = [table(ids).to(x.dtype) for table in self.value_embeds]
         skips, lane_m, last_out = [], None, {}
         for i, b in enumerate(plan.order):
             x = self.recurrence_inputs(x, i, b, plan.repeat[i], values, last_out)
-            if plan.num_encoder <= i and skips:
+            if plan.parallel[i] and lane_m is None:
+                lane_m = x  # the stream splits into lane A (x) and lane M before this skip merges (#1855)
+            if plan.num_encoder <= i and skips:  # skips merge into lane A only
                 j = i - plan.num_encoder
                 gate = None if self.skip_gates is None else self.skip_gates[j]
                 x = skip_merge(x, skips.pop(), self.skip_weights[j], gate)
-            if plan.parallel[i] and lane_m is None:
-                lane_m = x  # the stream splits into an attention lane (x) and an MLP lane
             lambdas = (self.parallel_resid_lambdas[b], self.parallel_post_lambdas[b]) if lane_m is not None else None
             x, lane_m = self.blocks[b](x, x0, ctx, plan.xsa[i], lane_m, lambdas)
             if i < plan.num_encoder:
@@ -924,11 +1310,15 @@ class GPT(nn.Module):
     def logits(self, h: Tensor) -> Tensor:
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
         z = F.linear(h, weight.to(h.dtype)).float()
+        if self.hp.asym_logit_rescale:  # AsymLogit: monotone in z, so the softmax stays a full distribution
+            cap = torch.where(z > 0, self.softcap_pos, self.softcap_neg)
+            return cap * torch.tanh(z / cap)
         return self.hp.logit_softcap * torch.tanh(z / self.hp.logit_softcap)
 
-    def forward(self, input_ids: Tensor, target_ids: Tensor, reduction: str = "mean", plan_index: int = -1) -> Tensor:
+    def forward(self, input_ids: Tensor, target_ids: Tensor, reduction: str = "mean", plan_index: int = -1,
+                span: int | None = None) -> Tensor:
         """Cross-entropy of the targets; reduction="none" gives per-token NLL for exact eval sums."""
-        logits = self.logits(self.hidden(input_ids, plan_index))
+        logits = self.logits(self.hidden(input_ids, plan_index, span))
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction=reduction)
 
 
@@ -1083,15 +1473,15 @@ class Models:
 
 
 def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hyperparameters, rt: Runtime,
-               step: int, lr_scale: float, plan_index: int) -> Tensor:
+               step: int, lr_scale: float, stage: Stage) -> Tensor:
     """One optimizer step over grad_accum_steps micro-batches; returns the mean train loss."""
-    total = torch.zeros((), device=rt.device)
+    total, per_rank = torch.zeros((), device=rt.device), hp.grad_clip_per_rank and rt.distributed
     for micro in range(rt.grad_accum_steps):
-        if isinstance(model, DDP):  # all-reduce gradients on the last micro-batch only
-            model.require_backward_grad_sync = micro == rt.grad_accum_steps - 1
-        x, y = loader.next_batch(hp.train_batch_tokens, hp.train_seq_len)
+        if isinstance(model, DDP):  # all-reduce gradients on the last micro-batch only (after clipping: per rank)
+            model.require_backward_grad_sync = micro == rt.grad_accum_steps - 1 and not per_rank
+        x, y = loader.next_batch(hp.train_batch_tokens)
         with autocast_context(rt):
-            loss = model(x, y, plan_index=plan_index)
+            loss = model(x, y, plan_index=stage.plan, span=stage.span)
         total += loss.detach()
         (loss / rt.grad_accum_steps).backward()
     for opt in optimizers:
@@ -1101,6 +1491,8 @@ def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hype
                 group["momentum"] = muon_momentum_at(step, hp)
     if hp.grad_clip_norm > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip_norm)
+    if per_rank:
+        average_gradients(list(model.parameters()), rt)
     for opt in optimizers:
         opt.step()
     for opt in optimizers:
@@ -1117,14 +1509,14 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
     weights = {k: v.detach().clone() for k, v in models.raw.state_dict().items()}
     opt_states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
     loader = TrainLoader(train_pattern(hp), rt)
-    for plan_index in range(len(models.raw.plans)):
+    for stage in schedule_stages(hp):
         for i in range(hp.warmup_steps):
-            train_step(models.train, optimizers, loader, hp, rt, step=0, lr_scale=1.0, plan_index=plan_index)
+            train_step(models.train, optimizers, loader, hp, rt, step=0, lr_scale=1.0, stage=stage)
             if hp.warmup_steps <= 20 or (i + 1) % 10 == 0 or i + 1 == hp.warmup_steps:
-                log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{plan_index}")
-    tokens = torch.randint(0, hp.vocab_size, (eval_batch_seqs(hp, rt), hp.train_seq_len + 1), device=rt.device)
+                log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{stage.plan} span:{stage.span}")
+    x, y = torch.randint(0, hp.vocab_size, (2, 1, eval_batch_seqs(hp, rt) * hp.train_seq_len), device=rt.device)
     with torch.no_grad(), autocast_context(rt):  # the eval graph too, on random tokens (never val data)
-        models.eval(tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous(), reduction="none")
+        models.eval(x, y, reduction="none")
     models.raw.load_state_dict(weights, strict=True)
     for opt, state in zip(optimizers, opt_states):
         opt.load_state_dict(state)
@@ -1163,7 +1555,12 @@ class WeightAverage:
         return {k: ((self.sum[k] + v.float()) / (self.count + 1)).to(v.dtype) for k, v in state.items()}
 
 
-def log_plan_switch(plan: LayerPlan, step: int, frac: float, hp: Hyperparameters, log) -> None:
+def log_stage_switch(old: Stage, new: Stage, plans: tuple, step: int, frac: float, hp: Hyperparameters, log) -> None:
+    if new.span != old.span:
+        log(f"seq_len:switched to {new.span} step:{step} frac:{frac:.3f}")
+    if new.plan == old.plan:
+        return
+    plan = plans[new.plan]
     if hp.num_repeats > 1:
         log(f"prog_depth: switched to {max(plan.repeat) + 1} repeats at step:{step} frac:{frac:.2f}")
     else:
@@ -1174,7 +1571,7 @@ def log_plan_switch(plan: LayerPlan, step: int, frac: float, hp: Hyperparameters
 @dataclass
 class TrainResult:
     steps: int
-    plan_switch_steps: list[int]  # steps after which a new layer plan took over (same on every rank)
+    plan_switch_steps: list[int]  # steps after which a new stage took over (same on every rank)
 
 
 def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> TrainResult:
@@ -1182,7 +1579,7 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> Train
     loader = TrainLoader(train_pattern(hp), rt)
     average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 or hp.swa_enabled else None
     cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
-    train_ms, step, stop_at, plan_index, switches = 0.0, 0, None, plan_index_at(0.0, hp), []
+    train_ms, step, stop_at, stage, switches = 0.0, 0, None, stage_at(0.0, hp), []
     synchronize(rt)
     t0 = time.perf_counter()
     while True:
@@ -1198,20 +1595,20 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> Train
         if last:
             break
         lr_scale = lr_scale_at(step, train_ms + 1000 * (time.perf_counter() - t0), hp)
-        loss = train_step(models.train, optimizers, loader, hp, rt, step, lr_scale, plan_index)
+        loss = train_step(models.train, optimizers, loader, hp, rt, step, lr_scale, stage)
         step += 1
         if average is not None:
-            average.update(models.raw, step, lr_scale, plan_index == last_plan)
+            average.update(models.raw, step, lr_scale, stage.plan == last_plan)
         elapsed = torch.tensor(train_ms + 1000 * (time.perf_counter() - t0), device=rt.device, dtype=torch.float64)
         elapsed_ms = all_reduce_(elapsed, rt, dist.ReduceOp.MAX).item()  # one clock for all ranks
         if hp.train_log_every > 0 and (step <= 10 or step % hp.train_log_every == 0):
             log(f"step:{step}/{hp.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms "
                 f"step_avg:{elapsed_ms / step:.2f}ms")
         frac = training_frac(step, elapsed_ms, hp)
-        if plan_index_at(frac, hp) != plan_index:
-            plan_index = plan_index_at(frac, hp)
+        if stage_at(frac, hp) != stage:
+            log_stage_switch(stage, stage_at(frac, hp), models.raw.plans, step, frac, hp, log)
+            stage = stage_at(frac, hp)
             switches.append(step)
-            log_plan_switch(models.raw.plans[plan_index], step, frac, hp, log)
         if stop_at is None and elapsed_ms >= cap_ms:
             stop_at = step
     if stop_at is not None and step < hp.iterations:
@@ -1258,11 +1655,14 @@ def tensor_role(name: str) -> str:
     return "gate" if name.endswith("attn_gate_w") else "other"
 
 
-def row_scale_exponents(w: Tensor, clip_sigmas: float, qmax: int) -> Tensor:
-    """SDClip (#1394): scale = k * row std / qmax. Ours: the scale is snapped to a log grid and stored as
-    its int16 exponent, ~5 compressed bits a row instead of ~11 for fp16; codes use the snapped value."""
+def sdclip_row_scales(w: Tensor, clip_sigmas: float, qmax: int, log_grid: bool = True) -> dict[str, Tensor]:
+    """SDClip (#1394): scale = k * row std / qmax, fp16 as #1855 stores it. Ours (SCALE_LOG_GRID): snapped to
+    a log grid and stored as its int16 exponent, ~5 compressed bits a row instead of ~11; the codes use
+    the snapped value."""
     scale = (clip_sigmas * w.float().std(dim=1) / qmax).clamp_min(1e-8)
-    return torch.round(SCALE_STEPS_PER_OCTAVE * torch.log2(scale)).to(torch.int16)
+    if not log_grid:
+        return {"scale": scale.to(torch.float16)}
+    return {"scale_exp": torch.round(SCALE_STEPS_PER_OCTAVE * torch.log2(scale)).to(torch.int16)}
 
 
 def exponent_scale(exponents: Tensor) -> Tensor:
@@ -1303,20 +1703,38 @@ def quantize_gptq_lite(w: Tensor, qmax: int) -> dict[str, Tensor]:
     return {"q": best[0], "scale": best[1]}
 
 
-def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, block: int = 128) -> dict[str, Tensor]:
+GPTQ_DAMPING = (0.01, 0.1, 1.0)  # fractions of mean(diag H) added to the diagonal: 1% (GPTQ), raised on failure
+
+
+def inverse_hessian_factor(h: Tensor, name: str) -> Tensor:
+    """Upper Cholesky factor of the damped H^-1. A Hessian that is not positive definite even with 1%
+    damping (too few calibration tokens, a collapsed layer) gets 10% then 100%, then a clear error."""
+    eye = torch.eye(h.size(0), device=h.device) * torch.diag(h).mean()
+    for damping in GPTQ_DAMPING:
+        lower, info = torch.linalg.cholesky_ex(h + damping * eye)
+        if info == 0:
+            upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
+            if info == 0:
+                return upper
+    raise ArtifactError(f"GPTQ: the Hessian of {name} is not positive definite even with damping "
+                        f"{GPTQ_DAMPING[-1]:g} x mean(diag) (non-finite weights or activations?)")
+
+
+def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, name: str = "a matrix",
+                  log_grid: bool = True, block: int = 128) -> dict[str, Tensor]:
     """Full-Hessian GPTQ (Frantar et al. 2022): quantize columns in act-order (largest Hessian diagonal
     first) and push each column's error, weighted by the inverse Hessian's Cholesky factor, onto the
-    columns not yet quantized; blocks of 128 keep the updates matrix-shaped. Dead inputs are zeroed."""
+    columns not yet quantized; blocks of 128 keep the updates matrix-shaped. Dead inputs are zeroed.
+    Everything here is fp32 whatever autocast does (the hooks accumulate fp32 Hessians)."""
     qmax = 2 ** (bits - 1) - 1
-    exponents = row_scale_exponents(w, clip_sigmas, qmax)
+    scales = sdclip_row_scales(w, clip_sigmas, qmax, log_grid)
     w, h = w.float().clone(), hessian.float().clone()
     dead = torch.diag(h) == 0
     h[dead, dead], w[:, dead] = 1.0, 0.0
-    h += 0.01 * torch.diag(h).mean() * torch.eye(h.size(0), device=h.device)  # 1% damping
     perm = torch.argsort(torch.diag(h), descending=True)
     w, h = w[:, perm], h[perm][:, perm]
-    u = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
-    q, s = torch.zeros_like(w), exponent_scale(exponents)
+    u = inverse_hessian_factor(h, name)
+    q, s = torch.zeros_like(w), row_scale(scales)
     for start in range(0, w.size(1), block):
         end = min(start + block, w.size(1))
         err = torch.zeros(w.size(0), end - start, device=w.device)
@@ -1325,7 +1743,7 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, blo
             err[:, j - start] = (w[:, j] - q[:, j] * s) / u[j, j]
             w[:, j:end] -= err[:, j - start, None] * u[j, j:end]
         w[:, end:] -= err @ u[start:end, end:]
-    return {"q": q[:, torch.argsort(perm)].to(torch.int8), "scale_exp": exponents}
+    return {"q": q[:, torch.argsort(perm)].to(torch.int8), **scales}
 
 
 def quantize_groups(x: Tensor, num_groups: int, low: int, high: int, divisor: float) -> dict[str, Tensor]:
@@ -1377,15 +1795,20 @@ def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[st
     if hp.quant_method == "gptq_lite":
         return quantize_gptq_lite(w, qmax)
     if name in hessians:
-        return gptq_quantize(w, hessians[name].to(w.device), bits, sigmas)
-    exponents = row_scale_exponents(w, sigmas, qmax)
-    return {"q": quantize_rows(w, exponent_scale(exponents), qmax), "scale_exp": exponents}
+        return gptq_quantize(w, hessians[name].to(w.device), bits, sigmas, name, hp.scale_log_grid)
+    scales = sdclip_row_scales(w, sigmas, qmax, hp.scale_log_grid)
+    return {"q": quantize_rows(w, row_scale(scales), qmax), **scales}
 
 
 def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
                         hessians: dict[str, Tensor] | None = None) -> dict[str, tuple[str, str, dict[str, Tensor]]]:
     """name -> (scheme, original dtype, arrays). Schemes: raw (kept as is) | rows (int codes q and one
     scale per row, plus LQER factors on the LQER_TOP_K tensors with the largest error)."""
+    with fp32_context(next(iter(state.values())).device):
+        return quantize_tensors(state, hp, hessians or {})
+
+
+def quantize_tensors(state: dict[str, Tensor], hp: Hyperparameters, hessians: dict[str, Tensor]) -> dict:
     out = {}
     for name, t in state.items():
         dtype, t = str(t.dtype).removeprefix("torch."), t.detach()  # quantized on its own device (GPU: fast)
@@ -1395,7 +1818,7 @@ def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
             keep = torch.float16 if hp.quant_method == "gptq" and t.is_floating_point() else t.dtype
             scheme, arrays = "raw", {"value": t.to(keep)}  # the baseline keeps its fp32 control tensors
         else:
-            scheme, arrays = "rows", quantize_matrix(name, t, hp, hessians or {})
+            scheme, arrays = "rows", quantize_matrix(name, t, hp, hessians)
         out[name] = (scheme, dtype, {k: v.cpu().contiguous() for k, v in arrays.items()})
     if hp.lqer_enabled and hp.quant_method == "gptq":
         add_lqer(out, state, hp)
@@ -1428,12 +1851,14 @@ def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]
 @torch.no_grad()
 def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str, Tensor]:
     """H = sum X^T X of every matrix's input, from forward hooks on the eager model (a looped block adds
-    once per application); the tied embedding's H comes from the final-norm output it multiplies."""
+    once per application); the tied embedding's H comes from the final-norm output it multiplies.
+    The forward may run in bf16; the sums are fp32 (a bf16 X^T X is not even positive definite)."""
     hessians: dict[str, Tensor] = {}
 
     def accumulate(key: str, x: Tensor) -> None:
-        x = x.reshape(-1, x.size(-1)).float()
-        hessians[key] = hessians.get(key, 0) + x.T @ x
+        with fp32_context(x.device):  # else x^T x would be a bf16 matmul under autocast
+            x = x.reshape(-1, x.size(-1)).float()
+            hessians[key] = hessians.get(key, 0) + x.T @ x
 
     hooks = [module.register_forward_hook(lambda m, inp, out, key=f"{name}.weight": accumulate(key, inp[0]))
              for name, module in model.named_modules() if isinstance(module, CastedLinear)]
@@ -1468,7 +1893,7 @@ def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Te
     if hp.gptq_calibration == "self":
         return self_generated_batches(model, hp, rt)
     loader = TrainLoader(train_pattern(hp), rt)  # training tokens only
-    return [loader.next_batch(hp.train_batch_tokens, hp.train_seq_len)[0] for _ in range(hp.gptq_calibration_batches)]
+    return [loader.next_batch(hp.train_batch_tokens)[0] for _ in range(hp.gptq_calibration_batches)]
 
 
 # rANS entropy coding (Duda 2013, "Asymmetric numeral systems"; ours here): each role's integer codes share
@@ -1735,9 +2160,10 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
     for s in range(first, last, batch_seqs):
         e = min(s + batch_seqs, last)
         window = val.tokens[s * seq_len : e * seq_len + 1].to(rt.device, torch.int64)
-        x, y = window[:-1].reshape(-1, seq_len), window[1:].reshape(-1, seq_len)
-        pad = batch_seqs - (e - s)  # a short last batch is padded, so compiled eval sees one shape
-        x, y = F.pad(x, (0, 0, 0, pad), value=BOS_ID), F.pad(y, (0, 0, 0, pad), value=BOS_ID)
+        # one flat row, cut into segments at BOS and every TRAIN_SEQ_LEN as in training (#1855's eval);
+        # a short last batch is padded at the end (causal: no real token sees it), so compiled eval sees one shape
+        pad = (batch_seqs - (e - s)) * seq_len
+        x, y = F.pad(window[:-1], (0, pad))[None], F.pad(window[1:], (0, pad))[None]  # strides (n, 1): one graph
         with autocast_context(rt):
             nll = model(x, y, reduction="none")[: (e - s) * seq_len]
         meter.add(nll, val.token_bytes[s * seq_len + 1 : e * seq_len + 1].to(rt.device))
@@ -1777,6 +2203,8 @@ def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> Validation
         token_bytes = token_bytes_from_luts(tokens, build_byte_luts(sp, hp.vocab_size))
     log(f"val_loader:shards pattern={pattern} tokens:{total} scored_targets:{tokens.numel() - 1} "
         f"unscored_tail:{total - tokens.numel()}")
+    log(f"val_tokens: {total - 1}")  # every target the split holds; reviewers compare it across runs
+    log(f"target_tokens: {tokens.numel() - 1}")  # the targets the score covers (val_tokens minus the tail)
     return ValidationData(tokens, token_bytes, total)
 
 
@@ -1896,11 +2324,14 @@ def main() -> None:
     log_header(hp, rt, log)
     val = load_validation(hp, rt, log)
     models = prepare_models(hp, rt)
+    log.open_file()  # the startup checks (knobs, data, tokenizer, model) passed
     log(f"model_params:{sum(p.numel() for p in models.raw.parameters())}")
     if hp.eval_only_path:
         score_artifact(models, Path(hp.eval_only_path), val, hp, rt, log)
         return
-    log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{len(shard_paths(train_pattern(hp)))}")
+    num_shards = len(shard_paths(train_pattern(hp)))
+    log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards}")
+    log(f"train_shards: {num_shards}")  # the records' fingerprint line (#2127 audit: 80 for the official export)
     if hp.max_wallclock_seconds > 0:
         log(f"gptq:reserving {hp.gptq_reserve_seconds:g}s, effective={training_cap_ms(hp):.0f}ms")
     optimizers = build_optimizers(models.raw, hp, rt)
@@ -1920,8 +2351,20 @@ def main() -> None:
     sys.stdout.flush()
 
 
+USAGE = """usage: [ENV=value ...] python train_gpt.py          (or: torchrun --nproc_per_node=N train_gpt.py)
+Every knob is an environment variable; the resolved values are printed at startup. Knobs:
+"""
+
+
 def run_cli() -> int:
     """Clear one-line errors for bad input (exit 2), not tracebacks."""
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(USAGE + knob_table())
+        return 0
+    if sys.argv[1:]:
+        print(f"error: train_gpt.py takes no arguments ({' '.join(sys.argv[1:])}): every knob is an env var, "
+              "see python train_gpt.py --help", file=sys.stderr)
+        return 2
     try:
         main()
         if dist.is_initialized():

@@ -4,12 +4,18 @@ Usage:
     python data/build_shards.py --input docs.jsonl --out data/datasets/mycorpus_sp1024 \\
         --vocab-size 1024 --val-docs 50000
     python data/build_shards.py --input a.txt b.txt --out DIR --tokenizer existing.model
+    python data/build_shards.py --input docs.jsonl --out DIR --vocab-size 8192 --caseops
 
 Input files are `.jsonl` (one JSON object per line, the document text in
 `--text-field`) or `.txt` (documents separated by blank lines). Empty and
 whitespace-only documents are skipped. The first `--val-docs` documents, in input order, form the
 validation split and the rest the training split, so the two are disjoint by
-construction. The tokenizer is trained on the training documents only.
+construction; --val-docs must be smaller than the number of documents. The
+tokenizer is trained on the training documents only. An output directory that
+already holds a build (shards, tokenizer, build_info.json) is refused unless
+--overwrite; every file is written to a temp name and renamed, build_info.json
+last (a rebuild deletes the old one first, so a directory without it is an
+unfinished build).
 
 Every document is written as [BOS] + its token ids (no EOS), val first into
 fineweb_val_*.bin, then train into fineweb_train_*.bin. DIR receives:
@@ -20,13 +26,27 @@ fineweb_val_*.bin, then train into fineweb_train_*.bin. DIR receives:
     build_info.json                       vocab_size, tokenizer_sha256, tokenizer_source, input_files,
                                           normalization, tokens_per_shard, seed, val_docs, train_docs,
                                           val_tokens, train_tokens, val_shards, train_shards, val_bytes,
-                                          val_bytes_token_rule, roundtrip_mismatch_docs
+                                          val_bytes_token_rule, byte_accounting, roundtrip_mismatch_docs,
+                                          caseops, val_bytes_sidecar, val_bytes_shards,
+                                          train_docs_equal_to_a_val_doc
+
+--caseops applies the top record's lossless case transform (data/caseops.py:
+TITLE/ALLCAPS/CAPNEXT/ESC operators U+E001..U+E004, user-defined pieces 4-7) to
+every document before tokenization; the tokenizer is trained on transformed
+training text, the shards hold transformed text, and
+
+    fineweb_val_bytes_000000.bin, ...     per-val-token ORIGINAL UTF-8 bytes (same
+                                          format, uint16, 1:1 with the val stream,
+                                          BOS = 0); train with
+                                          VAL_BYTES_PATH=DIR/fineweb_val_bytes_*.bin
 
 Byte accounting: val_bpb divides by the UTF-8 bytes of the original text. The
 tokenizer settings here (a standalone "▁" piece, add_dummy_prefix, no extra
 whitespace removal under identity normalization) make the trainer's per-token
 byte rule reproduce that count exactly; build_info.json records both numbers
-(val_bytes and val_bytes_token_rule) so a mismatch is visible.
+(val_bytes and val_bytes_token_rule) so a mismatch is visible. Under --caseops
+the per-token rule is the sidecar (byte_accounting "sidecar"), whose sum over
+every val document is checked to equal the document's UTF-8 length.
 """
 
 from __future__ import annotations
@@ -45,6 +65,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 import sentencepiece as spm
 
+import caseops
 import shard_io
 
 SPACE_PIECE = "\u2581"
@@ -54,6 +75,8 @@ DEFAULT_VOCAB_SIZE = 1024
 NORMALIZATIONS = ("identity", "nmt_nfkc")
 ENCODE_BATCH_DOCS = 1024
 THREADS = 2
+SIDECAR_PREFIX = "fineweb_val_bytes_"
+BUILD_OUTPUTS = ("tokenizer.model", "tokenizer.vocab", "build_info.json")
 
 
 # ----------------------------------------------------------------------------
@@ -76,6 +99,11 @@ def _read_jsonl(path: Path, text_field: str) -> list[str]:
             text = record[text_field]
             if not isinstance(text, str):
                 raise ValueError(f"{path}:{line_no}: field {text_field!r} is {type(text).__name__}, not a string")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:  # a lone surrogate escape such as "\ud83d"
+                raise ValueError(f"{path}:{line_no}: the text is not valid Unicode ({error.reason} at "
+                                 f"character {error.start}); its UTF-8 bytes cannot be counted") from None
             docs.append(text)
     return docs
 
@@ -129,7 +157,8 @@ def _training_sentences(docs: Iterable[str]) -> Iterator[str]:
                 yield line
 
 
-def _train_model_bytes(docs: Sequence[str], vocab_size: int, normalization: str, max_sentences: int) -> bytes:
+def _train_model_bytes(docs: Sequence[str], vocab_size: int, normalization: str, max_sentences: int,
+                       user_defined_symbols: Sequence[str] = ()) -> bytes:
     model = io.BytesIO()  # model_writer, not model_prefix: no temp path ends up inside the model file
     try:
         spm.SentencePieceTrainer.train(
@@ -146,6 +175,8 @@ def _train_model_bytes(docs: Sequence[str], vocab_size: int, normalization: str,
             add_dummy_prefix=True,
             pad_id=0, bos_id=1, eos_id=2, unk_id=3,
             pad_piece="<pad>", bos_piece="<s>", eos_piece="</s>", unk_piece="<unk>",
+            # user-defined pieces take the ids right after unk (CaseOps: 4-7), before the byte pieces
+            user_defined_symbols=list(user_defined_symbols),
             input_sentence_size=max_sentences,
             shuffle_input_sentence=True,
             max_sentence_length=1 << 16,
@@ -170,16 +201,19 @@ def train_tokenizer(
     normalization: str = "identity",
     seed: int = 1337,
     max_sentences: int = 2_000_000,
+    user_defined_symbols: Sequence[str] = (),
 ) -> Path:
     """Train a byte-fallback SentencePiece BPE on `docs`; write
     out_dir/tokenizer.model and tokenizer.vocab; return the model path.
-    The same docs and settings give a byte-identical model file."""
+    The same docs and settings give a byte-identical model file.
+    `user_defined_symbols` (the CaseOps operators) become pieces 4, 5, ...,
+    always encoded whole."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spm.set_random_generator_seed(seed)  # only used when the sentences exceed max_sentences
-    model = _train_model_bytes(docs, vocab_size, normalization, max_sentences)
+    model = _train_model_bytes(docs, vocab_size, normalization, max_sentences, user_defined_symbols)
     sp = spm.SentencePieceProcessor(model_proto=model)
     vocab = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
     _write_bytes(out_dir / "tokenizer.vocab", vocab.encode("utf-8"))
@@ -302,7 +336,42 @@ def _check_split_sizes(n_docs: int, val_docs: int) -> None:
     if val_docs <= 0:
         raise ValueError(f"--val-docs must be positive, got {val_docs}")
     if val_docs >= n_docs:
-        raise ValueError(f"--val-docs {val_docs} leaves no training documents (the input has {n_docs} documents)")
+        raise ValueError(
+            f"--val-docs {val_docs} leaves no training documents: the input has {n_docs} documents, the first "
+            f"--val-docs of them form val and the rest train, so --val-docs must be below {n_docs} "
+            f"(e.g. --val-docs {max(1, n_docs // 10)} holds out 10%)")
+
+
+def sidecar_paths(out_dir: str | os.PathLike) -> list[Path]:
+    """The val byte sidecar shards in `out_dir`, in index order."""
+    return sorted(Path(out_dir).glob(f"{SIDECAR_PREFIX}[0-9][0-9][0-9][0-9][0-9][0-9].bin"))
+
+
+def _write_sidecar(out_dir: Path, counts: np.ndarray, tokens_per_shard: int) -> list[Path]:
+    # Cut at the same places as the val shards, so sidecar shard i lines up with val shard i.
+    paths = []
+    for index, start in enumerate(range(0, counts.size, tokens_per_shard)):
+        paths.append(out_dir / f"{SIDECAR_PREFIX}{index:06d}.bin")
+        shard_io.write_shard(paths[-1], counts[start : start + tokens_per_shard])
+    return paths
+
+
+def _val_sidecar(originals: Sequence[str], transformed: Sequence[str], val_ids: list[list[int]],
+                 sp: spm.SentencePieceProcessor) -> np.ndarray:
+    """Per-token original bytes of the val stream ([BOS] + tokens per document; BOS = 0)."""
+    surfaces = caseops.piece_surfaces(sp)
+    parts = []
+    for index, (original, text, ids) in enumerate(zip(originals, transformed, val_ids)):
+        try:
+            counts = caseops.token_original_bytes(ids, text, surfaces, len(original.encode("utf-8")))
+        except ValueError as error:
+            raise ValueError(f"val document {index}: {error}") from None
+        parts.append(np.zeros(1, dtype=np.int64))  # BOS
+        parts.append(counts)
+    counts = np.concatenate(parts)
+    if counts.size and counts.max() > shard_io.MAX_TOKEN_ID:
+        raise ValueError(f"a token covers {int(counts.max())} bytes, more than the uint16 sidecar holds")
+    return counts.astype(np.uint16)
 
 
 def write_token_shards(
@@ -311,18 +380,42 @@ def write_token_shards(
     out_dir: str | os.PathLike,
     val_docs: int,
     tokens_per_shard: int = DEFAULT_TOKENS_PER_SHARD,
+    use_caseops: bool = False,
 ) -> dict:
     """Write docs[:val_docs] as val shards and the rest as train shards.
 
     Returns val/train doc, token, shard counts; val_bytes (UTF-8 bytes of the
     val texts); val_bytes_token_rule (the same count by the trainer's per-token
-    rule); roundtrip_mismatch_docs (val docs with decode(encode(text)) != text)."""
+    rule: its byte LUTs, or under caseops the sidecar); roundtrip_mismatch_docs
+    (val docs whose tokens do not decode back to the text).
+
+    With use_caseops, `docs` are the original texts: the shards hold their
+    CaseOps transform, and the val byte sidecar is written next to the val shards."""
     _check_split_sizes(len(docs), val_docs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in sidecar_paths(out_dir):  # a rebuild must not leave an old sidecar for VAL_BYTES_PATH to find
+        stale.unlink()
     val, train = docs[:val_docs], docs[val_docs:]
-    val_ids = sp.encode(list(val), out_type=int, num_threads=THREADS)
+    encoded_val = [caseops.encode(text) for text in val] if use_caseops else list(val)
+    val_ids = sp.encode(encoded_val, out_type=int, num_threads=THREADS)
     val_stream = _with_bos(val_ids, sp.bos_id())
-    mismatches = sum(decoded != text for decoded, text in zip(sp.decode(val_ids), val))
+    decoded = sp.decode(val_ids)
+    if use_caseops:
+        decoded = [_caseops_decode_or_none(text) for text in decoded]
+    mismatches = sum(text_back != text for text_back, text in zip(decoded, val))
+    if use_caseops:  # before anything is written: a tokenizer that cannot be counted exactly fails here
+        counts = _val_sidecar(val, encoded_val, val_ids, sp)
+        assert counts.size == val_stream.size
+        token_rule_bytes = int(counts.sum(dtype=np.int64))
+    else:
+        token_rule_bytes = count_token_bytes(val_stream, byte_tables(sp))
     val_paths = shard_io.write_split(out_dir, "val", val_stream, tokens_per_shard)
+    sidecar = _write_sidecar(out_dir, counts, tokens_per_shard) if use_caseops else []
+    val_hashes = {hashlib.sha256(text.encode("utf-8")).digest() for text in val}
+    duplicates = sum(hashlib.sha256(text.encode("utf-8")).digest() in val_hashes for text in train)
+    if use_caseops:
+        train = _LazyMap(caseops.encode, train)
     tally = {"tokens": 0}
     train_paths = shard_io.write_split(out_dir, "train", _train_chunks(train, sp, tally), tokens_per_shard)
     return {
@@ -333,9 +426,35 @@ def write_token_shards(
         "val_shards": len(val_paths),
         "train_shards": len(train_paths),
         "val_bytes": sum(len(text.encode("utf-8")) for text in val),
-        "val_bytes_token_rule": count_token_bytes(val_stream, byte_tables(sp)),
+        "val_bytes_token_rule": token_rule_bytes,
+        "byte_accounting": "sidecar" if use_caseops else "token_luts",
+        "val_bytes_sidecar": token_rule_bytes if use_caseops else None,
+        "val_bytes_shards": len(sidecar),
         "roundtrip_mismatch_docs": int(mismatches),
+        "train_docs_equal_to_a_val_doc": int(duplicates),
     }
+
+
+def _caseops_decode_or_none(text: str) -> str | None:
+    try:
+        return caseops.decode(text)
+    except caseops.CaseOpsError:
+        return None
+
+
+class _LazyMap(Sequence):
+    """fn applied to a sequence on access, so the transformed training split never sits in memory whole."""
+
+    def __init__(self, fn, items: Sequence[str]):
+        self.fn, self.items = fn, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self.fn(item) for item in self.items[index]]
+        return self.fn(self.items[index])
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:
@@ -351,6 +470,38 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
 # The whole build
 # ----------------------------------------------------------------------------
 
+def existing_build_files(out_dir: str | os.PathLike) -> list[Path]:
+    """Files of an earlier build in out_dir: shards, sidecars, tokenizer, build_info.json."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    found = [out_dir / name for name in BUILD_OUTPUTS if (out_dir / name).exists()]
+    return found + sorted(out_dir.glob("fineweb_*.bin"))
+
+
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a directory")
+    existing = existing_build_files(out_dir)
+    if existing and not overwrite:
+        names = ", ".join(path.name for path in existing[:4]) + (", ..." if len(existing) > 4 else "")
+        raise ValueError(f"--out {out_dir} already holds a build ({len(existing)} files: {names}); "
+                         "pass --overwrite to replace it, or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # A rebuild first removes the old build_info.json (written last, so its absence marks an unfinished
+    # build) and every old shard (a smaller rebuild must leave nothing stale for the trainer's globs).
+    # The tokenizer files are replaced, not removed: --tokenizer may point at out_dir/tokenizer.model.
+    for path in existing:
+        if path.name not in ("tokenizer.model", "tokenizer.vocab"):
+            path.unlink()
+
+
+def _check_build_tokenizer(sp: spm.SentencePieceProcessor, name: str, use_caseops: bool) -> None:
+    if use_caseops:
+        caseops.check_operator_pieces(sp, name)
+        caseops.check_spells_text(sp, name)
+
+
 def build_dataset(
     docs: Sequence[str],
     out_dir: str | os.PathLike,
@@ -362,20 +513,36 @@ def build_dataset(
     normalization: str = "identity",
     seed: int = 1337,
     input_files: Sequence[str] = (),
+    use_caseops: bool = False,
+    overwrite: bool = False,
 ) -> dict:
     """Tokenizer (trained on the train docs, or the given one) + shards +
-    build_info.json in out_dir. Returns the build_info dict."""
+    build_info.json in out_dir. Returns the build_info dict.
+
+    use_caseops: tokenize the CaseOps transform of every document (the tokenizer
+    is trained on the transformed train docs, with the operators as pieces 4-7)
+    and write the val byte sidecar. overwrite: replace an earlier build in out_dir
+    (refused otherwise)."""
     _check_split_sizes(len(docs), val_docs)
+    if use_caseops and tokenizer is None and normalization != "identity":
+        raise ValueError("--caseops needs --normalization identity: the byte sidecar counts the text exactly")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if tokenizer is not None:  # a tokenizer that will be refused is refused before out_dir is touched
+        if not Path(tokenizer).is_file():
+            raise ValueError(f"--tokenizer file not found: {tokenizer}")
+        _check_build_tokenizer(load_tokenizer(tokenizer, vocab_size), str(tokenizer), use_caseops)
+    _prepare_out_dir(out_dir, overwrite)
     if tokenizer is not None:
         model_path = install_tokenizer(tokenizer, out_dir)
         normalization = "from_tokenizer"
     else:
         vocab_size = vocab_size or DEFAULT_VOCAB_SIZE
-        model_path = train_tokenizer(docs[val_docs:], vocab_size, out_dir, normalization, seed)
+        train_docs = _LazyMap(caseops.encode, docs[val_docs:]) if use_caseops else docs[val_docs:]
+        model_path = train_tokenizer(train_docs, vocab_size, out_dir, normalization, seed,
+                                     user_defined_symbols=caseops.OPERATORS if use_caseops else ())
     sp = load_tokenizer(model_path, vocab_size)
-    stats = write_token_shards(docs, sp, out_dir, val_docs, tokens_per_shard)
+    _check_build_tokenizer(sp, str(model_path), use_caseops)
+    stats = write_token_shards(docs, sp, out_dir, val_docs, tokens_per_shard, use_caseops=use_caseops)
     info = {
         "vocab_size": sp.get_piece_size(),
         "tokenizer_sha256": sha256_file(model_path),
@@ -384,6 +551,8 @@ def build_dataset(
         "normalization": normalization,
         "tokens_per_shard": tokens_per_shard,
         "seed": seed,
+        "caseops": bool(use_caseops),
+        "text_transform": caseops.TRANSFORM_NAME if use_caseops else "identity",
         **stats,
     }
     write_json(out_dir / "build_info.json", info)
@@ -394,12 +563,19 @@ def _report(info: dict, out_dir: Path) -> None:
     print(f"docs: val {info['val_docs']:,}  train {info['train_docs']:,}")
     print(f"tokens: val {info['val_tokens']:,} in {info['val_shards']} shard(s)  "
           f"train {info['train_tokens']:,} in {info['train_shards']} shard(s)")
-    print(f"val bytes: {info['val_bytes']:,} (token rule: {info['val_bytes_token_rule']:,})  "
+    rule = "sidecar" if info["caseops"] else "token rule"
+    print(f"val bytes: {info['val_bytes']:,} ({rule}: {info['val_bytes_token_rule']:,})  "
           f"roundtrip mismatches: {info['roundtrip_mismatch_docs']}")
     if info["val_bytes"] != info["val_bytes_token_rule"]:
         print("WARNING: the per-token byte rule disagrees with the text's UTF-8 bytes; val_bpb will be off",
               file=sys.stderr)
+    if info["train_docs_equal_to_a_val_doc"]:
+        print(f"WARNING: {info['train_docs_equal_to_a_val_doc']} training documents repeat a val document "
+              "exactly (the input has duplicates); deduplicate it to keep val unseen", file=sys.stderr)
     print(f"wrote {out_dir}")
+    if info["caseops"]:
+        print(f"caseops: train with VAL_BYTES_PATH={out_dir}/{SIDECAR_PREFIX}*.bin "
+              f"({info['val_bytes_shards']} sidecar shard(s))")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -408,12 +584,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--vocab-size", type=int, default=None, help=f"default {DEFAULT_VOCAB_SIZE}")
     parser.add_argument("--tokenizer", default=None, help="use this existing SentencePiece .model")
-    parser.add_argument("--val-docs", type=int, default=DEFAULT_VAL_DOCS, help="first N docs form val")
+    parser.add_argument("--val-docs", type=int, default=DEFAULT_VAL_DOCS,
+                        help="the first N docs form val, the rest train; must be below the number of docs")
     parser.add_argument("--tokens-per-shard", type=int, default=DEFAULT_TOKENS_PER_SHARD)
     parser.add_argument("--text-field", default="text", help="JSON field holding the text (.jsonl)")
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default="identity")
     parser.add_argument("--max-train-docs", type=int, default=None, help="cap the training documents")
     parser.add_argument("--seed", type=int, default=1337, help="SentencePiece sampling seed")
+    parser.add_argument("--caseops", action="store_true",
+                        help="tokenize the lossless CaseOps case transform (the top record's) and write the "
+                             "val byte sidecar fineweb_val_bytes_*.bin")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier build in --out")
     return parser
 
 
@@ -429,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         info = build_dataset(
             docs, args.out, val_docs=args.val_docs, vocab_size=vocab_size, tokenizer=args.tokenizer,
             tokens_per_shard=args.tokens_per_shard, normalization=args.normalization,
-            seed=args.seed, input_files=args.input,
+            seed=args.seed, input_files=args.input, use_caseops=args.caseops, overwrite=args.overwrite,
         )
     except ValueError as error:
         raise SystemExit(f"build_shards: error: {error}") from None

@@ -70,9 +70,28 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return root
 
 
+# Every test pins its numeric mode: AUTOCAST=auto would make the suite depend on whether the host CPU has
+# native bf16. Tests of the export and training paths run under both modes (bf16 is emulated where the
+# CPU lacks it: slower, same results), so a bf16-only bug cannot hide on a host without bf16.
+NUMERIC_MODES = ("off", "bf16")
+
+
+@pytest.fixture(params=NUMERIC_MODES)
+def numeric_mode(request) -> str:
+    return request.param
+
+
+def cpu_runtime(autocast: bool | str = False):
+    import train_gpt as tg
+
+    return tg.Runtime(rank=0, world_size=1, local_rank=0, device=tg.torch.device("cpu"),
+                      autocast=autocast in (True, "bf16"))
+
+
 def tiny_env(dataset: Path, workdir: Path, **overrides) -> dict:
-    """Env for a seconds-long CPU run of train_gpt.py on the tiny dataset."""
+    """Env for a seconds-long CPU run of train_gpt.py on the tiny dataset (fp32 unless AUTOCAST=bf16)."""
     env = dict(DATA_PATH=str(dataset), TOKENIZER_PATH=str(dataset / "tokenizer.model"), VOCAB_SIZE=TINY_VOCAB,
+               AUTOCAST="off",
                NUM_LAYERS=2, MODEL_DIM=32, NUM_HEADS=2, NUM_KV_HEADS=1, TRAIN_SEQ_LEN=32,
                TRAIN_BATCH_TOKENS=1024, VAL_BATCH_SIZE=4096, ITERATIONS=6, WARMUP_STEPS=1, VAL_LOSS_EVERY=0,
                TRAIN_LOG_EVERY=1, MAX_WALLCLOCK_SECONDS=0, WARMDOWN_FRAC=0, GPTQ_RESERVE_SECONDS=0, EMA_DECAY=0,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import train_gpt as tg
-from conftest import REPO, run_script, tiny_env
+from conftest import REPO, cpu_runtime, run_script, tiny_env
 
 CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
 SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
@@ -109,10 +109,11 @@ def test_export_over_the_cap_fails_plainly(tiny_dataset, tmp_path, monkeypatch):
     assert any(line.startswith("error: artifact is") for line in lines)
 
 
-def test_export_reports_budget_and_writes_atomically(tiny_dataset, tmp_path):
+def test_export_reports_budget_and_writes_atomically(tiny_dataset, tmp_path, numeric_mode):
     hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path))
     lines = []
-    path = tg.export_artifact(tg.build_model(hp, CPU.device), hp, CPU, lambda msg, **k: lines.append(msg))
+    path = tg.export_artifact(tg.build_model(hp, CPU.device), hp, cpu_runtime(numeric_mode),
+                              lambda msg, **k: lines.append(msg))
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["final_model.int6.ptz", "final_model.pt", "train_gpt_packed.py"]  # no temp files left
     packed = (tmp_path / "train_gpt_packed.py").stat().st_size
@@ -131,10 +132,10 @@ def final_exact(text: str) -> str:
     return re.search(r"final_\w+_roundtrip_exact val_loss:\S+ val_bpb:\S+", text).group(0)
 
 
-def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_dataset, tmp_path):
+def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_dataset, tmp_path, numeric_mode):
     """Train + export + score once; then (1) a new process that only loads the artifact and (2) the
     packed two-line code stub doing the same must print the identical exact line."""
-    env = tiny_env(tiny_dataset, tmp_path, ITERATIONS=10)
+    env = tiny_env(tiny_dataset, tmp_path, ITERATIONS=10, AUTOCAST=numeric_mode)
     trained = run_script(env)
     assert trained.returncode == 0, trained.stderr[-2000:]
     artifact = tmp_path / "final_model.int6.ptz"

@@ -221,6 +221,7 @@ def test_nfkc_mismatches_are_reported(tmp_path):
     ('{"body": "hello"}\n', "no 'text' field"),
     ('{"text": 5}\n', "is int, not a string"),
     ('{"text": "ok"}\nnot json\n', r":2: invalid JSON"),
+    ('{"text": "ok"}\n{"text": "half an emoji \\ud83d"}\n', r":2: the text is not valid Unicode"),
 ])
 def test_bad_jsonl_gives_a_clear_error(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"

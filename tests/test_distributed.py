@@ -14,9 +14,9 @@ SCHEDULES = {
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
-def test_two_process_torchrun_switches_and_stops_together(tiny_dataset, tmp_path, schedule):
+def test_two_process_torchrun_switches_and_stops_together(tiny_dataset, tmp_path, schedule, numeric_mode):
     env = tiny_env(tiny_dataset, tmp_path, MAX_WALLCLOCK_SECONDS=3, ITERATIONS=100_000, TRAIN_LOG_EVERY=0,
-                   **SCHEDULES[schedule])
+                   AUTOCAST=numeric_mode, **SCHEDULES[schedule])
     result = run_script(env, nproc=2)
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = re.findall(r"rank_summary rank:(\d)/2 stop_step:(\d+) plan_switches:(\S+) val_bpb:(\S+) "
@@ -30,3 +30,18 @@ def test_two_process_torchrun_switches_and_stops_together(tiny_dataset, tmp_path
     switch_line = "layer_loop:enabled" if schedule == "looping" else "prog_depth: switched to 3 repeats"
     assert f"{switch_line} step:{switches[0]}" in result.stdout.replace(" at step:", " step:")
     assert "world_size:2 grad_accum_steps:4" in result.stdout
+
+
+def test_per_rank_clipping_keeps_ranks_in_sync_and_changes_the_step(tiny_dataset, tmp_path):
+    """GRAD_CLIP_PER_RANK=1 clips each rank's own gradient before the average (as #1855); with a clip this
+    tight that is another update than clipping the average, and both ranks still hold identical weights."""
+    runs = {}
+    for per_rank in ("0", "1"):
+        env = tiny_env(tiny_dataset, tmp_path / per_rank, ITERATIONS=4, GRAD_CLIP_NORM=0.05,
+                       GRAD_CLIP_PER_RANK=per_rank, TRAIN_LOG_EVERY=0, QUANT_METHOD="int8", CODE_PACKING="raw")
+        result = run_script(env, nproc=2)
+        assert result.returncode == 0, result.stderr[-3000:]
+        crcs = re.findall(r"rank_summary rank:\d/2 .* trained_weights_crc32:([0-9a-f]{8})", result.stdout)
+        assert len(crcs) == 2 and crcs[0] == crcs[1]
+        runs[per_rank] = crcs[0]
+    assert runs["0"] != runs["1"]

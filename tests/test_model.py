@@ -163,50 +163,6 @@ def test_attention_matches_reference(gate, xsa, backend, isolate):
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
 
 
-def varlen_reference(q, k, v, cu_seqlens: torch.Tensor) -> torch.Tensor:
-    """What FA3's varlen call computes: plain causal attention inside each [start, end) of the flattened batch."""
-    b, h, t, d = q.shape
-    flat = [x.transpose(1, 2).reshape(b * t, x.size(1), d) for x in (q, k, v)]
-    out = torch.zeros(b * t, h, d)
-    bounds = cu_seqlens.tolist()
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        if end > start:
-            qs, ks, vs = (x[start:end].transpose(0, 1)[None] for x in flat)
-            ks, vs = ks.repeat_interleave(h // ks.size(1), 1), vs.repeat_interleave(h // vs.size(1), 1)
-            out[start:end] = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True)[0].transpose(0, 1)
-    return out.reshape(b, t, h, d).transpose(1, 2)
-
-
-@pytest.mark.parametrize("isolate", [False, True])
-def test_fa3_segments_reproduce_the_document_mask(isolate):
-    ids = torch.randint(2, 64, (3, 20), generator=torch.Generator().manual_seed(5))
-    ids[0, 7] = ids[0, 8] = ids[1, 0] = ids[2, 19] = tg.BOS_ID  # adjacent BOS, a row starting and one ending with BOS
-    cu = tg.segment_cu_seqlens(ids, isolate)
-    assert cu.dtype == torch.int32 and cu[0] == 0 and cu[-1] == ids.numel() and torch.all(cu[1:] >= cu[:-1])
-    assert cu.numel() == (3 * (1 + 20 // tg.FA3_MIN_MEAN_DOC_TOKENS) + 1 if isolate else 4)  # fixed: one compile
-    starts = sorted(set(cu.tolist()) - {ids.numel()})
-    assert starts == ([0, 7, 8, 20, 40, 59] if isolate else [0, 20, 40])
-    hp = tg.Hyperparameters.from_env({**LOOP_STACK, "ATTN_BACKEND": "sdpa", "DOC_ISOLATION": str(int(isolate))})
-    q, k, v = torch.randn(3, 4, 20, 8), torch.randn(3, 2, 20, 8), torch.randn(3, 2, 20, 8)
-    masked = tg.attend(q, k, v, tg.attention_context(ids, hp))
-    assert torch.allclose(varlen_reference(q, k, v, cu), masked, atol=1e-5)
-
-
-def test_fa3_segments_compile_to_one_graph():
-    """A fixed-size cu_seqlens is what keeps FA3 inside the fullgraph compile with no recompiles."""
-    compiled = torch.compile(tg.segment_cu_seqlens, fullgraph=True, dynamic=False)
-    for seed in range(3):  # a different number of documents each time
-        ids = torch.randint(2, 64, (4, 64), generator=torch.Generator().manual_seed(seed))
-        ids[ids % (23 + seed) == 0] = tg.BOS_ID
-        assert torch.equal(compiled(ids, True), tg.segment_cu_seqlens(ids, True))
-
-
-def test_fa3_cu_seqlens_refuse_more_documents_than_they_hold():
-    ids = torch.full((2, 40), tg.BOS_ID)  # 40 one-token documents a row: over the 1 + 40 // 16 slots
-    with pytest.raises(RuntimeError, match="more documents"):
-        tg.segment_cu_seqlens(ids, True)
-
-
 def test_fa3_backend_without_flash_attention_is_a_clear_error():
     hp = tg.Hyperparameters.from_env({**LOOP_STACK, "ATTN_BACKEND": "fa3"})
     assert tg.attention_backend(tg.Hyperparameters.from_env(LOOP_STACK), CPU) == "sdpa"  # auto on a CPU
@@ -214,6 +170,7 @@ def test_fa3_backend_without_flash_attention_is_a_clear_error():
         tg.attention_backend(hp, CPU)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(tg.flash_attn_varlen_func is None or not torch.cuda.is_available(), reason="needs CUDA and FA3")
 @pytest.mark.parametrize("isolate", [False, True])
 def test_fa3_matches_sdpa_on_the_gpu(isolate):
@@ -234,7 +191,7 @@ def test_xsa_output_is_orthogonal_to_own_value():
 
 
 def test_partial_rope_leaves_the_other_dims_alone_and_is_relative():
-    cos, sin = tg.rotary_tables(40, 4, 10_000.0, CPU)
+    cos, sin = tg.rotary_tables(torch.arange(40)[None], 4, 10_000.0)
     x = torch.randn(1, 1, 40, 16)
     assert torch.equal(tg.apply_rotary(x, cos, sin)[..., 4:], x[..., 4:])
     q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
@@ -299,18 +256,20 @@ def test_per_token_loss_matches_mean_and_plain_cross_entropy():
     assert torch.allclose(per_token, F.cross_entropy(logits.reshape(-1, 64), ids[:, 1:].reshape(-1), reduction="none"))
 
 
-def test_parallel_lanes_follow_their_formula():
-    """One two-lane block against the formula of #1626 written out by hand."""
-    model = randomized(LOOP_STACK)
-    block, hp = model.blocks[3], model.hp
-    x, x0, lane_m = (torch.randn(1, 6, 32, generator=torch.Generator().manual_seed(s)) for s in (4, 5, 6))
-    ctx = tg.attention_context(torch.randint(2, 64, (1, 6)), hp)
-    resid, post = model.parallel_resid_lambdas[3], model.parallel_post_lambdas[3]
+def test_asym_logit_caps_positive_and_negative_logits_separately():
+    """AsymLogit (#1923/#1945/#2135): c+ tanh(z/c+) for z > 0, c- tanh(z/c-) otherwise; both caps learned."""
+    model = randomized({**LOOP_STACK, "ASYM_LOGIT_RESCALE": "1", "LOGIT_SOFTCAP": "5"})
     with torch.no_grad():
-        got_a, got_m = block(x, x0, ctx, True, lane_m, (resid, post))
-        lane_a = block.resid_mix[0] * x + block.resid_mix[1] * x0
-        s = 1 / math.sqrt(4)
-        attn = block.attn_scale * block.attn(tg.rms_norm(lane_a) * s, ctx, True)
-        mlp = block.mlp_scale * block.mlp(tg.rms_norm(lane_m) * s)
-    assert torch.allclose(got_a, resid[0] * lane_a + post[0, 0] * attn + post[1, 0] * mlp, atol=1e-6)
-    assert torch.allclose(got_m, resid[1] * lane_m + post[0, 1] * attn + post[1, 1] * mlp, atol=1e-6)
+        model.softcap_pos.fill_(4.0)
+        model.softcap_neg.fill_(9.0)
+        model.tok_emb.weight.mul_(50)
+        h = model.hidden(torch.randint(0, 64, (1, 8)))
+        z = h @ model.tok_emb.weight.float().T
+        got = model.logits(h)
+    want = torch.where(z > 0, 4.0 * torch.tanh(z / 4.0), 9.0 * torch.tanh(z / 9.0))
+    assert torch.allclose(got, want, atol=1e-4)
+    assert got.max() <= 4.0 and got.min() >= -9.0 and got.min() < -5.0  # each side has its own cap
+    names = {n for n, _ in model.named_parameters()}
+    assert {"softcap_pos", "softcap_neg"} <= names
+    scalar_group = tg.build_optimizers(model, model.hp, tg.Runtime(0, 1, 0, CPU, False))[1]
+    assert any(p is model.softcap_pos for p in scalar_group.param_groups[0]["params"])  # learned, scalar LR

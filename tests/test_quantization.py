@@ -42,7 +42,7 @@ def test_gptq_beats_round_to_nearest_at_the_same_bits(bits):
 
 def test_sdclip_scales_sit_on_the_log_grid_next_to_k_row_std():
     w = torch.randn(64, 128, generator=torch.Generator().manual_seed(4)) * torch.linspace(0.01, 3, 64)[:, None]
-    exponents = tg.row_scale_exponents(w, 12.0, 31)
+    exponents = tg.sdclip_row_scales(w, 12.0, 31)["scale_exp"]
     scale = tg.exponent_scale(exponents).double()
     wanted = 12.0 * w.double().std(dim=1) / 31
     assert exponents.dtype == torch.int16
@@ -138,3 +138,13 @@ def test_self_generated_calibration_needs_no_data():
     assert all(b[0, 0] == tg.BOS_ID and b.max() < 64 for b in batches)
     assert all(torch.equal(a, b) for a, b in zip(batches, tg.calibration_batches(model, hp, rt)))  # seeded
     assert set(tg.collect_hessians(model, batches, rt)) >= {"tok_emb.weight", "blocks.1.mlp.proj.weight"}
+
+
+def test_fp16_row_scales_restore_the_records_format():
+    """SCALE_LOG_GRID=0: the scale is #1855's fp16 k * row std / qmax, and GPTQ's codes are computed with it."""
+    w, h = correlated_layer(seed=3)
+    q = tg.gptq_quantize(w, h, 6, 12.0, log_grid=False)
+    assert sorted(q) == ["q", "scale"] and q["scale"].dtype == torch.float16
+    assert torch.equal(q["scale"], (12.0 * w.std(dim=1) / 31).half())
+    snapped = tg.gptq_quantize(w, h, 6, 12.0)
+    assert sorted(snapped) == ["q", "scale_exp"] and not torch.equal(q["q"], snapped["q"])

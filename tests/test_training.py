@@ -16,8 +16,8 @@ def final_exact(text: str) -> tuple[float, float]:
     return float(m.group(1)), float(m.group(2))
 
 
-def test_single_process_run_trains_exports_and_scores(tiny_dataset, tmp_path):
-    env = tiny_env(tiny_dataset, tmp_path, ITERATIONS=30, VAL_LOSS_EVERY=30, TRAIN_LOG_EVERY=10)
+def test_single_process_run_trains_exports_and_scores(tiny_dataset, tmp_path, numeric_mode):
+    env = tiny_env(tiny_dataset, tmp_path, ITERATIONS=30, VAL_LOSS_EVERY=30, TRAIN_LOG_EVERY=10, AUTOCAST=numeric_mode)
     result = run_script(env)
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
@@ -29,16 +29,19 @@ def test_single_process_run_trains_exports_and_scores(tiny_dataset, tmp_path):
                     r"Serialized model int6\+brotli: \d+ bytes", r"Code size: \d+ bytes",
                     r"Total submission size int6\+brotli: \d+ bytes", r"model_params:\d+",
                     r"budget:matrices params:\d+ bits_per_param:\d",
-                    r"final_int6_brotli_roundtrip val_loss:\S+ val_bpb:\S+ eval_time:\d+ms"):
+                    r"final_int6_brotli_roundtrip val_loss:\S+ val_bpb:\S+ eval_time:\d+ms",
+                    r"\ntrain_shards: 2\n", r"\nval_tokens: \d+\n", r"\ntarget_tokens: \d+\n"):
         assert re.search(pattern, out), pattern
     log = (tmp_path / "logs" / "tiny.txt").read_text()
     assert log.startswith('"""\ntrain_gpt.py: one-file training stack')  # the source heads the log
     assert "  MODEL_DIM=32" in log and final_exact(log) == (roundtrip_loss, roundtrip_bpb)
+    assert f"autocast_bf16:{int(numeric_mode == 'bf16')}" in out
     assert (tmp_path / "final_model.int6.ptz").exists() and (tmp_path / "final_model.pt").exists()
 
 
-def test_same_seed_same_result(tiny_dataset, tmp_path):
-    runs = [run_script(tiny_env(tiny_dataset, tmp_path / str(i), RUN_ID=f"r{i}")) for i in range(2)]
+def test_same_seed_same_result(tiny_dataset, tmp_path, numeric_mode):
+    runs = [run_script(tiny_env(tiny_dataset, tmp_path / str(i), RUN_ID=f"r{i}", AUTOCAST=numeric_mode))
+            for i in range(2)]
     assert all(r.returncode == 0 for r in runs)
     assert final_exact(runs[0].stdout) == final_exact(runs[1].stdout)
 
@@ -64,7 +67,7 @@ def test_warmup_restores_weights_and_optimizer_state(tiny_dataset, tmp_path):
     assert all(len(opt.state) == 0 for opt in optimizers)
     # ...and a real step does move the weights.
     loader = tg.TrainLoader(str(tiny_dataset / "fineweb_train_*.bin"), CPU)
-    tg.train_step(models.train, optimizers, loader, hp, CPU, 0, 1.0, 0)
+    tg.train_step(models.train, optimizers, loader, hp, CPU, 0, 1.0, tg.stage_at(0.0, hp))
     assert not all(torch.equal(initial[k], v) for k, v in models.raw.state_dict().items())
 
 
@@ -98,6 +101,43 @@ def test_plan_switches_mid_run_without_recompiling(tiny_dataset, tmp_path):
     assert result.plan_switch_steps == [3]
     assert any(line.startswith("layer_loop:enabled step:3 frac:0.500 encoder:[0, 1] decoder:[1, 2]") for line in lines)
     assert before >= 3 and tg.compiled_graphs() == before
+
+
+def test_context_length_schedule_switches_spans_without_recompiling(tiny_dataset, tmp_path):
+    """#2014's TRAIN_SEQ_SCHEDULE through the same stages as looping: segments of 8 tokens until 50%, then
+    TRAIN_SEQ_LEN=32; looping from 75%. Warm-up builds all three stages, the timed loop builds nothing."""
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, NUM_LAYERS=3, NUM_LOOPS=1, LOOP_START=1,
+                                              LOOP_END=1, ENABLE_LOOPING_AT=0.75, ITERATIONS=8, WARMUP_STEPS=1,
+                                              TRAIN_SEQ_SCHEDULE="8@0.5"))
+    assert tg.schedule_stages(hp) == [tg.Stage(0, 8), tg.Stage(0, 32), tg.Stage(1, 32)]
+    torch._dynamo.reset()
+    models = models_for(hp, compile_backend="eager")
+    optimizers = tg.build_optimizers(models.raw, hp, CPU)
+    lines = []
+    tg.compile_warmup_and_restore(models, optimizers, hp, CPU, log=lambda msg, **k: lines.append(msg))
+    assert [line for line in lines if line.startswith("warmup_step")] == [
+        "warmup_step:1/1 plan:0 span:8", "warmup_step:1/1 plan:0 span:32", "warmup_step:1/1 plan:1 span:32"]
+    before = tg.compiled_graphs()
+    result = tg.train(models, optimizers, tg.load_validation(hp, CPU, log=quiet), hp, CPU,
+                      log=lambda msg, **k: lines.append(msg))
+    assert result.plan_switch_steps == [4, 6]
+    assert "seq_len:switched to 32 step:4 frac:0.500" in lines
+    assert any(line.startswith("layer_loop:enabled step:6 frac:0.750") for line in lines)
+    assert tg.compiled_graphs() == before
+
+
+def test_shorter_segments_change_the_loss_only_through_attention():
+    """A span of 8 cuts a 32-token document into 4 segments: later tokens lose context, the first 8 do not."""
+    hp = tg.Hyperparameters.from_env({"VOCAB_SIZE": "64", "NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2",
+                                      "NUM_KV_HEADS": "1", "TRAIN_SEQ_LEN": "32", "NUM_LOOPS": "0", "ROPE_DIMS": "4",
+                                      "SMEAR_GATE_ENABLED": "0"})
+    model = tg.build_model(hp, CPU.device)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+        ids = torch.randint(2, 64, (1, 33), generator=torch.Generator().manual_seed(0))
+        full, cut = (model(ids[:, :-1], ids[:, 1:], reduction="none", span=n) for n in (32, 8))
+    assert torch.allclose(full[:8], cut[:8], atol=1e-5) and not torch.allclose(full[8:], cut[8:], atol=1e-3)
 
 
 def test_ema_is_the_exponential_average_of_the_trajectory():

@@ -1,0 +1,76 @@
+"""Break one formula of train_gpt.py at a time and check that the tests notice (a test that cannot fail
+is a defect). Each mutation is a one-line change of the forward, the optimizer routing or the schedule;
+the script copies the repo to a temp dir, applies it there, runs the tests that should catch it, and
+prints CAUGHT or MISSED. The working tree is never modified.
+
+    .venv/bin/python scripts/mutation_check.py            # all mutations (~1 min on 2 cores)
+    .venv/bin/python scripts/mutation_check.py lane_split  # one
+"""
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIDELITY = ["tests/test_forward_fidelity.py"]
+# name: (text in train_gpt.py, its replacement, tests that must fail)
+MUTATIONS = {
+    "lane_split_after_skip": (  # the split moved below the skip merge: lane M would start with the skip in it
+        "            if plan.parallel[i] and lane_m is None:\n"
+        "                lane_m = x  # the stream splits into lane A (x) and lane M before this skip merges (#1855)\n"
+        "            if plan.num_encoder <= i and skips:  # skips merge into lane A only\n"
+        "                j = i - plan.num_encoder\n"
+        "                gate = None if self.skip_gates is None else self.skip_gates[j]\n"
+        "                x = skip_merge(x, skips.pop(), self.skip_weights[j], gate)\n",
+        "            if plan.num_encoder <= i and skips:\n"
+        "                j = i - plan.num_encoder\n"
+        "                gate = None if self.skip_gates is None else self.skip_gates[j]\n"
+        "                x = skip_merge(x, skips.pop(), self.skip_weights[j], gate)\n"
+        "            if plan.parallel[i] and lane_m is None:\n"
+        "                lane_m = x\n", FIDELITY),
+    "lane_carries_mixed_stream": ("lane_a = resid[0] * x + post[0, 0]", "lane_a = resid[0] * x_in + post[0, 0]", FIDELITY),
+    "lane_final_mean": ("else (x + lane_m) / 2", "else (x + 0.9 * lane_m) / 2", FIDELITY),
+    "lane_final_swapped": ('lane_m if self.hp.parallel_final_lane == "mlp"', 'x if self.hp.parallel_final_lane == "mlp"',
+                           FIDELITY),
+    "skip_lerp_direction": ("torch.lerp(skip, x, torch.sigmoid(gate)", "torch.lerp(x, skip, torch.sigmoid(gate)",
+                            FIDELITY),
+    "cross_repeat_index": ("self.cross_repeat_scales[block, repeat - 1]", "self.cross_repeat_scales[block, 0]", FIDELITY),
+    "leaky_relu_square": ("self.negative_slope).square())", "self.negative_slope).abs())", FIDELITY),
+    "adam_betas": ("betas=(hp.beta1, hp.beta2)", "betas=(hp.beta1, 0.95)", FIDELITY),
+    "xsa_counts_applications": ("xsa = [b >= hp.num_layers - hp.xsa_last_n for b in order]",
+                                "xsa = [i >= n - hp.xsa_last_n for i in range(n)]", FIDELITY),
+    "segment_cut_from_row_start": ("return (pos - doc_start) % span == 0", "return (pos % span == 0) | doc_begins",
+                                   ["tests/test_segments.py"]),
+    "bf16_hessians": ("        with fp32_context(x.device):  # else x^T x would be a bf16 matmul under autocast\n",
+                      "        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):\n",
+                      ["tests/test_numerics.py"]),
+    "no_damping_retry": ("GPTQ_DAMPING = (0.01, 0.1, 1.0)", "GPTQ_DAMPING = (0.01,)", ["tests/test_numerics.py"]),
+}
+
+
+def run(name: str, old: str, new: str, tests: list[str], work: Path) -> bool:
+    source = (REPO / "train_gpt.py").read_text()
+    if source.count(old) != 1:
+        raise SystemExit(f"{name}: the text to mutate is not found once in train_gpt.py; update this script")
+    (work / "train_gpt.py").write_text(source.replace(old, new))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                            cwd=work, capture_output=True, text=True)
+    summary = (result.stdout.strip().splitlines() or ["no output"])[-1]
+    print(f"{name:28s} {'CAUGHT' if result.returncode else 'MISSED'}   {summary}", flush=True)
+    return result.returncode != 0
+
+
+def main() -> int:
+    chosen = sys.argv[1:] or list(MUTATIONS)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for item in ("tests", "data", "records", "pytest.ini"):
+            (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, work / item)
+        caught = [run(name, *MUTATIONS[name], work) for name in chosen]
+    return 0 if all(caught) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""The records' own run commands, on top of our recipe for each system: every variable the records' scripts
+read either means the same thing here (same model: parameter count and layer plan of the record's log) or
+stops the run at startup with one line naming what we do instead (train_gpt.RECORD_ENV)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import train_gpt as tg
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "records" / "recipes"
+
+
+def recipe(name: str) -> dict:
+    pairs = [line.split("=", 1) for line in (RECIPES / name).read_text().splitlines() if line and line[0] != "#"]
+    return dict(pairs)
+
+
+def words(spec: str) -> dict:
+    """'A=1 B=x' -> {'A': '1', 'B': 'x'}, as a shell passes it."""
+    return dict(item.split("=", 1) for item in spec.split())
+
+
+# The README commands, exactly as published (placeholders such as <seed> filled with the first value used).
+# records/track_10min_16mb/2026-03-17_NaiveBaseline/README.md
+BASELINE = words("NCCL_IB_DISABLE=1 RUN_ID=hf_verify_sp1024_8gpu "
+                 "DATA_PATH=/root/code/parameter-golf/data/datasets/fineweb10B_sp1024 "
+                 "TOKENIZER_PATH=/root/code/parameter-golf/data/tokenizers/fineweb_1024_bpe.model "
+                 "VOCAB_SIZE=1024 MAX_WALLCLOCK_SECONDS=600 TRAIN_LOG_EVERY=50 VAL_LOSS_EVERY=200")
+# records/track_10min_16mb/2026-03-19_TrainingOptSeq4096/README.md
+SEQ4096 = words("RUN_ID=training_opt_seq4096_v1 DATA_PATH=./data/datasets/fineweb10B_sp1024 "
+                "TOKENIZER_PATH=./data/tokenizers/fineweb_1024_bpe.model VOCAB_SIZE=1024 MAX_WALLCLOCK_SECONDS=600")
+# #895 10-minute variant: its script's defaults are that run (the PR's README shows only the 4-hour command)
+PR895 = {}
+# records/track_non_record_16mb/2026-03-26_ProgressiveDepth_4hour/README.md (PR #895)
+PR895_4H = words("MAX_WALLCLOCK_SECONDS=14400 ITERATIONS=200000 NUM_REPEATS=5 PROG_DEPTH=0.3:2,0.5:3,0.75:4,1.0:5 "
+                 "WARMDOWN_ITERS=15000 SWA_EVERY=100 MATRIX_LR=0.015 SCALAR_LR=0.015 TIED_EMBED_LR=0.018 "
+                 "VAL_LOSS_EVERY=5000 TRAIN_LOG_EVERY=1000 USE_HEDGE=1")
+# records/track_10min_16mb/2026-04-14_MultiPhaseGlobalSGD_PhasedTTT/README.md (seed 42 of the loop)
+PR1626 = words("NCCL_NET=Socket SEED=42 PHASED_TTT_ENABLED=1 PHASED_TTT_PREFIX_DOCS=2000 PHASED_TTT_NUM_PHASES=3 "
+               "MLP_CLIP_SIGMAS=12.0 ATTN_CLIP_SIGMAS=13.0 EMBED_BITS=7 EMBED_CLIP_SIGMAS=15.0 MATRIX_LR=0.026 "
+               "GPTQ_RESERVE_SECONDS=4 GPTQ_CALIBRATION_BATCHES=16")
+# records/track_10min_16mb/2026-04-22_SP8192_NoGates_MPSGD_3phase_1.0729/README.md (PR #1775)
+PR1775 = words("SEED=1337 TTT_ENABLED=1 PHASED_TTT_ENABLED=1 PHASED_TTT_NUM_PHASES=3 PHASED_TTT_PREFIX_DOCS=2000 "
+               "GLOBAL_TTT_LR=0.001 GLOBAL_TTT_EPOCHS=1 SMEAR_GATE=0 GATE_ATTN_OUT=0 "
+               "DATA_DIR=/workspace/track-a/data/ ARTIFACT_DIR=runs/pr1775 RUN_ID=pr1775_seed1337")
+# records/track_10min_16mb/2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611/README.md (PR #1855)
+PR1855 = words(
+    "DATA_DIR=./data VOCAB_SIZE=8192 DATA_PATH=./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved "
+    "TOKENIZER_PATH=./data/tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model CASEOPS_ENABLED=1 "
+    "ITERATIONS=20000 MAX_WALLCLOCK_SECONDS=600 PHASED_TTT_ENABLED=1 PHASED_TTT_PREFIX_DOCS=2500 "
+    "PHASED_TTT_NUM_PHASES=3 EMBED_BITS=7 MATRIX_LR=0.026 MIN_LR=0.1 MLP_CLIP_SIGMAS=11.5 ATTN_CLIP_SIGMAS=13.0 "
+    "EMBED_CLIP_SIGMAS=14.0 GRAD_CLIP_NORM=0.3 TTT_CHUNK_SIZE=48 WARMUP_STEPS=20 MUON_BACKEND_STEPS=5 "
+    "GLOBAL_TTT_MOMENTUM=0.9 WARMDOWN_FRAC=0.85 BETA2=0.99 TTT_BETA2=0.99 TTT_WEIGHT_DECAY=0.5 TTT_LORA_RANK=80 "
+    "SPARSE_ATTN_GATE_SCALE=0.5 GPTQ_RESERVE_SECONDS=0.5 GPTQ_CALIBRATION_BATCHES=16 VAL_LOSS_EVERY=0 "
+    "GATED_ATTN_QUANT_GATE=1 SPARSE_ATTN_GATE_ENABLED=1 GATE_WINDOW=12 SMEAR_GATE_ENABLED=1 LQER_ENABLED=1 "
+    "LQER_ASYM_ENABLED=1 LQER_RANK=4 LQER_FACTOR_BITS=4 LQER_ASYM_GROUP=64 LQER_TOP_K=3 FUSED_CE_ENABLED=1 "
+    "COMPRESSOR=pergroup NCCL_NET=Socket SEED=42")
+# records/track_10min_16mb/2026-04-29_PerGroupLRZIP_ComplianceFix_1.06003/README.md: the #1950 recipe, which
+# #2008 (records/track_non_record_16mb/2026-04-30_PR1950_LongTrainArtifactScaling) trains unchanged
+PR1950 = words("SEED=42 CASEOPS_ENABLED=1 PHASED_TTT_PREFIX_DOCS=2000 PHASED_TTT_NUM_PHASES=3 MATRIX_CLIP_SIGMAS=12.85 "
+               "ATTN_CLIP_SIGMAS=12.0 MLP_CLIP_SIGMAS=12.0 EMBED_BITS=7 EMBED_CLIP_SIGMAS=12.0 MATRIX_LR=0.026 "
+               "MIN_LR=0.1 FUSED_CE_ENABLED=1 SPARSE_ATTN_GATE_ENABLED=1 SMEAR_GATE_ENABLED=1 GATE_WINDOW=12 "
+               "LQER_ENABLED=1 LQER_RANK=4 LQER_TOP_K=3 LQER_FACTOR_BITS=4 LQER_ASYM_ENABLED=1 LQER_ASYM_GROUP=64 "
+               "TTT_WARM_START_A=1 GPTQ_RESERVE_SECONDS=5.5 GPTQ_CALIBRATION_BATCHES=16 EMBED_WD=0.06 "
+               "COMPRESSOR=pergroup NCCL_NET=Socket")
+
+LOOPED = (0, 1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7, 8, 9, 10)  # #1626 lineage: layers 3-5 three times, 17 applications
+# record: (recipe, command, model_params of its log, order, XSA applications, parallel applications, the refusal)
+RECORDS = {
+    "baseline": ("baseline.env", BASELINE, 17_059_912, tuple(range(9)), (), (), None),
+    "seq4096": ("seq4096.env", SEQ4096, 17_059_912, tuple(range(9)), (), (), None),
+    # 10-minute: the 4-hour log's 17,150,040 less one repeat of loop embeddings, value scales and cross-repeat
+    # scales (12 x 832); PR #1384, the same system, reports 17.14M
+    "pr895": ("pr895.env", PR895, 17_140_056, (0, 1, 2) * 4, range(8, 12), (), None),
+    "pr895_4h": ("pr895_4h.env", PR895_4H, 17_150_040, (0, 1, 2) * 5, range(11, 15), (),
+                 "USE_HEDGE=1: the Hedge n-gram mixer is not built yet (issue step 5)"),
+    "pr1626": ("pr1626.env", PR1626, 35_944_602, LOOPED, range(17), range(14, 17),
+               "PHASED_TTT_ENABLED=1 PHASED_TTT_PREFIX_DOCS=2000 PHASED_TTT_NUM_PHASES=3: test-time training is "
+               "not built yet (issue step 5); to train without it, unset them or set TTT_ENABLED=0"),
+    "pr1775": ("pr1775.env", PR1775, 35_944_602, LOOPED, range(17), range(14, 17),
+               "TTT_ENABLED=1 PHASED_TTT_ENABLED=1 PHASED_TTT_NUM_PHASES=3 PHASED_TTT_PREFIX_DOCS=2000 "
+               "GLOBAL_TTT_LR=0.001 GLOBAL_TTT_EPOCHS=1: test-time training is not built yet (issue step 5)"),
+    "pr1855": ("top.env", PR1855, 35_945_671, LOOPED, range(17), range(14, 17),
+               "PHASED_TTT_ENABLED=1 PHASED_TTT_PREFIX_DOCS=2500 PHASED_TTT_NUM_PHASES=3 TTT_CHUNK_SIZE=48 "
+               "GLOBAL_TTT_MOMENTUM=0.9 TTT_BETA2=0.99 TTT_WEIGHT_DECAY=0.5 TTT_LORA_RANK=80: test-time training "
+               "is not built yet (issue step 5)"),
+    "pr1950": ("pr2008.env", PR1950, 35_945_671, LOOPED, range(17), range(14, 17),
+               "PHASED_TTT_PREFIX_DOCS=2000 PHASED_TTT_NUM_PHASES=3 TTT_WARM_START_A=1: test-time training is not "
+               "built yet (issue step 5)"),
+}
+
+
+def without_unbuilt(command: dict) -> dict:
+    """The command as the refusal asks for it: the variables of features not built yet removed."""
+    return {k: v for k, v in command.items() if k not in tg.RECORD_ENV or tg.RECORD_ENV[k].kind != "not_built"}
+
+
+@pytest.mark.parametrize("record", RECORDS)
+def test_published_command_runs_or_fails_with_one_clear_line(record):
+    recipe_file, command, *_, refusal = RECORDS[record]
+    env = {**recipe(recipe_file), **command}
+    if refusal is None:
+        tg.Hyperparameters.from_env(env)
+        return
+    with pytest.raises(tg.HyperparameterError) as err:
+        tg.Hyperparameters.from_env(env)
+    assert str(err.value).startswith(refusal) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("record", RECORDS)
+def test_command_builds_the_records_model(record):
+    recipe_file, command, params, order, xsa, parallel, _ = RECORDS[record]
+    hp = tg.Hyperparameters.from_env({**recipe(recipe_file), **without_unbuilt(command)})
+    with torch.device("meta"):  # shapes only: the count and the plans, without initializing 36M weights
+        model = tg.GPT(hp)
+    plan = model.plans[-1]
+    assert sum(p.numel() for p in model.parameters()) == params
+    assert plan.order == order
+    assert [i for i, on in enumerate(plan.xsa) if on] == list(xsa)
+    assert [i for i, on in enumerate(plan.parallel) if on] == list(parallel)
+
+
+def test_895_progressive_depth_runs_the_records_stages():
+    hp = tg.Hyperparameters.from_env({**recipe("pr895_4h.env"), **without_unbuilt(PR895_4H)})
+    with torch.device("meta"):
+        plans = tg.GPT(hp).plans
+    assert [len(p.order) for p in plans] == [6, 9, 12, 15]  # 2 -> 3 -> 4 -> 5 repeats of 3 blocks
+    assert [[i for i, on in enumerate(p.xsa) if on] for p in plans][0] == [2, 3, 4, 5]  # last 4 of the current depth
+
+
+def test_record_paths_follow_the_records_derivation():
+    hp = tg.Hyperparameters.from_env({**recipe("pr1775.env"), **without_unbuilt(PR1775)})
+    assert hp.data_path == "/workspace/track-a/data/datasets/fineweb10B_sp8192"  # #1775 reads DATA_DIR only
+    assert hp.tokenizer_path == "/workspace/track-a/data/tokenizers/fineweb_8192_bpe.model"
+    assert (hp.smear_gate_enabled, hp.attn_out_gate_enabled, hp.val_bytes_path) == (False, False, "")
+    hp = tg.Hyperparameters.from_env({**recipe("top.env"), **without_unbuilt(PR1855)})
+    assert hp.data_path == "./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"  # given: wins
+    assert hp.val_bytes_path == hp.data_path + "/fineweb_val_bytes_*.bin"
+    assert (hp.compressor, hp.rans_coding, hp.gptq_reserve_seconds) == ("brotli", True, 0.5)
+    hp = tg.Hyperparameters.from_env({**recipe("pr2008.env"), **without_unbuilt(PR1950)})
+    root = "./data/datasets/fineweb10B_sp8192_caseops/datasets"  # #1855/#1950's CaseOps default layout
+    assert hp.data_path == f"{root}/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
+    assert hp.tokenizer_path == f"{root}/tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
+    assert hp.val_bytes_path == f"{root}/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved/" \
+                                "fineweb_val_bytes_*.bin"
+
+
+def test_default_paths_resolve_and_are_logged():
+    hp = tg.Hyperparameters.from_env({})
+    assert (hp.data_path, hp.tokenizer_path) == ("./data/datasets/fineweb10B_sp8192",
+                                                 "./data/tokenizers/fineweb_8192_bpe.model")
+    assert "  DATA_PATH=./data/datasets/fineweb10B_sp8192" in tg.describe_hyperparameters(hp)
+    hp = tg.Hyperparameters.from_env({"VOCAB_SIZE": "1024", "DATA_DIR": "/d"})
+    assert hp.data_path == "/d/datasets/fineweb10B_sp1024"
+    assert hp.tokenizer_path == "/d/tokenizers/fineweb_1024_bpe.model"
+    hp = tg.Hyperparameters.from_env({"DATA_PATH": "/x", "CASEOPS_ENABLED": "1", "VAL_BYTES_PATH": "/y/*.bin"})
+    assert (hp.data_path, hp.val_bytes_path) == ("/x", "/y/*.bin")
+    assert tg.Hyperparameters.from_env({"DATA_PATH": "/x", "CASEOPS_ENABLED": "1"}).val_bytes_path == \
+        "/x/fineweb_val_bytes_*.bin"
+
+
+def test_every_variable_of_the_records_scripts_is_a_knob_or_in_the_table():
+    """The names each script reads (from the records' code; #895's from its PR description and fork)."""
+    scripts = {
+        "baseline/seq4096": "ADAM_EPS BETA1 BETA2 DATA_PATH EMBED_LR GRAD_CLIP_NORM HEAD_LR ITERATIONS LOGIT_SOFTCAP "
+        "MATRIX_LR MAX_WALLCLOCK_SECONDS MLP_MULT MODEL_DIM MUON_BACKEND_STEPS MUON_MOMENTUM "
+        "MUON_MOMENTUM_WARMUP_START MUON_MOMENTUM_WARMUP_STEPS NUM_HEADS NUM_KV_HEADS NUM_LAYERS QK_GAIN_INIT "
+        "ROPE_BASE RUN_ID SCALAR_LR SEED TIED_EMBED_INIT_STD TIED_EMBED_LR TIE_EMBEDDINGS TOKENIZER_PATH "
+        "TRAIN_BATCH_TOKENS TRAIN_LOG_EVERY TRAIN_SEQ_LEN VAL_BATCH_SIZE VAL_LOSS_EVERY VOCAB_SIZE WARMDOWN_ITERS WARMUP_STEPS "
+        "CONTROL_TENSOR_NAME_PATTERNS INT8_KEEP_FLOAT_FP32_NAME_PATTERNS",
+        "#895": "NUM_REPEATS PROG_DEPTH NUM_VALUE_EMBEDS XSA_LAST_N MUON_WD SWA_ENABLED SWA_START_FRAC SWA_EVERY "
+        "EVAL_SEQ_LEN EVAL_STRIDE EVAL_BATCH_SEQS USE_HEDGE HEDGE_ETA QUANT_LEVELS MLP_QUANT_LEVELS ZSTD_LEVEL "
+        "TTT_STEPS TTT_LR",
+        "#1626/#1667/#1775": "ADAM_WD ARTIFACT_DIR ATTN_CLIP_SIGMAS COMPRESSOR DATA_DIR DISABLE_COMPILE EMA_DECAY "
+        "EMBEDDING_DIM EMBED_BITS EMBED_CLIP_SIGMAS EMBED_WD ENABLE_LOOPING_AT EVAL_ONLY_PATH FORCE_FA2 GATE_ATTN_OUT "
+        "GATE_ATTN_SRC GATE_MLP_OUT GATE_WIDTH GPTQ_CALIBRATION_BATCHES GPTQ_RESERVE_SECONDS LN_SCALE LOOP_END "
+        "LOOP_START MATRIX_BITS MATRIX_CLIP_SIGMAS MIN_LR MLP_CLIP_SIGMAS MUON_BETA2 MUON_ROW_NORMALIZE NUM_LOOPS "
+        "PARALLEL_FINAL_LANE PARALLEL_START_LAYER ROPE_DIMS ROPE_TRAIN_SEQ_LEN ROPE_YARN SKIP_GATES_ENABLED "
+        "SLIDING_WINDOW_ENABLED SMEAR_GATE SMEAR_GATE_WIDTH VAL_BATCH_TOKENS VAL_DOC_FRACTION WARMDOWN_FRAC "
+        "WD_TAPER_FINAL_MULT WD_TAPER_START_FRAC TTT_BATCH_SIZE TTT_BETA1 TTT_BETA2 TTT_CHUNK_SIZE TTT_DEBUG_BYPASS "
+        "TTT_ENABLED TTT_EVAL_BATCHES TTT_EVAL_SEQ_LEN TTT_GRAD_STEPS TTT_K_LORA TTT_LORA_LR TTT_LORA_RANK "
+        "TTT_MLP_LORA TTT_OPTIMIZER TTT_OUTPUT_DIR TTT_O_LORA TTT_WEIGHT_DECAY PHASED_TTT_ENABLED "
+        "PHASED_TTT_NUM_PHASES PHASED_TTT_PREFIX_DOCS GLOBAL_TTT_BATCH_SEQS GLOBAL_TTT_CHUNK_TOKENS GLOBAL_TTT_EPOCHS "
+        "GLOBAL_TTT_GRAD_CLIP GLOBAL_TTT_LR GLOBAL_TTT_MOMENTUM GLOBAL_TTT_RESPECT_DOC_BOUNDARIES "
+        "GLOBAL_TTT_WARMUP_CHUNKS GLOBAL_TTT_WARMUP_START_LR",
+        "#1855/#2008": "ATTN_OUT_GATE_ENABLED ATTN_OUT_GATE_SRC CASEOPS_ENABLED FUSED_CE_ENABLED GATED_ATTN_ENABLED "
+        "GATED_ATTN_INIT_STD GATED_ATTN_QUANT_GATE GATE_WINDOW LQER_ASYM_ENABLED LQER_ASYM_GROUP LQER_ENABLED "
+        "LQER_FACTOR_BITS LQER_RANK LQER_TOP_K PREQUANT_ONLY SMEAR_GATE_ENABLED SPARSE_ATTN_GATE_ENABLED "
+        "SPARSE_ATTN_GATE_INIT_STD SPARSE_ATTN_GATE_SCALE TTT_EVAL_ONLY TTT_LORA_ALPHA TTT_WARM_START_A TTT_Q_LORA "
+        "TTT_V_LORA RESUME_ENABLED RESUME_SAVE_MINUTES RESUME_DIR RESUME_KEEP_LAST RESUME_FROM "
+        "SCHEDULE_HORIZON_SECONDS NON_RECORD_LONGTRAIN LONGTRAIN_EXPORT_MINUTES EXPORT_MODE "
+        "LOAD_QUANTIZED_MODEL_PATH SLIDING_EVAL SLIDING_EVAL_OUTPUT_JSON OUTPUT_DIR TTT_EVAL_OUTPUT_JSON "
+        "TTT_VARIANT_ID PREQUANT_EVAL_OUTPUT_JSON RESUME_DECOMPOSE_ONLY RESUME_DECOMPOSE_SKIP_TTT "
+        "RESUME_DECOMPOSE_LIVE_TRACE_JSONL RESUME_DECOMPOSE_EMA_TRACE_JSONL RESUME_DECOMPOSE_QUANT_TRACE_JSONL "
+        "RESUME_DECOMPOSE_BATCH_JSONL RESUME_DECOMPOSE_OUTPUT_JSON",
+    }
+    knobs = {f.name.upper() for f in tg.fields(tg.Hyperparameters)}
+    missing = [n for names in scripts.values() for n in names.split() if n not in knobs and n not in tg.RECORD_ENV]
+    assert missing == []
+    # a record name that is also a knob is one only for record-specific values (COMPRESSOR=pergroup, a .pt path)
+    assert knobs & set(tg.RECORD_ENV) == {"COMPRESSOR", "EVAL_ONLY_PATH"}
+    assert {e.kind for e in tg.RECORD_ENV.values()} == {"renamed", "same_math", "not_built", "no_equivalent"}
+
+
+# --- one mutation-sensitive check per category --------------------------------------------------------------
+
+@pytest.mark.parametrize("env, changed", [
+    ({"SMEAR_GATE": "0"}, {"smear_gate_enabled": False}),
+    ({"GATE_WIDTH": "8"}, {"gate_window": 8}),
+    ({"SMEAR_GATE_WIDTH": "16"}, {"gate_window": 16}),
+    ({"GATE_ATTN_OUT": "1", "SPARSE_ATTN_GATE_ENABLED": "0"},
+     {"attn_out_gate_enabled": True, "sparse_attn_gate_enabled": False}),
+    ({"GATE_ATTN_SRC": "q"}, {"attn_out_gate_src": "q"}),
+    ({"VAL_BATCH_TOKENS": "131072"}, {"val_batch_size": 131072}),
+    ({"DISABLE_COMPILE": "1"}, {"compile": "0"}),
+    ({"DISABLE_COMPILE": "0"}, {}),
+    ({"QUANT_LEVELS": "127"}, {"matrix_bits": 8, "embed_bits": 8}),
+    ({"FORCE_FA2": "1"}, {"attn_backend": "sdpa"}),
+])
+def test_renamed_variable_sets_our_knob(env, changed):
+    hp, default = tg.asdict(tg.Hyperparameters.from_env(env)), tg.asdict(tg.Hyperparameters.from_env({}))
+    assert {k: v for k, v in hp.items() if v != default[k]} == changed
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SMEAR_GATE": "1", "SMEAR_GATE_ENABLED": "0"},
+     "SMEAR_GATE=1 means SMEAR_GATE_ENABLED=1 here, but SMEAR_GATE_ENABLED=0 is also given: set one"),
+    ({"GATE_WIDTH": "8", "SMEAR_GATE_WIDTH": "12"}, "GATE_WINDOW=12 here, but GATE_WIDTH=8 is also given"),
+    ({"COMPRESSOR": "pergroup", "RANS_CODING": "0"}, "COMPRESSOR=pergroup means RANS_CODING=1 here"),
+    ({"DISABLE_COMPILE": "1", "COMPILE": "1"}, "DISABLE_COMPILE=1 means COMPILE=0 here, but COMPILE=1"),
+    ({"SMEAR_GATE": "maybe"}, "SMEAR_GATE='maybe' is not a valid bool"),
+    ({"QUANT_LEVELS": "100"}, "QUANT_LEVELS=100: no equivalent here"),
+])
+def test_conflicting_or_bad_record_spellings_fail(env, message):
+    with pytest.raises(tg.HyperparameterError, match=message.replace("(", r"\(")):
+        tg.Hyperparameters.from_env(env)
+
+
+def test_both_spellings_with_the_same_value_are_fine():
+    hp = tg.Hyperparameters.from_env({"SMEAR_GATE": "0", "SMEAR_GATE_ENABLED": "false", "GATE_WIDTH": "12",
+                                      "SMEAR_GATE_WIDTH": "12", "GATE_WINDOW": "12"})
+    assert (hp.smear_gate_enabled, hp.gate_window) == (False, 12)
+
+
+def test_same_math_variables_are_accepted_with_a_logged_note():
+    hp = tg.Hyperparameters.from_env({"FUSED_CE_ENABLED": "1", "COMPRESSOR": "pergroup"})
+    assert dict(tg.asdict(hp), compressor="brotli") == tg.asdict(tg.Hyperparameters.from_env({}))
+    lines = tg.describe_hyperparameters(hp)
+    assert any(line.startswith("record_env: FUSED_CE_ENABLED=1") and "same loss" in line for line in lines)
+    assert any(line.startswith("record_env: COMPRESSOR=pergroup") and "rANS" in line for line in lines)
+    assert tg.Hyperparameters.from_env({"FUSED_CE_ENABLED": "0", "COMPRESSOR": "lzma"}).notes == ()
+
+
+@pytest.mark.parametrize("env", [
+    {"TTT_ENABLED": "0"}, {"PHASED_TTT_ENABLED": "0"}, {"SLIDING_WINDOW_ENABLED": "0"}, {"USE_HEDGE": "0"},
+    {"TTT_EVAL_ONLY": "0", "PREQUANT_ONLY": "0", "LOAD_QUANTIZED_MODEL_PATH": ""},
+    {"RESUME_ENABLED": "0", "RESUME_FROM": "", "NON_RECORD_LONGTRAIN": "0", "SCHEDULE_HORIZON_SECONDS": "0"},
+    {"EVAL_SEQ_LEN": "2048", "EVAL_STRIDE": "2048"},
+    {"TTT_ENABLED": "0", "TTT_LORA_RANK": "96", "PHASED_TTT_ENABLED": "1"},  # parameters of a feature that is off
+    {"ROPE_YARN": "0", "GATE_MLP_OUT": "0", "EMBEDDING_DIM": "512", "VAL_DOC_FRACTION": "1.0"},
+])
+def test_off_values_of_features_we_lack_are_accepted_silently(env):
+    hp = tg.Hyperparameters.from_env(env)
+    assert hp == tg.Hyperparameters.from_env({}) and hp.notes == ()
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TTT_ENABLED": "1"}, "TTT_ENABLED=1: test-time training is not built yet (issue step 5)"),
+    ({"TTT_LORA_RANK": "96"}, "TTT_LORA_RANK=96: test-time training is not built yet (issue step 5); to train "
+                              "without it, unset it or set TTT_ENABLED=0"),
+    ({"SLIDING_WINDOW_ENABLED": "1"}, "SLIDING_WINDOW_ENABLED=1: sliding-window eval is not built yet (issue step 5)"),
+    ({"EVAL_SEQ_LEN": "4096"}, "EVAL_SEQ_LEN=4096: an eval sequence length other than TRAIN_SEQ_LEN is not built"),
+    ({"TTT_EVAL_ONLY": "1"}, "TTT_EVAL_ONLY=1: an eval-only mode other than EVAL_ONLY_PATH"),
+    ({"RESUME_ENABLED": "1"}, "RESUME_ENABLED=1: resumable checkpoints is not built yet (issue step 6)"),
+    ({"SCHEDULE_HORIZON_SECONDS": "21600"}, "SCHEDULE_HORIZON_SECONDS=21600: a schedule horizon past the wallclock "
+                                            "cap is not built yet (issue step 6)"),
+    ({"NON_RECORD_LONGTRAIN": "1"}, "NON_RECORD_LONGTRAIN=1: periodic exports of a long run is not built yet "
+                                    "(issue step 6)"),
+    ({"ROPE_YARN": "1"}, "ROPE_YARN=1: no equivalent here; no YaRN"),
+    ({"CONTROL_TENSOR_NAME_PATTERNS": "attn_scale"}, "CONTROL_TENSOR_NAME_PATTERNS=attn_scale: no equivalent here"),
+    ({"EMBEDDING_DIM": "256"}, "EMBEDDING_DIM=256: no equivalent here; no factorised embedding"),
+    ({"EVAL_ONLY_PATH": "final_model.pt"}, "EVAL_ONLY_PATH=final_model.pt: no equivalent here"),
+])
+def test_features_we_lack_are_refused_naming_them(env, message):
+    with pytest.raises(tg.HyperparameterError) as err:
+        tg.Hyperparameters.from_env(env)
+    assert str(err.value).startswith(message)
+
+
+def test_typos_still_get_did_you_mean_and_process_variables_are_ignored():
+    for typo, meant in [("TTT_ENABLE", "TTT_ENABLED"), ("SMEAR_GATES", "SMEAR_GATE"), ("DATA_DIRS", "DATA_DIR")]:
+        with pytest.raises(tg.HyperparameterError, match=f"{typo} is not a knob of train_gpt.py; did you mean {meant}"):
+            tg.Hyperparameters.from_env({typo: "1"})
+    process = {"NCCL_NET": "Socket", "NCCL_IB_DISABLE": "1", "CUDA_VISIBLE_DEVICES": "0", "TORCH_LOGS": "+dynamo",
+               "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": "/tmp/x"}
+    assert tg.Hyperparameters.from_env(process) == tg.Hyperparameters.from_env({})
+
+
+def test_cli_prints_the_refusal_and_exits_2(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["train_gpt.py"])
+    monkeypatch.setenv("TTT_ENABLED", "1")
+    assert tg.run_cli() == 2
+    assert capsys.readouterr().err == "error: TTT_ENABLED=1: test-time training is not built yet (issue step 5)\n"
+
+
+def test_readme_section_names_every_record_variable():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Running a record's own command", 1)[1].split("\n## ", 1)[0]
+    families = [w.strip("`,") for w in section.split() if w.strip("`,").endswith("_*")]  # TTT_*, RESUME_*
+    for name in tg.RECORD_ENV:
+        named = f"`{name}`" in section or f"`{name}=" in section
+        assert named or any(name.startswith(f[:-1]) for f in families), name
+
+
+def test_top_caseops_recipe_is_top_on_caseops_data():
+    """records/recipes/top_caseops.env layered on top.env: #1855 as it ran, the same model on CaseOps data."""
+    top = tg.Hyperparameters.from_env(recipe("top.env"))
+    caseops = tg.Hyperparameters.from_env({**recipe("top.env"), **recipe("top_caseops.env")})
+    assert caseops.model_config() == top.model_config()
+    assert caseops.data_path.endswith("fineweb10B_sp8192_lossless_caps_caseops_v1_reserved")
+    assert caseops.val_bytes_path == caseops.data_path + "/fineweb_val_bytes_*.bin"
