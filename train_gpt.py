@@ -97,7 +97,7 @@ class Hyperparameters:
     train_log_every: int = knob(200, "log the train loss every N steps (and the first 10)")
     # training length and schedule
     iterations: int = knob(20_000, "max optimizer steps")
-    warmup_steps: int = knob(20, "compile warm-up steps per layer plan, then weights/optimizer/loader reset")
+    warmup_steps: int = knob(20, "compile warm-up steps per schedule stage, then weights/optimizer/loader reset")
     train_batch_tokens: int = knob(786_432, "tokens per optimizer step across all ranks")
     train_seq_len: int = knob(2048, "longest attention segment (documents are cut every N tokens); eval row length")
     max_wallclock_seconds: float = knob(600.0, "training time cap, eval excluded (<= 0: no cap)")
@@ -1501,9 +1501,10 @@ def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hype
 
 
 def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
-    """Run WARMUP_STEPS real steps under every layer plan the run will use, so torch.compile has built
-    each graph before the clock starts; then restore the initial weights, optimizer state and loader:
-    the timed run starts from the true initialization (baseline rule, 'so we aren't cheating')."""
+    """Run WARMUP_STEPS real steps under every stage the run will train in (layer plan and segment span),
+    so torch.compile has built each graph before the clock starts; then restore the initial weights,
+    optimizer state and loader: the timed run starts from the true initialization (baseline rule, 'so we
+    aren't cheating')."""
     if hp.warmup_steps == 0:
         return
     weights = {k: v.detach().clone() for k, v in models.raw.state_dict().items()}
@@ -2139,8 +2140,9 @@ def packed_code(source: str) -> str:
 
 # -----------------------------------------------------------------------------------------------
 # EVALUATION
-# Plain eval: the trimmed val stream cut into TRAIN_SEQ_LEN rows, rows split evenly across ranks,
-# every target scored exactly once under no_grad, sums reduced by BpbMeter.
+# Plain eval: the trimmed val stream cut into TRAIN_SEQ_LEN rows, rows split evenly across ranks and
+# batched into flat rows with the training's segment cuts (#1855's diagnostic eval); every target scored
+# exactly once under no_grad, sums reduced by BpbMeter.
 # -----------------------------------------------------------------------------------------------
 
 
@@ -2160,8 +2162,8 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
     for s in range(first, last, batch_seqs):
         e = min(s + batch_seqs, last)
         window = val.tokens[s * seq_len : e * seq_len + 1].to(rt.device, torch.int64)
-        # one flat row, cut into segments at BOS and every TRAIN_SEQ_LEN as in training (#1855's eval);
-        # a short last batch is padded at the end (causal: no real token sees it), so compiled eval sees one shape
+        # one flat row, segments cut as in training; a short last batch is padded at the end (causal: no
+        # real token sees the padding), so compiled eval sees one shape
         pad = (batch_seqs - (e - s)) * seq_len
         x, y = F.pad(window[:-1], (0, pad))[None], F.pad(window[1:], (0, pad))[None]  # strides (n, 1): one graph
         with autocast_context(rt):
