@@ -754,7 +754,7 @@ def train_pattern(hp: Hyperparameters) -> str:
 class TrainLoader:
     """The document-packing loader of #1530/#1855: shards in sorted order, strictly sequential. Each call
     takes the next contiguous span of (local + 1) x world_size tokens of the current shard, and rank r gets
-    the r-th slice as one flat row; attention segments inside it are cut by the model (segment_starts).
+    the r-th slice as one flat row; attention segments inside it are cut by the model (segment_positions).
     A span that does not fit in the rest of the shard skips to the next shard, which is read from its
     first BOS; after the last shard it wraps."""
 
@@ -972,16 +972,16 @@ def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
     return hp.attn_backend
 
 
-def segment_starts(ids: Tensor, span: int, doc_isolation: bool) -> Tensor:
-    """Bool [B, T]: where an attention segment starts, as #1530/#1855 cut their packed rows: at every BOS
-    and every `span` (TRAIN_SEQ_LEN) tokens counted from the start of the document, or of the row for
-    the document the row begins inside. DOC_ISOLATION=0 cuts only every `span` from the row start, which
-    is the baseline's fixed rows of TRAIN_SEQ_LEN."""
+def segment_positions(ids: Tensor, span: int, doc_isolation: bool) -> Tensor:
+    """[B, T]: each token's position inside its attention segment (0 where a segment starts), as #1530/#1855
+    cut their packed rows: at every BOS and every `span` (TRAIN_SEQ_LEN) tokens counted from the start of
+    the document, or of the row for the document the row begins inside. DOC_ISOLATION=0 cuts only every
+    `span` from the row start, which is the baseline's fixed rows of TRAIN_SEQ_LEN."""
     pos = torch.arange(ids.size(-1), device=ids.device).expand_as(ids)
     doc_begins = (ids == BOS_ID) if doc_isolation else torch.zeros_like(ids, dtype=torch.bool)
     doc_begins = doc_begins | (pos == 0)
     doc_start = torch.cummax(torch.where(doc_begins, pos, 0), dim=-1).values
-    return (pos - doc_start) % span == 0
+    return (pos - doc_start) % span
 
 
 @dataclass(frozen=True)
@@ -1009,9 +1009,8 @@ def segment_cu_seqlens(starts: Tensor, span: int) -> Tensor:
 
 def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None) -> AttentionContext:
     span = span or hp.train_seq_len  # a TRAIN_SEQ_SCHEDULE stage passes its own
-    starts = segment_starts(ids, span, hp.doc_isolation)
-    pos = torch.arange(ids.size(-1), device=ids.device).expand_as(ids)
-    in_segment = pos - torch.cummax(torch.where(starts, pos, 0), dim=-1).values
+    in_segment = segment_positions(ids, span, hp.doc_isolation)
+    starts = in_segment == 0
     rope = rotary_tables(in_segment, hp.rope_dims or hp.model_dim // hp.num_heads, hp.rope_base)
     backend = attention_backend(hp, ids.device)
     if backend == "fa3":
@@ -1606,9 +1605,9 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> Train
             log(f"step:{step}/{hp.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms "
                 f"step_avg:{elapsed_ms / step:.2f}ms")
         frac = training_frac(step, elapsed_ms, hp)
-        if stage_at(frac, hp) != stage:
-            log_stage_switch(stage, stage_at(frac, hp), models.raw.plans, step, frac, hp, log)
-            stage = stage_at(frac, hp)
+        if (new_stage := stage_at(frac, hp)) != stage:
+            log_stage_switch(stage, new_stage, models.raw.plans, step, frac, hp, log)
+            stage = new_stage
             switches.append(step)
         if stop_at is None and elapsed_ms >= cap_ms:
             stop_at = step

@@ -41,8 +41,8 @@ MUTATIONS = {
     "adam_betas": ("betas=(hp.beta1, hp.beta2)", "betas=(hp.beta1, 0.95)", FIDELITY),
     "xsa_counts_applications": ("xsa = [b >= hp.num_layers - hp.xsa_last_n for b in order]",
                                 "xsa = [i >= n - hp.xsa_last_n for i in range(n)]", FIDELITY),
-    "segment_cut_from_row_start": ("return (pos - doc_start) % span == 0", "return (pos % span == 0) | doc_begins",
-                                   ["tests/test_segments.py"]),
+    "segment_cut_from_row_start": ("return (pos - doc_start) % span",  # cuts at BOS and every span of the row
+                                   "return torch.minimum(pos - doc_start, pos % span)", ["tests/test_segments.py"]),
     "bf16_hessians": ("        with fp32_context(x.device):  # else x^T x would be a bf16 matmul under autocast\n",
                       "        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):\n",
                       ["tests/test_numerics.py"]),

@@ -46,9 +46,9 @@ def segment_attention_reference(q, k, v, segments_per_row) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("doc_isolation", [True, False])
-def test_segment_starts_follow_the_records_cut_rule(doc_isolation):
+def test_segments_start_where_the_records_cut_rule_says(doc_isolation):
     ids = packed_rows()
-    starts = tg.segment_starts(ids, SPAN, doc_isolation)
+    starts = tg.segment_positions(ids, SPAN, doc_isolation) == 0
     for b in range(2):
         want = [s for s, _ in reference_segments(ids[b].tolist(), SPAN, doc_isolation)]
         assert torch.nonzero(starts[b]).flatten().tolist() == want
@@ -81,7 +81,7 @@ def test_sdpa_and_flex_attend_exactly_within_the_reference_segments(backend, row
 
 def test_fa3_cu_seqlens_list_the_reference_segments():
     ids = packed_rows()
-    cu = tg.segment_cu_seqlens(tg.segment_starts(ids, SPAN, True), SPAN)
+    cu = tg.segment_cu_seqlens(tg.segment_positions(ids, SPAN, True) == 0, SPAN)
     flat = [s + 40 * b for b in range(2) for s, _ in reference_segments(ids[b].tolist(), SPAN)]
     assert cu.dtype == torch.int32 and cu.numel() == 2 * (1 + 40 // tg.FA3_MIN_MEAN_DOC_TOKENS + 40 // SPAN) + 1
     assert cu.tolist() == flat + [80] * (cu.numel() - len(flat))  # padded with empty segments at the end
@@ -94,14 +94,14 @@ def test_fa3_cu_seqlens_compile_to_one_graph():
     for seed in range(3):  # a different number of documents each time
         ids = torch.randint(2, 64, (1, 256), generator=torch.Generator().manual_seed(seed))
         ids[ids % (23 + seed) == 0] = tg.BOS_ID
-        starts = tg.segment_starts(ids, 64, True)
+        starts = tg.segment_positions(ids, 64, True) == 0
         assert torch.equal(compiled(starts, 64), tg.segment_cu_seqlens(starts, 64))
 
 
 def test_fa3_cu_seqlens_refuse_more_documents_than_they_hold():
     ids = torch.full((1, 40), tg.BOS_ID)  # 40 one-token documents: over the 1 + 40 // 16 + 40 // 32 slots
     with pytest.raises(RuntimeError, match="more documents"):
-        tg.segment_cu_seqlens(tg.segment_starts(ids, 32, True), 32)
+        tg.segment_cu_seqlens(tg.segment_positions(ids, 32, True) == 0, 32)
 
 
 def test_a_packed_row_scores_each_bos_document_as_if_alone():
