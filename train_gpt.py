@@ -34,7 +34,7 @@ import sys
 import time
 import uuid
 import zlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np

@@ -88,6 +88,19 @@ def cpu_runtime(autocast: bool | str = False):
                       autocast=autocast in (True, "bf16"))
 
 
+def randomized_model(env: dict, std: float = 0.3, seed: int = 1, device: str = "cpu"):
+    """The model of env with every parameter moved off its init by seeded N(0, std) noise: zero-initialized
+    gates and projections would hide most bugs."""
+    import train_gpt as tg
+
+    model = tg.build_model(tg.Hyperparameters.from_env(env), tg.torch.device(device))
+    gen = tg.torch.Generator().manual_seed(seed)
+    with tg.torch.no_grad():
+        for p in model.parameters():
+            p.add_((tg.torch.randn(p.shape, generator=gen) * std).to(p.device, p.dtype))
+    return model
+
+
 def tiny_env(dataset: Path, workdir: Path, **overrides) -> dict:
     """Env for a seconds-long CPU run of train_gpt.py on the tiny dataset (fp32 unless AUTOCAST=bf16)."""
     env = dict(DATA_PATH=str(dataset), TOKENIZER_PATH=str(dataset / "tokenizer.model"), VOCAB_SIZE=TINY_VOCAB,

@@ -2,13 +2,12 @@
 corruption, config mismatch, and the size cap."""
 
 import re
-import sys
 
 import pytest
 import torch
 
 import train_gpt as tg
-from conftest import REPO, cpu_runtime, run_script, tiny_env
+from conftest import cpu_runtime, randomized_model, run_script, tiny_env
 
 CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
 SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
@@ -17,11 +16,7 @@ SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS"
 
 
 def trained_like_model(env=SMALL) -> tg.GPT:
-    model = tg.build_model(tg.Hyperparameters.from_env(env), torch.device("cpu"))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+    return randomized_model(env, std=0.05)
 
 
 def test_int8_per_row_error_is_at_most_half_a_step():

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import train_gpt as tg
-from conftest import cpu_runtime
+from conftest import cpu_runtime, randomized_model as randomized
 
 # 6 layers, layers 1-2 looped twice: 0 1 2 1 2 3 4 5, encoder [0 1 2 1], decoder [2 3 4 5]. Lanes from
 # physical layer 4, which is a decoder application that receives a skip, so where the split happens and
@@ -24,15 +24,6 @@ RECURRENT = {"VOCAB_SIZE": "64", "NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEAD
              "TRAIN_SEQ_LEN": "16", "NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5:2,1.0:3",
              "NUM_VALUE_EMBEDS": "2", "XSA_LAST_N": "2", "PARALLEL_START_LAYER": "0", "LN_SCALE": "0",
              "SMEAR_GATE_ENABLED": "0", "SPARSE_ATTN_GATE_ENABLED": "0", "ROPE_DIMS": "4"}
-
-
-def randomized(env: dict, seed: int = 3) -> tg.GPT:
-    model = tg.build_model(tg.Hyperparameters.from_env(env), torch.device("cpu"))
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_((torch.randn(p.shape, generator=gen) * 0.3).to(p.dtype))
-    return model
 
 
 def token_ids(seed: int = 0) -> torch.Tensor:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import train_gpt as tg
+from conftest import randomized_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -29,12 +30,7 @@ def packed_ids(seed: int, docs_per_row: int, shape=(2, 512)) -> torch.Tensor:
 
 def small_model(seed: int = 1) -> tg.GPT:
     """Zero-initialized projections and gates would make the model trivial: perturb every parameter."""
-    model = tg.build_model(tg.Hyperparameters.from_env(SMALL), torch.device("cuda"))
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return model
+    return randomized_model(SMALL, std=0.05, seed=seed, device="cuda")
 
 
 def loss_and_grad_norm(model, ids: torch.Tensor, plan_index: int, params) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import train_gpt as tg
+from conftest import randomized_model as randomized
 
 RECIPES = Path(__file__).resolve().parents[1] / "records" / "recipes"
 CPU = torch.device("cpu")
@@ -24,16 +25,6 @@ RECURRENCE_STACK = {**LOOP_STACK, "NUM_LOOPS": "0", "NUM_LAYERS": "2", "NUM_REPE
 
 def read_env_file(path: Path) -> dict:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
-
-
-def randomized(env: dict, seed: int = 1) -> tg.GPT:
-    """Zero-initialized gates and projections would hide most bugs: give every parameter a random value."""
-    model = tg.build_model(tg.Hyperparameters.from_env(env), CPU)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
-    return model
 
 
 def count(model) -> int:

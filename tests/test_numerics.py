@@ -6,19 +6,15 @@ import pytest
 import torch
 
 import train_gpt as tg
-from conftest import cpu_runtime
+from conftest import cpu_runtime, randomized_model
 
 SMALL = {"NUM_LAYERS": "2", "NUM_LOOPS": "0", "MODEL_DIM": "64", "NUM_HEADS": "2", "NUM_KV_HEADS": "1",
          "VOCAB_SIZE": "96", "MLP_MULT": "2", "TRAIN_SEQ_LEN": "32", "AUTOCAST": "bf16"}
 
 
 def small_model(env=SMALL) -> tuple[tg.Hyperparameters, tg.GPT]:
-    hp = tg.Hyperparameters.from_env(env)
-    model = tg.build_model(hp, torch.device("cpu"))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return hp, model
+    model = randomized_model(env, std=0.05)
+    return model.hp, model
 
 
 def test_hessians_are_fp32_sums_under_autocast():

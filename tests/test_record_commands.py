@@ -3,6 +3,7 @@ read either means the same thing here (same model: parameter count and layer pla
 stops the run at startup with one line naming what we do instead (train_gpt.RECORD_ENV)."""
 
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -222,7 +223,7 @@ def test_every_variable_of_the_records_scripts_is_a_knob_or_in_the_table():
     ({"FORCE_FA2": "1"}, {"attn_backend": "sdpa"}),
 ])
 def test_renamed_variable_sets_our_knob(env, changed):
-    hp, default = tg.asdict(tg.Hyperparameters.from_env(env)), tg.asdict(tg.Hyperparameters.from_env({}))
+    hp, default = asdict(tg.Hyperparameters.from_env(env)), asdict(tg.Hyperparameters.from_env({}))
     assert {k: v for k, v in hp.items() if v != default[k]} == changed
 
 
@@ -248,7 +249,7 @@ def test_both_spellings_with_the_same_value_are_fine():
 
 def test_same_math_variables_are_accepted_with_a_logged_note():
     hp = tg.Hyperparameters.from_env({"FUSED_CE_ENABLED": "1", "COMPRESSOR": "pergroup"})
-    assert dict(tg.asdict(hp), compressor="brotli") == tg.asdict(tg.Hyperparameters.from_env({}))
+    assert dict(asdict(hp), compressor="brotli") == asdict(tg.Hyperparameters.from_env({}))
     lines = tg.describe_hyperparameters(hp)
     assert any(line.startswith("record_env: FUSED_CE_ENABLED=1") and "same loss" in line for line in lines)
     assert any(line.startswith("record_env: COMPRESSOR=pergroup") and "rANS" in line for line in lines)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import shard_io
 import train_gpt as tg
+from conftest import randomized_model
 
 CPU = torch.device("cpu")
 SPAN = 8
@@ -107,14 +108,9 @@ def test_fa3_cu_seqlens_refuse_more_documents_than_they_hold():
 def test_a_packed_row_scores_each_bos_document_as_if_alone():
     """Full model, every feature on: the logits of each BOS-started document inside a long packed row equal
     those of the document run alone, also for documents longer than TRAIN_SEQ_LEN."""
-    hp = tg.Hyperparameters.from_env({"VOCAB_SIZE": "64", "NUM_LAYERS": "4", "MODEL_DIM": "32", "NUM_HEADS": "4",
-                                      "NUM_KV_HEADS": "2", "TRAIN_SEQ_LEN": str(SPAN), "LOOP_START": "1",
-                                      "LOOP_END": "2", "PARALLEL_START_LAYER": "3", "GATE_WINDOW": "8",
-                                      "ROPE_DIMS": "4"})
-    model = tg.build_model(hp, CPU)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
+    model = randomized_model({"VOCAB_SIZE": "64", "NUM_LAYERS": "4", "MODEL_DIM": "32", "NUM_HEADS": "4",
+                              "NUM_KV_HEADS": "2", "TRAIN_SEQ_LEN": str(SPAN), "LOOP_START": "1", "LOOP_END": "2",
+                              "PARALLEL_START_LAYER": "3", "GATE_WINDOW": "8", "ROPE_DIMS": "4"})
     ids = packed_rows()[:1]
     with torch.no_grad():
         packed = model.logits(model.hidden(ids))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import train_gpt as tg
-from conftest import run_script, tiny_env
+from conftest import randomized_model, run_script, tiny_env
 
 CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
 
@@ -128,13 +128,10 @@ def test_context_length_schedule_switches_spans_without_recompiling(tiny_dataset
 
 def test_shorter_segments_change_the_loss_only_through_attention():
     """A span of 8 cuts a 32-token document into 4 segments: later tokens lose context, the first 8 do not."""
-    hp = tg.Hyperparameters.from_env({"VOCAB_SIZE": "64", "NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2",
-                                      "NUM_KV_HEADS": "1", "TRAIN_SEQ_LEN": "32", "NUM_LOOPS": "0", "ROPE_DIMS": "4",
-                                      "SMEAR_GATE_ENABLED": "0"})
-    model = tg.build_model(hp, CPU.device)
+    model = randomized_model({"VOCAB_SIZE": "64", "NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2",
+                              "NUM_KV_HEADS": "1", "TRAIN_SEQ_LEN": "32", "NUM_LOOPS": "0", "ROPE_DIMS": "4",
+                              "SMEAR_GATE_ENABLED": "0"})
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
         ids = torch.randint(2, 64, (1, 33), generator=torch.Generator().manual_seed(0))
         full, cut = (model(ids[:, :-1], ids[:, 1:], reduction="none", span=n) for n in (32, 8))
     assert torch.allclose(full[:8], cut[:8], atol=1e-5) and not torch.allclose(full[8:], cut[8:], atol=1e-3)
