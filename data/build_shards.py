@@ -392,10 +392,7 @@ def write_token_shards(
     With use_caseops, `docs` are the original texts: the shards hold their
     CaseOps transform, and the val byte sidecar is written next to the val shards."""
     _check_split_sizes(len(docs), val_docs)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in sidecar_paths(out_dir):  # a rebuild must not leave an old sidecar for VAL_BYTES_PATH to find
-        stale.unlink()
+    out_dir = Path(out_dir)  # build_dataset has emptied it of any earlier shards and sidecars
     val, train = docs[:val_docs], docs[val_docs:]
     encoded_val = [caseops.encode(text) for text in val] if use_caseops else list(val)
     val_ids = sp.encode(encoded_val, out_type=int, num_threads=THREADS)
