@@ -21,6 +21,7 @@ training, quantization and artifact, evaluation, main. Budget: about 2,500 reada
 
 import base64
 import copy
+import functools
 import difflib
 import glob
 import io
@@ -34,7 +35,7 @@ import sys
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -205,7 +206,55 @@ class Hyperparameters:
                                 "0 = fp16 scales as #1855")
     code_packing: str = knob("lzma", "count (and write) the code as a minified lzma exec stub, or raw",
                              choices=("lzma", "raw"))
-    eval_only_path: str = knob("", "skip training: load this artifact and score it")
+    # evaluation (every mode scores each val target once; TTT learns only from tokens already scored)
+    eval_only_path: str = knob("", "skip training: score this artifact under the eval knobs below (1 = "
+                               "ARTIFACT_DIR/final_model.int{bits}.ptz)")
+    eval_summary_json: str = knob("", "write every eval stage's loss, bpb, tokens, bytes and seconds here (JSON)")
+    eval_budget_seconds: float = knob(600.0, "warn when the TTT timer or the whole eval exceeds this")
+    val_doc_fraction: float = knob(1.0, "dev only: score a seeded sample of this fraction of val documents "
+                                   "(every line is labelled _partial)")
+    sliding_window_enabled: bool = knob(False, "also score with overlapping windows (#895, #1626; absent in #1855)")
+    eval_seq_len: int = knob(0, "sliding-window length (0 = TRAIN_SEQ_LEN)")
+    eval_stride: int = knob(64, "a new window every N targets; each scores its last N")
+    eval_batch_seqs: int = knob(32, "sliding windows per forward")
+    use_hedge: bool = knob(False, "#895's Hedge mixer over n-gram experts, inside the (sliding) window pass")
+    hedge_eta: float = knob(0.1, "Hedge learning rate of the expert log-weights")
+    ngram_tilt_enabled: bool = knob(False, "token-only n-gram tilt (#1514, #2135) on every stage's distribution")
+    ngram_tilt_order: int = knob(16, "longest context of the in-document n-gram hint")
+    ngram_tilt_threshold: float = knob(0.8, "hint only where its continuation has this share of the context's")
+    ngram_tilt_beta: float = knob(2.625, "logit boost of the hinted token before renormalizing")
+    ttt_enabled: bool = knob(True, "score-first per-document LoRA test-time training (#1530, #1855)")
+    ttt_lora_rank: int = knob(80, "rank of each adapter")
+    ttt_lora_alpha: float = knob(144.0, "adapter scale alpha/rank (#1767)")
+    ttt_lora_lr: float = knob(1e-4, "adapter learning rate")
+    ttt_optimizer: str = knob("adam", "adapter optimizer: AdamW or plain SGD", choices=("adam", "sgd"))
+    ttt_beta1: float = knob(0.0, "AdamW beta1 of the adapters")
+    ttt_beta2: float = knob(0.99, "AdamW beta2 of the adapters")
+    ttt_weight_decay: float = knob(0.5, "AdamW weight decay of the adapters")
+    ttt_grad_steps: int = knob(1, "adapter steps per scored chunk")
+    ttt_chunk_size: int = knob(48, "targets scored (then trained on) per step of a document")
+    ttt_short_doc_chunks: str = knob("", "#2014 'chunk@maxlen,...', e.g. 8@256,24@2000: smaller chunks for "
+                                     "documents up to maxlen targets")
+    ttt_eval_seq_len: int = knob(2048, "context window of a TTT chunk (and of global-SGD sequences)")
+    ttt_batch_size: int = knob(64, "documents per TTT batch (one adapter each)")
+    ttt_warm_start_a: bool = knob(True, "keep the trained A of the previous batch of the same lane (#1767)")
+    ttt_q_lora: bool = knob(True, "adapter on the queries")
+    ttt_k_lora: bool = knob(True, "adapter on the keys")
+    ttt_v_lora: bool = knob(True, "adapter on the values")
+    ttt_o_lora: bool = knob(True, "adapter beside the attention output projection")
+    ttt_mlp_lora: bool = knob(True, "adapter beside the MLP (the LM-head adapter is always on)")
+    ttt_eval_batches: str = knob("", "dev only: score only these TTT batch indices, e.g. 0,5,9 (labelled _partial)")
+    phased_ttt_enabled: bool = knob(True, "global SGD of the base weights on fully scored documents (#1626)")
+    phased_ttt_prefix_docs: int = knob(2500, "documents (the head of the longest-first queue) global SGD uses")
+    phased_ttt_num_phases: int = knob(3, "phases; phase k trains on the first PREFIX_DOCS*k/PHASES documents")
+    global_ttt_lr: float = knob(0.001, "global SGD learning rate (cosine decay over the chunks)")
+    global_ttt_momentum: float = knob(0.9, "global SGD momentum")
+    global_ttt_epochs: int = knob(1, "steps on each chunk, back to back")
+    global_ttt_chunk_tokens: int = knob(32_768, "tokens per global SGD step (the last chunk is not trained on)")
+    global_ttt_batch_seqs: int = knob(32, "sequences per micro-batch of a rank")
+    global_ttt_grad_clip: float = knob(1.0, "grad-norm clip of global SGD (0 = off)")
+    global_ttt_warmup_start_lr: float = knob(0.0, "global SGD warm-up starting LR")
+    global_ttt_warmup_chunks: int = knob(0, "chunks of linear global SGD warm-up")
     # runtime
     compile: str = knob("auto", "torch.compile the model: auto = on for CUDA", choices=("auto", "0", "1"))
     autocast: str = knob("auto", "bf16 autocast: auto = CUDA or a CPU with native bf16",
@@ -244,7 +293,10 @@ class Hyperparameters:
         head_dim = self.model_dim // self.num_heads
         require(self.rope_dims % 2 == 0 and 0 <= self.rope_dims <= head_dim, "ROPE_DIMS must be even and <= head dim")
         require(head_dim % 2 == 0, "head dim (MODEL_DIM/NUM_HEADS) must be even for RoPE")
-        positive = ("vocab_size", "num_layers", "train_seq_len", "train_batch_tokens", "val_batch_size", "num_repeats")
+        positive = ("vocab_size", "num_layers", "train_seq_len", "train_batch_tokens", "val_batch_size", "num_repeats",
+                    "eval_stride", "eval_batch_seqs", "ngram_tilt_order", "ttt_lora_rank", "ttt_grad_steps",
+                    "ttt_chunk_size", "ttt_eval_seq_len", "ttt_batch_size", "phased_ttt_num_phases",
+                    "global_ttt_chunk_tokens", "global_ttt_batch_seqs", "global_ttt_epochs")
         for name in positive:
             require(getattr(self, name) > 0, f"{name.upper()} must be positive")
         require(self.iterations >= 0 and self.warmup_steps >= 0, "ITERATIONS and WARMUP_STEPS must be >= 0")
@@ -263,6 +315,10 @@ class Hyperparameters:
         spans = [n for _, n in parse_seq_schedule(self.train_seq_schedule)]
         require(all(0 < n <= self.train_seq_len for n in spans),
                 "TRAIN_SEQ_SCHEDULE lengths must be in 1..TRAIN_SEQ_LEN")
+        require(0 < self.val_doc_fraction <= 1, "VAL_DOC_FRACTION must be in (0, 1]")
+        require(self.eval_seq_len >= 0, "EVAL_SEQ_LEN must be >= 0 (0 = TRAIN_SEQ_LEN)")
+        parse_short_doc_chunks(self.ttt_short_doc_chunks)
+        parse_batch_list(self.ttt_eval_batches)
         repeats = [r for _, r in parse_prog_depth(self.prog_depth)]
         # One pass would leave the cross-repeat scales without gradients, which DDP rejects.
         require(all(2 <= r <= self.num_repeats for r in repeats), "PROG_DEPTH repeats must be in 2..NUM_REPEATS")
@@ -302,6 +358,27 @@ LAUNCHER_ENV = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_R
                 "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "OMP_NUM_THREADS"}
 PROCESS_ENV_PREFIXES = ("NCCL_", "CUDA_", "CUDNN_", "CUBLAS", "TORCH", "PYTORCH_", "TRITON_", "PYTHON", "OMP_",
                         "MKL_", "KMP_", "NVIDIA_", "HF_", "LD_", "LC_", "XDG_", "SLURM_")
+
+
+def parse_short_doc_chunks(spec: str) -> list[tuple[int, int]]:
+    """'8@256,24@2000' -> [(256, 8), (2000, 24)]: (longest document, chunk size), ascending."""
+    try:
+        pairs = [tuple(int(v) for v in item.split("@")[::-1]) for item in spec.split(",") if item.strip()]
+    except ValueError:
+        pairs = None
+    if pairs is None or any(len(p) != 2 or min(p) <= 0 for p in pairs):
+        raise HyperparameterError(f"TTT_SHORT_DOC_CHUNKS={spec!r}: expected 'chunk@maxlen,...' of positive ints")
+    return sorted(pairs)
+
+
+def parse_batch_list(spec: str) -> list[int]:
+    try:
+        batches = sorted({int(v) for v in spec.split(",") if v.strip()})
+    except ValueError:
+        batches = [-1]
+    if any(b < 0 for b in batches):
+        raise HyperparameterError(f"TTT_EVAL_BATCHES={spec!r}: expected a comma list of batch indices >= 0")
+    return batches
 
 
 def parse_knob(name: str, raw: str, kind: type, choices: tuple):
@@ -388,10 +465,6 @@ def _not_built(feature: str, step: int, records: str, off=None, switch: bool = F
     return RecordEnv("not_built", records, feature, off=off, switch=switch, step=step)
 
 
-def _ttt(records: str = "#1626-#2008", off=None, switch: bool = False) -> RecordEnv:
-    return _not_built("test-time training", 5, records, off, switch)
-
-
 def _no_equivalent(records: str, why: str, off=None) -> RecordEnv:
     return RecordEnv("no_equivalent", records, why, off=off)
 
@@ -432,33 +505,24 @@ RECORD_ENV: dict[str, RecordEnv] = {
     "MUON_BETA2": RecordEnv("same_math", "#1667/#1775", _INERT, translate=_nothing),
     "WD_TAPER_START_FRAC": RecordEnv("same_math", "#1775", _INERT, translate=_nothing),
     "WD_TAPER_FINAL_MULT": RecordEnv("same_math", "#1775", _INERT, translate=_nothing),
-    # not built yet: test-time training (issue step 5)
-    "TTT_ENABLED": _ttt(off=_is_off, switch=True),
-    "TTT_STEPS": _ttt("#895 (early)", off=lambda raw, hp: _number(raw) == 0, switch=True),
-    "PHASED_TTT_ENABLED": _ttt(off=_is_off),
-    **{name: _ttt() for name in (
-        "TTT_LR", "TTT_LORA_RANK", "TTT_LORA_LR", "TTT_LORA_ALPHA", "TTT_CHUNK_SIZE", "TTT_EVAL_SEQ_LEN",
-        "TTT_BATCH_SIZE", "TTT_GRAD_STEPS", "TTT_WEIGHT_DECAY", "TTT_BETA1", "TTT_BETA2", "TTT_OPTIMIZER",
-        "TTT_K_LORA", "TTT_MLP_LORA", "TTT_O_LORA", "TTT_Q_LORA", "TTT_V_LORA", "TTT_WARM_START_A",
-        "TTT_EVAL_BATCHES", "TTT_DEBUG_BYPASS", "PHASED_TTT_PREFIX_DOCS", "PHASED_TTT_NUM_PHASES",
-        "GLOBAL_TTT_LR", "GLOBAL_TTT_MOMENTUM", "GLOBAL_TTT_EPOCHS", "GLOBAL_TTT_CHUNK_TOKENS",
-        "GLOBAL_TTT_BATCH_SEQS", "GLOBAL_TTT_WARMUP_START_LR", "GLOBAL_TTT_WARMUP_CHUNKS", "GLOBAL_TTT_GRAD_CLIP",
-        "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES")},
-    **{name: _ttt(off=_any) for name in ("TTT_OUTPUT_DIR", "TTT_EVAL_OUTPUT_JSON", "TTT_VARIANT_ID")},
-    # not built yet: other evaluation (issue step 5)
-    "SLIDING_WINDOW_ENABLED": _not_built("sliding-window eval", 5, "#1626-#1775", off=_is_off, switch=True),
-    "EVAL_STRIDE": _not_built("sliding-window eval", 5, "#895, #1626-#2008",
-                              off=lambda raw, hp: (_number(raw) or 0) >= hp.train_seq_len),
-    "EVAL_BATCH_SEQS": _not_built("sliding-window eval", 5, "#895"),
-    "EVAL_SEQ_LEN": _not_built("an eval sequence length other than TRAIN_SEQ_LEN", 5, "#895, #1626-#2008",
-                               off=lambda raw, hp: _number(raw) == hp.train_seq_len),
-    "USE_HEDGE": _not_built("the Hedge n-gram mixer", 5, "#895", off=_is_off, switch=True),
-    "HEDGE_ETA": _not_built("the Hedge n-gram mixer", 5, "#895"),
-    "TTT_EVAL_ONLY": _not_built(_EVAL_ONLY, 5, "#1855/#2008", off=_is_off),
-    "PREQUANT_ONLY": _not_built(_EVAL_ONLY, 5, "#1855/#2008", off=_is_off),
-    "SLIDING_EVAL": _not_built(_EVAL_ONLY, 5, "#2008", off=_is_off),
-    "LOAD_QUANTIZED_MODEL_PATH": _not_built(_EVAL_ONLY, 5, "#2008", off=_is_off),
-    **{name: _not_built(_EVAL_ONLY, 5, "#2008", off=_any)
+    # evaluation: the records' names for our eval knobs, and what has no counterpart
+    "TTT_EVAL_OUTPUT_JSON": _renamed("EVAL_SUMMARY_JSON", "#2008", "ours lists every eval stage"),
+    "LOAD_QUANTIZED_MODEL_PATH": _renamed("EVAL_ONLY_PATH", "#2008"),
+    "TTT_EVAL_ONLY": _no_equivalent("#1787/#2008", "name the artifact to score with EVAL_ONLY_PATH (1 = this "
+                                    "ARTIFACT_DIR's) or LOAD_QUANTIZED_MODEL_PATH",
+                                    off=lambda raw, hp: _is_off(raw) or bool(hp.eval_only_path)),
+    "SLIDING_EVAL": RecordEnv("same_math", "#2008", "an eval-only run always scores the round-trip diagnostic "
+                              "(and the sliding window with SLIDING_WINDOW_ENABLED=1)", translate=_nothing, off=_is_off),
+    "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": _no_equivalent("#1626-#2008", "global SGD cuts attention at documents "
+                                                        "as DOC_ISOLATION does", off=lambda raw, hp: not _is_off(raw)),
+    "TTT_STEPS": _no_equivalent("#895 (early)", "it trained on each batch before scoring it (not score-first); "
+                                "TTT_ENABLED is score-first LoRA TTT", off=lambda raw, hp: _number(raw) == 0),
+    "TTT_LR": _no_equivalent("#895 (early)", "see TTT_STEPS; the adapters' rate is TTT_LORA_LR", off=_any),
+    "TTT_DEBUG_BYPASS": _no_equivalent("#1855", "no debug bypass of TTT", off=_is_off),
+    **{name: RecordEnv("same_math", "#1855/#2008", "TTT progress goes to the log and EVAL_SUMMARY_JSON",
+                       translate=_nothing, off=_any) for name in ("TTT_OUTPUT_DIR", "TTT_VARIANT_ID")},
+    "PREQUANT_ONLY": _not_built("an eval of the pre-quantization weights only", 6, "#1855/#2008", off=_is_off),
+    **{name: _not_built(_EVAL_ONLY, 6, "#2008", off=_any)
        for name in ("OUTPUT_DIR", "SLIDING_EVAL_OUTPUT_JSON", "PREQUANT_EVAL_OUTPUT_JSON")},
     # not built yet: long runs (issue step 6)
     "RESUME_ENABLED": _not_built(_SAVES, 6, "#2008", off=_is_off, switch=True),
@@ -488,8 +552,6 @@ RECORD_ENV: dict[str, RecordEnv] = {
                                        off=lambda raw, hp: _number(raw) in (0, 2 ** (hp.matrix_bits - 1) - 1)),
     "ZSTD_LEVEL": _no_equivalent("#895", "COMPRESSOR=zstd compresses at level 22",
                                  off=lambda raw, hp: _number(raw) == 22),
-    "VAL_DOC_FRACTION": _no_equivalent("#1626-#2008", "the score always covers the whole val split",
-                                       off=lambda raw, hp: _number(raw) == 1),
     "EVAL_ONLY_PATH": _no_equivalent("#1667/#1775", "theirs evaluates a raw checkpoint (.pt); ours scores one of "
                                      "our artifacts (final_model.int6.ptz)",
                                      off=lambda raw, hp: not raw.strip().endswith(".pt")),
@@ -788,18 +850,16 @@ class TrainLoader:
         return x.to(self.rt.device, non_blocking=True), y.to(self.rt.device, non_blocking=True)
 
 
-def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> tuple[Tensor, int]:
-    """All val tokens, trimmed to whole sequences (+1 for the last target) as the baseline does.
-
-    Returns the trimmed stream and the full length, so the log can say how many were left out."""
+def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
+    """The whole val stream: every token after the first is a target, the tail included (#2014; the baseline
+    and #1855 cut the stream to whole sequences and never scored the last 1,823 tokens)."""
     tokens = torch.cat([read_shard(p) for p in shard_paths(pattern, skip_sidecars=True)])
     if tokens.numel() <= seq_len:
         raise DataError(f"validation split {pattern} has {tokens.numel()} tokens, fewer than one sequence")
     max_id = int(tokens.max())
     if max_id >= vocab_size:
         raise DataError(f"validation token id {max_id} >= VOCAB_SIZE {vocab_size}: shards and vocab disagree")
-    usable = (tokens.numel() - 1) // seq_len * seq_len
-    return tokens[: usable + 1], tokens.numel()
+    return tokens
 
 
 # -----------------------------------------------------------------------------------------------
@@ -868,10 +928,31 @@ def load_token_bytes_sidecar(pattern: str, num_tokens: int) -> Tensor:
 
 @dataclass(frozen=True)
 class ValidationData:
-    tokens: Tensor  # int32 [N+1]: whole sequences of the val stream plus one final target
+    tokens: Tensor  # int32 [N+1]: the val stream; tokens 1..N are the targets
     token_bytes: Tensor  # int16 [N+1]: bytes token i adds when it is a target
-    total_tokens: int  # length of the untrimmed split
+    partial: bool = False  # a VAL_DOC_FRACTION sample: no number from it is the score
 
+
+def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
+    """(start, end) per document: inputs tokens[start:end], targets tokens[start+1:end+1]. A document runs
+    from its BOS to the next, which it predicts (#1855); tokens before a first BOS make one more document.
+    The documents cover every target exactly once."""
+    n = tokens.numel() - 1
+    starts = (tokens[:n] == BOS_ID).nonzero().flatten().tolist()
+    starts = starts if starts and starts[0] == 0 else [0] + starts
+    return list(zip(starts, starts[1:] + [n]))
+
+
+def sample_documents(val: ValidationData, fraction: float, seed: int) -> ValidationData:
+    """VAL_DOC_FRACTION: a seeded sample of whole documents, kept in stream order, as one stream."""
+    docs = val_documents(val.tokens)
+    keep = max(1, round(fraction * len(docs)))
+    chosen = sorted(torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed))[:keep].tolist())
+    targets = torch.cat([torch.arange(docs[i][0] + 1, docs[i][1] + 1) for i in chosen])
+    index = torch.cat([torch.tensor([docs[chosen[0]][0]]), targets])  # the first input, then every target
+    bytes_ = val.token_bytes[index].clone()
+    bytes_[0] = 0
+    return ValidationData(val.tokens[index], bytes_, partial=True)
 
 class BpbMeter:
     """Accumulates NLL (nats), scored tokens and bytes in float64; every eval path feeds one."""
@@ -884,8 +965,11 @@ class BpbMeter:
         self.sums[1] += token_nll.numel()
         self.sums[2] += target_bytes.double().sum()
 
+    def totals(self, rt: Runtime) -> list[float]:
+        return all_reduce_(self.sums.clone(), rt).tolist()
+
     def result(self, rt: Runtime) -> tuple[float, float]:
-        nll, tokens, nbytes = all_reduce_(self.sums.clone(), rt).tolist()
+        nll, tokens, nbytes = self.totals(rt)
         val_loss = nll / tokens
         return val_loss, val_loss / math.log(2.0) * tokens / nbytes
 
@@ -1096,12 +1180,12 @@ class CausalSelfAttention(nn.Module):
         logits = F.linear(src[..., : w.size(1)], w)
         return torch.sigmoid(self.gate_scale * logits) if self.gate_kind == "sparse" else 2 * torch.sigmoid(logits)
 
-    def forward(self, x: Tensor, ctx: AttentionContext, xsa: bool) -> Tensor:
+    def forward(self, x: Tensor, ctx: AttentionContext, xsa: bool, lora=None) -> Tensor:
         bsz, seqlen, dim = x.shape
-        q_raw = self.c_q(x)
+        q_raw = with_lora(self.c_q(x), lora, "q", x)
         q = q_raw.reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)
-        k = self.c_k(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.c_v(x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        k = with_lora(self.c_k(x), lora, "k", x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        v = with_lora(self.c_v(x), lora, "v", x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rotary(rms_norm(q), *ctx.rope), apply_rotary(rms_norm(k), *ctx.rope)
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
         y = attend(q, k.to(q.dtype), v.to(q.dtype), ctx)  # [B, H, T, D]
@@ -1109,7 +1193,13 @@ class CausalSelfAttention(nn.Module):
             y = xsa_remove_self_value(y, v.to(y.dtype))
         if self.gate_kind is not None:
             y = y * self.gate(x, q_raw).transpose(1, 2).unsqueeze(-1).to(y.dtype)
-        return self.proj(y.transpose(1, 2).reshape(bsz, seqlen, dim))
+        return with_lora(self.proj(y.transpose(1, 2).reshape(bsz, seqlen, dim)), lora, "o", x)
+
+
+def with_lora(y: Tensor, lora, target: str, x: Tensor) -> Tensor:
+    """y plus a test-time adapter's delta of x where one is attached to this target (BatchedLoRA)."""
+    delta = None if lora is None else lora(target, x)
+    return y if delta is None else y + delta.to(y.dtype)
 
 
 def attention_gate_kind(hp: Hyperparameters) -> str | None:
@@ -1143,17 +1233,19 @@ class Block(nn.Module):
         self.ln_scale = 1.0 / math.sqrt(layer_idx + 1) if hp.ln_scale else 1.0
 
     def forward(self, x: Tensor, x0: Tensor, ctx: AttentionContext, xsa: bool,
-                lane_m: Tensor | None = None, lambdas: tuple[Tensor, Tensor] | None = None):
+                lane_m: Tensor | None = None, lambdas: tuple[Tensor, Tensor] | None = None, lora=None):
         """Sequential block (the mixed stream is carried on); with lane_m, the two-lane parallel form of
         #1626/#1855: resid_mix only forms what attention reads from lane A (x, carried unmixed), the MLP
-        reads lane M, and both lanes take learned mixes of both outputs. Returns (x, lane_m)."""
+        reads lane M, and both lanes take learned mixes of both outputs. Returns (x, lane_m). lora: this
+        application's TTT adapters (Q, K, V, O read the attention input; the MLP one wraps the MLP)."""
         mix = self.resid_mix.to(x.dtype)
         x_in = mix[0] * x + mix[1] * x0
-        attn_out = self.attn_scale.to(x.dtype) * self.attn(rms_norm(x_in) * self.ln_scale, ctx, xsa)
+        attn_out = self.attn_scale.to(x.dtype) * self.attn(rms_norm(x_in) * self.ln_scale, ctx, xsa, lora)
+        mlp = lambda h: with_lora(self.mlp(h), lora, "mlp", h)  # noqa: E731
         if lane_m is None:
             x = x_in + attn_out
-            return x + self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(x) * self.ln_scale), None
-        mlp_out = self.mlp_scale.to(x.dtype) * self.mlp(rms_norm(lane_m) * self.ln_scale)
+            return x + self.mlp_scale.to(x.dtype) * mlp(rms_norm(x) * self.ln_scale), None
+        mlp_out = self.mlp_scale.to(x.dtype) * mlp(rms_norm(lane_m) * self.ln_scale)
         resid, post = (t.to(x.dtype) for t in lambdas)  # [2], [2 (attn, mlp), 2 (lane A, lane M)]
         lane_a = resid[0] * x + post[0, 0] * attn_out + post[1, 0] * mlp_out
         return lane_a, resid[1] * lane_m + post[0, 1] * attn_out + post[1, 1] * mlp_out
@@ -1268,7 +1360,7 @@ class GPT(nn.Module):
                 for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.fc):
                     nn.init.orthogonal_(lin.weight)
 
-    def hidden(self, ids: Tensor, plan_index: int = -1, span: int | None = None) -> Tensor:
+    def hidden(self, ids: Tensor, plan_index: int = -1, span: int | None = None, lora=None) -> Tensor:
         plan = self.plans[plan_index]
         x = self.tok_emb(ids)
         if not torch.is_autocast_enabled(x.device.type):
@@ -1288,7 +1380,8 @@ class GPT(nn.Module):
                 gate = None if self.skip_gates is None else self.skip_gates[j]
                 x = skip_merge(x, skips.pop(), self.skip_weights[j], gate)
             lambdas = (self.parallel_resid_lambdas[b], self.parallel_post_lambdas[b]) if lane_m is not None else None
-            x, lane_m = self.blocks[b](x, x0, ctx, plan.xsa[i], lane_m, lambdas)
+            slot = None if lora is None else functools.partial(lora, i)  # adapters of application i
+            x, lane_m = self.blocks[b](x, x0, ctx, plan.xsa[i], lane_m, lambdas, slot)
             if i < plan.num_encoder:
                 skips.append(x)
             last_out[b] = x
@@ -1306,18 +1399,19 @@ class GPT(nn.Module):
             x = x + self.value_scales[i, k].to(x.dtype) * v
         return x
 
-    def logits(self, h: Tensor) -> Tensor:
+    def logits(self, h: Tensor, lora=None) -> Tensor:
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        z = F.linear(h, weight.to(h.dtype)).float()
+        z = with_lora(F.linear(h, weight.to(h.dtype)), None if lora is None else functools.partial(lora, -1), "head",
+                      h).float()
         if self.hp.asym_logit_rescale:  # AsymLogit: monotone in z, so the softmax stays a full distribution
             cap = torch.where(z > 0, self.softcap_pos, self.softcap_neg)
             return cap * torch.tanh(z / cap)
         return self.hp.logit_softcap * torch.tanh(z / self.hp.logit_softcap)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor, reduction: str = "mean", plan_index: int = -1,
-                span: int | None = None) -> Tensor:
+                span: int | None = None, lora=None) -> Tensor:
         """Cross-entropy of the targets; reduction="none" gives per-token NLL for exact eval sums."""
-        logits = self.logits(self.hidden(input_ids, plan_index, span))
+        logits = self.logits(self.hidden(input_ids, plan_index, span, lora), lora)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction=reduction)
 
 
@@ -1514,7 +1608,7 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
             train_step(models.train, optimizers, loader, hp, rt, step=0, lr_scale=1.0, stage=stage)
             if hp.warmup_steps <= 20 or (i + 1) % 10 == 0 or i + 1 == hp.warmup_steps:
                 log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{stage.plan} span:{stage.span}")
-    x, y = torch.randint(0, hp.vocab_size, (2, 1, eval_batch_seqs(hp, rt) * hp.train_seq_len), device=rt.device)
+    x, y = torch.randint(0, hp.vocab_size, (2, eval_batch_seqs(hp, rt), hp.train_seq_len), device=rt.device)
     with torch.no_grad(), autocast_context(rt):  # the eval graph too, on random tokens (never val data)
         models.eval(x, y, reduction="none")
     models.raw.load_state_dict(weights, strict=True)
@@ -2139,9 +2233,11 @@ def packed_code(source: str) -> str:
 
 # -----------------------------------------------------------------------------------------------
 # EVALUATION
-# Plain eval: the trimmed val stream cut into TRAIN_SEQ_LEN rows, rows split evenly across ranks and
-# batched into flat rows with the training's segment cuts (#1855's diagnostic eval); every target scored
-# exactly once under no_grad, sums reduced by BpbMeter.
+# Every mode scores each val target exactly once into BpbMeters, from a full softmax over the vocabulary
+# that depends on the artifact and earlier tokens only (issue #1017's C1-C4, tests/test_eval_legality.py):
+# plain rows (#1855's diagnostic), sliding windows (#895/#1626), and score-first per-document LoRA TTT
+# with phased global SGD (#1530/#1626/#1855). Two mixers reshape a mode's distribution: #895's Hedge
+# over n-gram experts (window pass) and the token-only n-gram tilt (#1514/#2135, any mode).
 # -----------------------------------------------------------------------------------------------
 
 
@@ -2151,25 +2247,470 @@ def eval_batch_seqs(hp: Hyperparameters, rt: Runtime) -> int:
 
 @torch.no_grad()
 def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Runtime) -> tuple[float, float]:
-    seq_len = hp.train_seq_len
-    total_seqs = (val.tokens.numel() - 1) // seq_len
+    seq_len, n = hp.train_seq_len, val.tokens.numel() - 1
+    total_seqs = -(-n // seq_len)  # the last, shorter row holds the tail
     first, last = total_seqs * rt.rank // rt.world_size, total_seqs * (rt.rank + 1) // rt.world_size
     batch_seqs = eval_batch_seqs(hp, rt)
     meter = BpbMeter(rt.device)
     was_training = model.training
     model.eval()
     for s in range(first, last, batch_seqs):
-        e = min(s + batch_seqs, last)
-        window = val.tokens[s * seq_len : e * seq_len + 1].to(rt.device, torch.int64)
-        # one flat row, segments cut as in training; a short last batch is padded at the end (causal: no
-        # real token sees the padding), so compiled eval sees one shape
-        pad = (batch_seqs - (e - s)) * seq_len
-        x, y = F.pad(window[:-1], (0, pad))[None], F.pad(window[1:], (0, pad))[None]  # strides (n, 1): one graph
+        a = s * seq_len
+        window = val.tokens[a : min((s + batch_seqs) * seq_len, last * seq_len, n) + 1].to(rt.device, torch.int64)
+        # rows of TRAIN_SEQ_LEN scored alone (documents also cut at BOS), so no score depends on the batch or
+        # world size; a short last batch is padded at the end (causal: no real token sees it): one shape
+        real, pad = window.numel() - 1, batch_seqs * seq_len - (window.numel() - 1)
+        x, y = (F.pad(w, (0, pad)).view(batch_seqs, seq_len) for w in (window[:-1], window[1:]))
         with autocast_context(rt):
-            nll = model(x, y, reduction="none")[: (e - s) * seq_len]
-        meter.add(nll, val.token_bytes[s * seq_len + 1 : e * seq_len + 1].to(rt.device))
+            nll = model(x, y, reduction="none")[:real]
+        meter.add(nll, val.token_bytes[a + 1 : a + 1 + real].to(rt.device))
     model.train(was_training)
     return meter.result(rt)
+
+
+def ngram_hints(tokens: Tensor, order: int, threshold: float) -> Tensor:
+    """Token-only n-gram hint per target (-1: none), from the document's earlier tokens only: the longest
+    context (<= order tokens) seen before in the document proposes its most frequent continuation if that
+    has >= threshold of the context's count. Ours is per document, so it is the same in any scoring order."""
+    hints = torch.full((tokens.numel(),), -1, dtype=torch.int64)
+    ids = tokens.tolist()
+    for start, end in val_documents(tokens):
+        seen: dict[tuple, dict[int, int]] = {}
+        for t in range(start, end):  # predict ids[t + 1] from ids[start..t]
+            for n in range(min(order, t - start + 1), 0, -1):
+                counts = seen.get(tuple(ids[t - n + 1 : t + 1]))
+                if counts:
+                    best = max(counts, key=counts.get)
+                    if counts[best] >= threshold * sum(counts.values()):
+                        hints[t + 1] = best
+                    break
+            for n in range(1, min(order, t - start + 1) + 1):  # learn the target once it is scored
+                ctx = seen.setdefault(tuple(ids[t - n + 1 : t + 1]), {})
+                ctx[ids[t + 1]] = ctx.get(ids[t + 1], 0) + 1
+    return hints
+
+
+def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
+    """p'(t) = p(t) e^{beta [t = h]} / Z, Z = 1 + p(h)(e^beta - 1) (#1514): a renormalized boost of the hint,
+    never a function of the realized token. logp [n, V]; hints [n], -1 = unchanged."""
+    h = hints.clamp_min(0)[:, None]
+    log_z = torch.log1p(logp.gather(1, h).exp() * math.expm1(beta))
+    tilted = (logp - log_z).scatter_add(1, h, torch.full_like(log_z, beta))
+    return torch.where(hints[:, None] >= 0, tilted, logp)
+
+
+class StageMeters:
+    """The meters of one eval stage, by label: the mode's distribution and any mixer's, each also tilted
+    under NGRAM_TILT_ENABLED. probe(label, positions, logp) sees every scored distribution (the tests)."""
+
+    def __init__(self, labels: list[str], val: ValidationData, hp: Hyperparameters, rt: Runtime,
+                 hints: Tensor | None, probe=None):
+        self.val, self.hp, self.hints, self.probe, self.counting = val, hp, hints, probe, True
+        self.labels = [x for label in labels for x in [label] + ([f"{label}_tilt"] if hints is not None else [])]
+        self.meters = {label: BpbMeter(rt.device) for label in self.labels}  # every rank reduces the same set
+
+    def add(self, label: str, logp: Tensor, positions: Tensor) -> None:
+        """logp [n, V]: log-probabilities for the targets at stream positions [n], fixed before any update."""
+        cpu_pos = positions.cpu()
+        targets = self.val.tokens[cpu_pos].to(logp.device, torch.int64)[:, None]
+        scored = [(label, logp)]
+        if self.hints is not None:
+            hints = self.hints[cpu_pos].to(logp.device)
+            scored.append((f"{label}_tilt", ngram_tilt(logp, hints, self.hp.ngram_tilt_beta)))
+        for name, dist_ in scored:
+            if self.counting:
+                self.meters[name].add(-dist_.gather(1, targets).squeeze(1), self.val.token_bytes[cpu_pos].to(logp.device))
+            if self.probe is not None:
+                self.probe(name, cpu_pos, dist_)
+
+
+HEDGE_TRIGRAM_BUCKETS = 65_536  # #895's hash table rows
+
+
+class HedgeMixer:
+    """#895's Hedge mixer (#688/#745): exponential weights over the neural distribution and three count
+    experts, each a full add-k distribution over the vocabulary: unigram, bigram on the previous token,
+    trigram on a hash of the previous two. #895's fifth "entropy expert" gave every token one probability,
+    so its mixture did not sum to 1 (#1017 C2): it is left out. Tables and weights change only after a
+    batch is scored; the weights move by the mean NLL of each expert on that batch's scored targets."""
+
+    WARMUP_TOKENS, INIT_LOG_W = 10_000, (2.0, 0.0, 0.0, 0.0)
+
+    def __init__(self, vocab: int, eta: float, device: torch.device):
+        self.vocab, self.eta = vocab, eta
+        self.unigram = torch.zeros(vocab, device=device)
+        self.bigram = torch.zeros(vocab, vocab, device=device)
+        self.trigram = torch.zeros(HEDGE_TRIGRAM_BUCKETS, vocab, device=device)
+        self.log_w = torch.tensor(self.INIT_LOG_W, device=device)
+        self.seen = 0
+
+    def _bucket(self, prev2: Tensor, prev1: Tensor) -> Tensor:
+        return ((prev2 * 36313) ^ (prev1 * 27191)) % HEDGE_TRIGRAM_BUCKETS
+
+    def experts(self, logp: Tensor, prev2: Tensor, prev1: Tensor) -> Tensor:
+        """[4, n, V] log-distributions of the neural, unigram, bigram and trigram experts."""
+        v = self.vocab
+        uni = ((self.unigram + 0.1) / (self.unigram.sum() + 0.1 * v)).log().expand_as(logp)
+        bi = self.bigram[prev1]
+        tri = self.trigram[self._bucket(prev2, prev1)]
+        bi = ((bi + 0.1) / (bi.sum(-1, keepdim=True) + 0.1 * v)).log()
+        tri = ((tri + 0.01) / (tri.sum(-1, keepdim=True) + 0.01 * v)).log()
+        return torch.stack([logp, uni, bi, tri])
+
+    def mix(self, logp: Tensor, prev2: Tensor, prev1: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The mixture's log-distribution [n, V] (the neural one until WARMUP_TOKENS were counted)."""
+        if self.seen < self.WARMUP_TOKENS:
+            return logp, None
+        experts = self.experts(logp, prev2, prev1)
+        return torch.logsumexp(torch.log_softmax(self.log_w, 0)[:, None, None] + experts, 0), experts
+
+    def update(self, experts: Tensor | None, prev2: Tensor, prev1: Tensor, targets: Tensor) -> None:
+        """After scoring: move the weights, then count the scored targets."""
+        if experts is not None:
+            nll = -experts.gather(2, targets[None, :, None].expand(experts.size(0), -1, 1)).squeeze(2)
+            self.log_w -= self.eta * nll.mean(1)
+        ones = torch.ones_like(targets, dtype=torch.float32)
+        self.unigram.index_add_(0, targets, ones)
+        self.bigram.index_put_((prev1, targets), ones, accumulate=True)
+        self.trigram.index_put_((self._bucket(prev2, prev1), targets), ones, accumulate=True)
+        self.seen += targets.numel()
+
+
+def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[int, int, int]]:
+    """(context start, score start, end) in input positions: inputs tokens[a:e] score the targets at
+    positions s+1..e. The first window scores all its targets, each later one the stride after the last
+    scored, down to a shorter final one, so the tail is scored too (pg #121)."""
+    end = min(seq_len, num_targets)
+    windows = [(0, 0, end)]
+    while end < num_targets:
+        new_end = min(end + stride, num_targets)
+        windows.append((max(0, new_end - seq_len), end, new_end))
+        end = new_end
+    return windows
+
+
+def padded_rows(tokens: Tensor, spans: list[tuple[int, int]], device: torch.device) -> Tensor:
+    """[B, T] rows tokens[a:e], right-padded with 0: causal attention keeps padding out of real tokens."""
+    width = max(e - a for a, e in spans)
+    return torch.stack([F.pad(tokens[a:e].long(), (0, width - (e - a))) for a, e in spans]).to(device)
+
+
+def scored_hidden(h: Tensor, lengths: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+    """The last counts[b] real positions of each row of h [B, T, D] (rows are lengths[b] long), as
+    [B, C, D] plus a [B, C] mask of which of the C = max(counts) slots are real."""
+    c = int(counts.max())
+    slot = torch.arange(c, device=h.device)
+    index = (lengths - counts)[:, None] + slot
+    mask = slot[None] < counts[:, None]
+    index = torch.where(mask, index, lengths[:, None] - 1)
+    return h.gather(1, index[..., None].expand(-1, -1, h.size(-1))), mask
+
+
+@torch.no_grad()
+def eval_sliding(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, meters: StageMeters) -> None:
+    """Overlapping windows (#895 eval_val_sliding, #1626 SLIDING_WINDOW_ENABLED), context clipped at document
+    starts by the segment cuts. With Hedge the windows run in order on every rank (its state is sequential)
+    and rank 0 alone counts; otherwise each rank takes a contiguous share."""
+    seq_len = hp.eval_seq_len or hp.train_seq_len
+    windows = sliding_windows(val.tokens.numel() - 1, seq_len, hp.eval_stride)
+    hedge = HedgeMixer(hp.vocab_size, hp.hedge_eta, rt.device) if hp.use_hedge else None
+    if hedge is None:
+        windows = windows[len(windows) * rt.rank // rt.world_size : len(windows) * (rt.rank + 1) // rt.world_size]
+    meters.counting = hedge is None or rt.is_main  # with Hedge every rank computes it all; rank 0 counts
+    model.eval()
+    for i in range(0, len(windows), hp.eval_batch_seqs):
+        batch = windows[i : i + hp.eval_batch_seqs]
+        x = padded_rows(val.tokens, [(a, e) for a, _, e in batch], rt.device)
+        lengths = torch.tensor([e - a for a, _, e in batch], device=rt.device)
+        counts = torch.tensor([e - s for _, s, e in batch], device=rt.device)
+        with autocast_context(rt):
+            h, mask = scored_hidden(model.hidden(x, span=seq_len), lengths, counts)
+            logp = torch.log_softmax(model.logits(h)[mask].float(), -1)
+        positions = torch.cat([torch.arange(s + 1, e + 1) for _, s, e in batch])
+        meters.add("sliding_window", logp, positions)
+        if hedge is not None:
+            prev1 = val.tokens[positions - 1].to(rt.device, torch.int64)
+            prev2 = val.tokens[(positions - 2).clamp_min(0)].to(rt.device, torch.int64)
+            mixed, experts = hedge.mix(logp, prev2, prev1)
+            meters.add("hedge_mixer", mixed, positions)
+            hedge.update(experts, prev2, prev1, val.tokens[positions].to(rt.device, torch.int64))
+
+
+LORA_TARGETS = ("q", "k", "v", "o", "mlp")
+WARM_START_LANES = 8  # batch b inherits A from batch b - 8: the same chain at every world size dividing 8
+
+
+class BatchedLoRA(nn.Module):
+    """Score-first TTT adapters (#1530; alpha/rank #1767; targets of #1855): per document of a batch and per
+    layer application (looped repeats get their own) a delta (x A^T) B^T alpha/r on Q, K, V, beside the
+    attention output and the MLP, and on the LM head before the softcap. A ~ U(+-1/sqrt(in)), B = 0, so a
+    fresh adapter changes nothing. The GPT forward calls it as lora(application, target, x); -1 = head."""
+
+    def __init__(self, model: GPT, hp: Hyperparameters, batch: int, seed: int):
+        super().__init__()
+        d, kv = hp.model_dim, hp.num_kv_heads * (hp.model_dim // hp.num_heads)
+        apps, on = len(model.plans[-1].order), {t: getattr(hp, f"ttt_{t}_lora") for t in LORA_TARGETS}
+        shapes = {"q": (apps, d, d), "k": (apps, d, kv), "v": (apps, d, kv), "o": (apps, d, d), "mlp": (apps, d, d),
+                  "head": (1, d, hp.vocab_size)}
+        device, gen = model.tok_emb.weight.device, torch.Generator(model.tok_emb.weight.device).manual_seed(seed)
+        self.scale, self.a, self.b = hp.ttt_lora_alpha / hp.ttt_lora_rank, nn.ParameterDict(), nn.ParameterDict()
+        for name, (n, fan_in, fan_out) in shapes.items():
+            if on.get(name, True):
+                bound = 1 / math.sqrt(fan_in)
+                a = torch.rand(n, batch, hp.ttt_lora_rank, fan_in, generator=gen, device=device) * 2 * bound - bound
+                self.a[name] = nn.Parameter(a)
+                self.b[name] = nn.Parameter(torch.zeros(n, batch, fan_out, hp.ttt_lora_rank, device=device))
+
+    def forward(self, app: int, target: str, x: Tensor) -> Tensor | None:
+        if target not in self.a:
+            return None
+        app = 0 if target == "head" else app
+        a, b = self.a[target][app].to(x.dtype), self.b[target][app].to(x.dtype)
+        return torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
+
+
+def ttt_optimizer(lora: BatchedLoRA, hp: Hyperparameters) -> torch.optim.Optimizer:
+    if hp.ttt_optimizer == "sgd":
+        return torch.optim.SGD(lora.parameters(), lr=hp.ttt_lora_lr)
+    return torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
+                             weight_decay=hp.ttt_weight_decay)
+
+
+def chunk_size_of(num_targets: int, hp: Hyperparameters) -> int:
+    """TTT_CHUNK_SIZE, or a smaller one of TTT_SHORT_DOC_CHUNKS for short documents (#2014)."""
+    return next((c for longest, c in parse_short_doc_chunks(hp.ttt_short_doc_chunks) if num_targets <= longest),
+                hp.ttt_chunk_size)
+
+
+def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -> list[tuple[int, int, int]]:
+    """Per document of a batch, step's chunk as (context start, score start, end) in input positions: the
+    chunk's targets with up to TTT_EVAL_SEQ_LEN tokens of the document before them as context. A document
+    with no chunk left gets a 1-token dummy (masked out)."""
+    out = []
+    for start, end in docs:
+        c = chunk_size_of(end - start, hp)
+        lo, hi = start + step * c, min(start + (step + 1) * c, end)
+        out.append((max(start, hi - hp.ttt_eval_seq_len), lo, hi) if lo < end else (start, start, start + 1))
+    return out
+
+
+def score_chunk(model: GPT, lora: BatchedLoRA, val: ValidationData, windows: list, live: Tensor,
+                hp: Hyperparameters, rt: Runtime, meters: StageMeters | None, label: str) -> Tensor:
+    """One forward over a batch's chunk windows. The live documents' scores go to the meters before any
+    step uses them; returns each document's mean NLL over its chunk [B] (0 where not live), with grad."""
+    x = padded_rows(val.tokens, [(a, e) for a, _, e in windows], rt.device)
+    lengths = torch.tensor([e - a for a, _, e in windows], device=rt.device)
+    counts = torch.tensor([e - s for _, s, e in windows], device=rt.device)
+    with autocast_context(rt):
+        h, mask = scored_hidden(model.hidden(x, span=hp.ttt_eval_seq_len, lora=lora), lengths, counts)
+        logp = torch.log_softmax(model.logits(h, lora).float(), -1)  # [B, C, V]
+    starts = torch.tensor([s for _, s, _ in windows])
+    positions = (starts[:, None] + 1 + torch.arange(mask.size(1))).clamp(max=val.tokens.numel() - 1)
+    real = mask & live[:, None]
+    if meters is not None:
+        meters.add(label, logp[real].detach(), positions[real.cpu()])
+    nll = -logp.gather(2, val.tokens[positions].to(rt.device, torch.int64)[..., None]).squeeze(2)
+    return torch.where(real, nll, 0.0).sum(1) / counts
+
+
+def ttt_batch(model: GPT, val: ValidationData, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime,
+              meters: StageMeters, label: str) -> None:
+    """Score-first LoRA TTT of one batch of documents: each chunk is scored with the adapters trained on
+    the document's earlier chunks, then trained on; a document's last chunk is scored, never trained on."""
+    optimizer = ttt_optimizer(lora, hp)
+    steps = torch.tensor([-(-(e - s) // chunk_size_of(e - s, hp)) for s, e in docs], device=rt.device)
+    for step in range(int(steps.max())):
+        windows, train = chunk_windows(docs, step, hp), steps > step + 1  # train: documents with a later chunk
+        per_doc = score_chunk(model, lora, val, windows, steps > step, hp, rt, meters, label)
+        for k in range(hp.ttt_grad_steps if bool(train.any()) else 0):
+            if k > 0:
+                per_doc = score_chunk(model, lora, val, windows, train, hp, rt, None, label)
+            optimizer.zero_grad(set_to_none=True)
+            (per_doc * train).sum().backward()
+            optimizer.step()
+
+
+def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
+    """(batch index, documents): documents longest first (ties in stream order) in batches of TTT_BATCH_SIZE,
+    as #1855 orders them; TTT_EVAL_BATCHES keeps only the listed batches."""
+    docs = sorted(val_documents(val.tokens), key=lambda d: (d[0] - d[1], d[0]))
+    batches = list(enumerate(docs[i : i + hp.ttt_batch_size] for i in range(0, len(docs), hp.ttt_batch_size)))
+    chosen = parse_batch_list(hp.ttt_eval_batches)
+    return [batches[b] for b in chosen if b < len(batches)] if chosen else batches
+
+
+def phase_plan(num_batches: int, hp: Hyperparameters) -> list[tuple[int, int]]:
+    """(queue batches scored before it, queue documents it trains on) per global-SGD phase: phase k trains
+    on the first PREFIX_DOCS*k/PHASES documents of the queue, once every batch holding them is scored, on
+    every rank at once. Only phases with batches left to score after them run."""
+    if not hp.phased_ttt_enabled:
+        return []
+    plan = []
+    for k in range(1, hp.phased_ttt_num_phases + 1):
+        docs = hp.phased_ttt_prefix_docs * k // hp.phased_ttt_num_phases
+        bound = -(-docs // hp.ttt_batch_size)
+        if 0 < bound < num_batches:
+            plan.append((bound, docs))
+    return plan
+
+
+def new_lora(model: GPT, hp: Hyperparameters, index: int, size: int, lanes: dict) -> BatchedLoRA:
+    """Fresh adapters seeded by the batch index (the same on any rank); TTT_WARM_START_A takes A from the
+    previous batch of the lane when it had as many documents."""
+    lora = BatchedLoRA(model, hp, size, seed=hp.seed * 1_000_003 + index)
+    carried = lanes.get(index % WARM_START_LANES) if hp.ttt_warm_start_a else None
+    if carried is not None and all(carried[n].shape == a.shape for n, a in lora.a.items()):
+        with torch.no_grad():
+            for n, a in lora.a.items():
+                a.copy_(carried[n])
+    return lora
+
+
+def global_ttt_lr_at(chunk: int, steps: int, hp: Hyperparameters) -> float:
+    if chunk < hp.global_ttt_warmup_chunks:
+        return hp.global_ttt_warmup_start_lr + (hp.global_ttt_lr - hp.global_ttt_warmup_start_lr) * chunk / \
+            hp.global_ttt_warmup_chunks
+    return hp.global_ttt_lr * 0.5 * (1 + math.cos(math.pi * chunk / max(1, steps)))
+
+
+def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp: Hyperparameters, rt: Runtime,
+               log) -> None:
+    """#1626's phased TTT: SGD with momentum on every base weight over the concatenated tokens of documents
+    already scored, chunks of GLOBAL_TTT_CHUNK_TOKENS under a cosine LR, the last chunk not trained on (as
+    the record); each chunk's sequences are split over ranks, gradients averaged, then clipped."""
+    stream = torch.cat([val.tokens[s:e] for s, e in docs] + [val.tokens[docs[-1][1] :][:1]])
+    seq_len, chunk, params = hp.ttt_eval_seq_len, hp.global_ttt_chunk_tokens, list(model.parameters())
+    steps = -(-(stream.numel() - 1) // chunk) - 1
+    optimizer = torch.optim.SGD(params, lr=hp.global_ttt_lr, momentum=hp.global_ttt_momentum)
+    model.requires_grad_(True)
+    model.train()
+    t0 = time.perf_counter()
+    for c in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = global_ttt_lr_at(c, steps, hp)
+        tokens = stream[c * chunk : (c + 1) * chunk + 1]
+        n = tokens.numel() - 1
+        rows = -(-n // seq_len)
+        first, last = rows * rt.rank // rt.world_size, rows * (rt.rank + 1) // rt.world_size
+        for _ in range(hp.global_ttt_epochs):
+            optimizer.zero_grad(set_to_none=False)
+            for i in range(first, last, hp.global_ttt_batch_seqs):
+                window = tokens[i * seq_len : min(min(i + hp.global_ttt_batch_seqs, last) * seq_len, n) + 1]
+                window = window.to(rt.device, torch.int64)
+                with autocast_context(rt):
+                    loss = model(window[:-1][None], window[1:][None], reduction="sum", span=seq_len)
+                (loss * rt.world_size / n).backward()  # the average over ranks is then the chunk's mean
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)  # a rank with no rows still joins the all-reduce
+            average_gradients(params, rt)
+            if hp.global_ttt_grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, hp.global_ttt_grad_clip)
+            optimizer.step()
+    log(f"tttg: docs:{len(docs)} tokens:{stream.numel() - 1} steps:{steps} t:{time.perf_counter() - t0:.1f}s")
+    model.requires_grad_(False)
+    model.eval()
+
+
+def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, meters: StageMeters, log,
+             trace: list | None = None) -> dict[str, float]:
+    """Score-first LoRA TTT over the queue; batch b runs on rank b % WORLD_SIZE (a static longest-first
+    split: any world size scores the same batches with the same adapters, no lock files), then phased
+    global SGD. The base weights are frozen except inside global SGD. Returns seconds per leg."""
+    queue, label = ttt_queue(val, hp), meters.labels[0]
+    phases = phase_plan(len(queue), hp)
+    order = [d for _, docs in queue for d in docs]
+    log(f"ttt: docs:{len(order)} batches:{len(queue)} world_size:{rt.world_size} phase_docs:{[d for _, d in phases]}")
+    mine = [b for b in range(len(queue)) if b % rt.world_size == rt.rank]
+    lanes, legs, t0 = {}, {}, time.perf_counter()
+    model.requires_grad_(False)
+    model.eval()
+    for k, (bound, prefix) in enumerate(phases + [(len(queue), 0)]):
+        while mine and mine[0] < bound:
+            b = mine.pop(0)
+            index, docs = queue[b]
+            lora = new_lora(model, hp, index, len(docs), lanes)
+            ttt_batch(model, val, docs, lora, hp, rt, meters, label)
+            lanes[index % WARM_START_LANES] = {n: a.detach().clone() for n, a in lora.a.items()}
+            if trace is not None:
+                trace.append(("scored", docs))
+            loss, bpb = meters.meters[label].result(Runtime(0, 1, 0, rt.device, rt.autocast))  # this rank's
+            log(f"ttp: b{b}/{len(queue)} docs:{len(docs)} dl:{docs[-1][1] - docs[-1][0]}-{docs[0][1] - docs[0][0]} "
+                f"rl:{loss:.4f} rb:{bpb:.4f} t:{time.perf_counter() - t0:.1f}s")
+        legs[f"ttt_scoring_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
+        if prefix:
+            sgd_docs = order[:prefix]
+            if trace is not None:
+                trace.append(("global_sgd", sgd_docs))
+            global_sgd(model, val, sgd_docs, hp, rt, log)
+            lanes.clear()  # adapters start from scratch after a phase (#1626)
+            legs[f"ttt_global_sgd_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
+            log(f"ttpp: phase:{k + 1}/{len(phases)} docs:{prefix} t:{time.perf_counter() - t0:.1f}s")
+    model.requires_grad_(True)
+    return legs
+
+
+def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
+    """One TTT batch (forward, backward, step) and one window batch on random tokens before the eval timers:
+    kernels and allocator warm up without touching a val token (#1530's warm-up on val was flagged)."""
+    gen = torch.Generator().manual_seed(hp.seed)
+    fake_tokens = torch.randint(0, hp.vocab_size, (2 * hp.ttt_eval_seq_len + 2,), generator=gen)
+    fake_tokens[0] = BOS_ID
+    fake = ValidationData(fake_tokens, torch.ones_like(fake_tokens, dtype=torch.int16))
+    fake_hp = replace(hp, ngram_tilt_enabled=False, use_hedge=False)
+    meters = StageMeters(["warmup", "sliding_window"], fake, fake_hp, rt, None)
+    if hp.ttt_enabled:
+        docs = [(0, min(fake_tokens.numel() - 1, hp.ttt_chunk_size + 1))]
+        model.requires_grad_(False)
+        ttt_batch(model, fake, docs, new_lora(model, hp, 0, 1, {}), hp, rt, meters, "warmup")
+        model.requires_grad_(True)
+    if hp.sliding_window_enabled or hp.use_hedge:
+        eval_sliding(model, fake, replace(fake_hp, eval_batch_seqs=1), rt, meters)
+
+
+def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime, log) -> list[dict]:
+    """The records' lines per label: '{label} val_loss val_bpb eval_time' and '{label}_exact'."""
+    rows = []
+    for name in meters.labels:
+        nll, tokens, nbytes = meters.meters[name].totals(rt)
+        label = f"quantized_{name}{'_partial' if partial else ''}"
+        val_loss, val_bpb = nll / tokens, nll / tokens / math.log(2.0) * tokens / nbytes
+        log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * seconds:.0f}ms")
+        log(f"{label}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+        rows.append(dict(label=label, val_loss=val_loss, val_bpb=val_bpb, tokens=int(tokens), bytes=int(nbytes),
+                         seconds=seconds))
+    return rows
+
+
+def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, log, probe=None,
+                trace: list | None = None) -> tuple[list[dict], dict[str, float]]:
+    """The stages after the round trip, in the records' order (window pass, then TTT, which changes the
+    weights, last); returns their rows and timers."""
+    rows, timers, partial = [], {}, val.partial or bool(parse_batch_list(hp.ttt_eval_batches))
+    t0 = time.perf_counter()
+    hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled else None
+    timers["ngram_hints"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    eval_warmup(model, hp, rt)
+    timers["eval_warmup"] = time.perf_counter() - t0
+    if hp.sliding_window_enabled or hp.use_hedge:
+        meters = StageMeters(["sliding_window"] + (["hedge_mixer"] if hp.use_hedge else []), val, hp, rt, hints, probe)
+        synchronize(rt)
+        t0 = time.perf_counter()
+        eval_sliding(model, val, hp, rt, meters)
+        timers["sliding_window"] = time.perf_counter() - t0
+        rows += report_stage(meters, timers["sliding_window"], val.partial, rt, log)
+    if hp.ttt_enabled:
+        meters = StageMeters(["ttt_phased" if hp.phased_ttt_enabled else "ttt_lora"], val, hp, rt, hints, probe)
+        synchronize(rt)
+        log("beginning TTT eval timer")
+        t0 = time.perf_counter()
+        timers.update(eval_ttt(model, val, hp, rt, meters, log, trace))
+        timers["ttt"] = time.perf_counter() - t0
+        rows += report_stage(meters, timers["ttt"], partial, rt, log)
+        if timers["ttt"] > hp.eval_budget_seconds:
+            log(f"warning: the TTT timer ({timers['ttt']:.1f}s) exceeds EVAL_BUDGET_SECONDS={hp.eval_budget_seconds:g}")
+    return rows, timers
 
 
 # -----------------------------------------------------------------------------------------------
@@ -2196,17 +2737,21 @@ def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> Validation
     sp = load_tokenizer(hp.tokenizer_path, hp.vocab_size)
     log(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={hp.tokenizer_path}")
     pattern = os.path.join(hp.data_path, "fineweb_val_*.bin")
-    tokens, total = load_val_tokens(pattern, hp.train_seq_len, hp.vocab_size)
+    tokens = load_val_tokens(pattern, hp.train_seq_len, hp.vocab_size)
     if hp.val_bytes_path:
         token_bytes = load_token_bytes_sidecar(hp.val_bytes_path, tokens.numel())
         log(f"val_bytes:sidecar pattern={hp.val_bytes_path}")
     else:
         token_bytes = token_bytes_from_luts(tokens, build_byte_luts(sp, hp.vocab_size))
-    log(f"val_loader:shards pattern={pattern} tokens:{total} scored_targets:{tokens.numel() - 1} "
-        f"unscored_tail:{total - tokens.numel()}")
-    log(f"val_tokens: {total - 1}")  # every target the split holds; reviewers compare it across runs
-    log(f"target_tokens: {tokens.numel() - 1}")  # the targets the score covers (val_tokens minus the tail)
-    return ValidationData(tokens, token_bytes, total)
+    val = ValidationData(tokens, token_bytes)
+    log(f"val_loader:shards pattern={pattern} tokens:{tokens.numel()} documents:{len(val_documents(tokens))}")
+    log(f"val_tokens: {tokens.numel() - 1}")  # every target the split holds; reviewers compare it across runs
+    if hp.val_doc_fraction < 1:
+        val = sample_documents(val, hp.val_doc_fraction, hp.seed)
+        log(f"val_doc_fraction:{hp.val_doc_fraction:g} documents:{len(val_documents(val.tokens))}: every score "
+            "below is partial")
+    log(f"target_tokens: {val.tokens.numel() - 1}")  # the targets every eval mode scores, the tail included
+    return val
 
 
 def export_label(hp: Hyperparameters) -> str:
@@ -2242,10 +2787,13 @@ def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logge
     return quantized
 
 
+def artifact_path(hp: Hyperparameters) -> Path:
+    return Path(hp.artifact_dir) / f"final_model.{export_label(hp).split('_')[0]}.ptz"
+
+
 def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> Path:
     """Rank 0 quantizes and writes the raw checkpoint and the artifact; the size cap is enforced here."""
-    out_dir, label = Path(hp.artifact_dir), export_label(hp)
-    path = out_dir / f"final_model.{label.split('_')[0]}.ptz"
+    out_dir, label, path = Path(hp.artifact_dir), export_label(hp), artifact_path(hp)
     total = torch.zeros((), dtype=torch.float64, device=rt.device)
     if rt.is_main:
         start, state = time.perf_counter(), model.state_dict()
@@ -2305,16 +2853,34 @@ def compiled_graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
-def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperparameters, rt: Runtime, log) -> float:
-    """Load the artifact from disk (what a grader runs) and score it; the _exact line is the result."""
+def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperparameters, rt: Runtime, log,
+                   probe=None, trace: list | None = None) -> float:
+    """What a grader runs: load the artifact from disk, score the round trip, then every enabled eval stage
+    (eval_stages); the last stage's _exact line is the headline. EVAL_SUMMARY_JSON gets every stage."""
+    start = time.perf_counter()
     load_artifact_into(models.raw, path, hp)
     synchronize(rt)
     t0 = time.perf_counter()
+    timers = {"decompress": t0 - start}
     val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
-    eval_ms, label = 1000 * (time.perf_counter() - t0), export_label(hp)
-    log(f"final_{label}_roundtrip val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{eval_ms:.0f}ms")
-    log(f"final_{label}_roundtrip_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-    return val_bpb
+    timers["roundtrip"] = time.perf_counter() - t0
+    label = f"final_{export_label(hp)}_roundtrip{'_partial' if val.partial else ''}"
+    log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * timers['roundtrip']:.0f}ms")
+    log(f"{label}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+    first = dict(label=label, val_loss=val_loss, val_bpb=val_bpb, tokens=val.tokens.numel() - 1,
+                 bytes=int(val.token_bytes[1:].sum()), seconds=timers["roundtrip"])
+    rows, stage_timers = eval_stages(models.raw, val, hp, rt, log, probe, trace)
+    timers.update(stage_timers, total=time.perf_counter() - start)
+    log("eval_timers: " + " ".join(f"{k}:{v:.1f}s" for k, v in timers.items()))
+    log(f"total_eval_time:{timers['total']:.1f}s")
+    if timers["total"] > hp.eval_budget_seconds:
+        log(f"warning: eval took {timers['total']:.1f}s > EVAL_BUDGET_SECONDS={hp.eval_budget_seconds:g} "
+            "(the records count the TTT timer only)")
+    if hp.eval_summary_json and rt.is_main:
+        summary = dict(artifact=str(path), world_size=rt.world_size, stages=[first] + rows, timers=timers,
+                       hyperparameters={f.name: getattr(hp, f.name) for f in fields(hp)})
+        atomic_write_bytes(Path(hp.eval_summary_json), json.dumps(summary, indent=1).encode())
+    return ([first] + rows)[-1]["val_bpb"]
 
 
 def main() -> None:
@@ -2328,7 +2894,8 @@ def main() -> None:
     log.open_file()  # the startup checks (knobs, data, tokenizer, model) passed
     log(f"model_params:{sum(p.numel() for p in models.raw.parameters())}")
     if hp.eval_only_path:
-        score_artifact(models, Path(hp.eval_only_path), val, hp, rt, log)
+        score_artifact(models, artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path), val, hp, rt,
+                       log)
         return
     num_shards = len(shard_paths(train_pattern(hp)))
     log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards}")

@@ -41,6 +41,10 @@ PATTERNS = {  # name -> (regex anchored at a line start, field names); the last 
     "export_time": (rf"^artifact_production_wallclock:{N}s", ("artifact_seconds",)),
     "final_eval": (rf"^final_\w+_roundtrip val_loss:{N} val_bpb:{N} eval_time:{N}ms", ("_", "_", "final_eval_ms")),
     "final": (rf"^final_(\w+)_roundtrip_exact val_loss:{N} val_bpb:{N}", ("final_label", "final_val_loss", "final_val_bpb")),
+    # the TTT stage after the round trip (TTT_ENABLED=1): phased global SGD or LoRA only, _partial on a sample
+    "ttt": (rf"^quantized_(ttt_(?:phased|lora)(?:_partial)?)_exact val_loss:{N} val_bpb:{N}", ("ttt_label", "ttt_val_loss", "ttt_val_bpb")),
+    "ttt_timer": (rf"^eval_timers: (?:.* )?ttt:{N}s", ("ttt_seconds",)),
+    "eval_time": (rf"^total_eval_time:{N}s", ("total_eval_seconds",)),
 }
 RANK_SUMMARY = re.compile(r"^rank_summary rank:(\d+)/(\d+) stop_step:(\d+) .*trained_weights_crc32:([0-9a-f]+)", re.M)
 
@@ -111,6 +115,11 @@ def format_summary(s: dict) -> str:
                  + (f"; GPTQ Hessians {s['hessian_seconds']} s" if "hessian_seconds" in s else ""))
     lines.append(f"score:       final_{g('final_label')}_roundtrip_exact val_bpb {g('final_val_bpb')}"
                  + (f" (eval {s['final_eval_ms']} ms)" if "final_eval_ms" in s else ""))
+    if "ttt_val_bpb" in s:
+        lines.append(f"ttt:         quantized_{s['ttt_label']}_exact val_bpb {s['ttt_val_bpb']}"
+                     + (f" (TTT timer {s['ttt_seconds']} s)" if "ttt_seconds" in s else ""))
+    if "total_eval_seconds" in s:
+        lines.append(f"eval time:   {s['total_eval_seconds']} s in all (artifact load, round trip and every stage)")
     if "ranks_reported" in s:
         lines.append(f"ranks:       {s['ranks_reported']} of {s['ranks_expected']} reported; same stop step: {'yes' if s['ranks_same_stop_step'] else 'NO'}; "
                      f"same trained weights: {'yes' if s['ranks_same_weights'] else 'NO'}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIDELITY = ["tests/test_forward_fidelity.py"]
+LEGALITY = ["tests/test_eval_legality.py"]
 # name: (text in train_gpt.py, its replacement, tests that must fail)
 MUTATIONS = {
     "lane_split_after_skip": (  # the split moved below the skip merge: lane M would start with the skip in it
@@ -47,6 +48,26 @@ MUTATIONS = {
                       "        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):\n",
                       ["tests/test_numerics.py"]),
     "no_damping_retry": ("GPTQ_DAMPING = (0.01, 0.1, 1.0)", "GPTQ_DAMPING = (0.01,)", ["tests/test_numerics.py"]),
+    # evaluation legality (#1017): each mutation makes one mode peek, double-count or skip
+    "ttt_trains_the_last_chunk": ("train = chunk_windows(docs, step, hp), steps > step + 1",
+                                  "train = chunk_windows(docs, step, hp), steps > step", LEGALITY),
+    "ttt_window_sees_the_chunk_end": ("out.append((max(start, hi - hp.ttt_eval_seq_len), lo, hi)",
+                                      "out.append((max(start, hi + 1 - hp.ttt_eval_seq_len), lo, min(hi + 1, end))",
+                                      LEGALITY),
+    "hedge_counts_before_mixing": ("            mixed, experts = hedge.mix(logp, prev2, prev1)\n",
+                                   "            hedge.update(None, prev2, prev1, val.tokens[positions].long())\n"
+                                   "            mixed, experts = hedge.mix(logp, prev2, prev1)\n", LEGALITY),
+    "tilt_hints_the_target": ("hints = self.hints[cpu_pos].to(logp.device)",
+                              "hints = self.val.tokens[cpu_pos].long().to(logp.device)", LEGALITY),
+    "ngram_hint_sees_the_target": ("                if counts:\n", "                if counts and ids[t + 1] in counts:\n",
+                                   LEGALITY),
+    "sliding_drops_the_tail": ("    while end < num_targets:\n", "    while end + stride <= num_targets:\n", LEGALITY),
+    "plain_eval_drops_the_tail": ("total_seqs = -(-n // seq_len)", "total_seqs = n // seq_len", LEGALITY),
+    "global_sgd_on_unscored_docs": ("sgd_docs = order[:prefix]", "sgd_docs = order[: prefix + hp.ttt_batch_size]",
+                                    LEGALITY),
+    "hedge_entropy_expert": ("return torch.stack([logp, uni, bi, tri])",
+                             "return torch.stack([logp, uni, bi, tri, (logp.exp() * logp).sum(-1, keepdim=True)"
+                             ".expand_as(logp)])", LEGALITY),
 }
 
 

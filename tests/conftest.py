@@ -108,7 +108,7 @@ def tiny_env(dataset: Path, workdir: Path, **overrides) -> dict:
                NUM_LAYERS=2, MODEL_DIM=32, NUM_HEADS=2, NUM_KV_HEADS=1, TRAIN_SEQ_LEN=32,
                TRAIN_BATCH_TOKENS=1024, VAL_BATCH_SIZE=4096, ITERATIONS=6, WARMUP_STEPS=1, VAL_LOSS_EVERY=0,
                TRAIN_LOG_EVERY=1, MAX_WALLCLOCK_SECONDS=0, WARMDOWN_FRAC=0, GPTQ_RESERVE_SECONDS=0, EMA_DECAY=0,
-               NUM_LOOPS=0, KEEP_FLOAT_MAX_NUMEL=1024, RUN_ID="tiny", ARTIFACT_DIR=str(workdir), SEED=7)
+               NUM_LOOPS=0, KEEP_FLOAT_MAX_NUMEL=1024, TTT_ENABLED=0, RUN_ID="tiny", ARTIFACT_DIR=str(workdir), SEED=7)
     env.update(overrides)
     return {k: str(v) for k, v in env.items()}
 

@@ -128,7 +128,9 @@ attention_backend:flex
 world_size:8 grad_accum_steps:1 autocast_bf16:1
 seed:1337
 val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path=./data/datasets/synthetic_sp1024/tokenizer.model
-val_loader:shards pattern=./data/datasets/synthetic_sp1024/fineweb_val_*.bin tokens:98765 scored_targets:98303 unscored_tail:461
+val_loader:shards pattern=./data/datasets/synthetic_sp1024/fineweb_val_*.bin tokens:98765 documents:50
+val_tokens: 98764
+target_tokens: 98764
 model_params:32275143
 train_loader:dataset:synthetic_sp1024 train_shards:1
 gptq:reserving 8s, effective=52000ms
@@ -158,6 +160,14 @@ budget:total code:26033 model:13024567 total:13050600 cap:16000000 headroom:2949
 artifact_production_wallclock:9.8s
 final_int6_brotli_roundtrip val_loss:2.9100 val_bpb:1.2400 eval_time:812ms
 final_int6_brotli_roundtrip_exact val_loss:2.91003456 val_bpb:1.23998765
+beginning TTT eval timer
+ttt: docs:50 batches:1 world_size:8 phase_docs:[17, 34, 50]
+ttp: b0/1 docs:50 dl:2048-12 rl:2.8800 rb:1.2270 t:3.0s
+ttpp: phase:1/3 docs:17 t:4.1s
+quantized_ttt_phased val_loss:2.8800 val_bpb:1.2270 eval_time:12345ms
+quantized_ttt_phased_exact val_loss:2.88001234 val_bpb:1.22701234
+eval_timers: decompress:0.4s roundtrip:0.8s ngram_hints:0.0s eval_warmup:1.2s ttt_scoring_1:3.0s ttt_global_sgd_1:1.1s ttt:12.3s total:15.1s
+total_eval_time:15.1s
 '''
 FAKE_CONSOLE = "".join(f"rank_summary rank:{r}/8 stop_step:431 plan_switches:180 val_bpb:1.23998765 "
                        f"trained_weights_crc32:0badf00d\n" for r in range(8))
@@ -172,6 +182,8 @@ def test_summary_parser_extracts_the_numbers():
     assert s["export"] == "int6+brotli" and s["submission_bytes"] == 13050600
     assert s["headroom_bytes"] == 2949400 and s["cap_bytes"] == 16000000 and s["code_bytes"] == 26033
     assert s["final_label"] == "int6_brotli" and s["final_val_bpb"] == 1.23998765 and s["final_eval_ms"] == 812
+    assert s["ttt_label"] == "ttt_phased" and s["ttt_val_bpb"] == 1.22701234 and s["ttt_val_loss"] == 2.88001234
+    assert s["ttt_seconds"] == 12.3 and s["total_eval_seconds"] == 15.1  # the TTT leg, not ttt_scoring_1
     assert s["loop_on_step"] == 180 and s["gptq_reserve_s"] == 8 and s["matrix_bits_per_param"] == 3.281
     assert s["projected_steps"] == int(1000 * (600 - 8) / 120.74) == 4903
     assert "ideal_8gpu_step_avg_ms" not in s  # already 8 GPUs
@@ -186,6 +198,18 @@ def test_summary_of_a_one_gpu_run_projects_ideal_scaling():
     s = summary.parse(log, "", target_seconds=600)
     assert s["projected_steps"] == 616 and s["ideal_8gpu_step_avg_ms"] == 120.0
     assert s["ideal_8gpu_projected_steps"] == 4933 and "ranks_reported" not in s
+
+
+def test_summary_without_ttt_or_with_lora_only_on_a_sample():
+    plain = "".join(l for l in FAKE_LOG.splitlines(True) if not l.startswith(("quantized_", "eval_timers:")))
+    plain = plain.replace("total_eval_time:15.1s", "total_eval_time:1.3s")
+    s = summary.parse(plain, "", target_seconds=600)
+    assert s["finished"] and s["total_eval_seconds"] == 1.3 and not {"ttt_label", "ttt_val_bpb", "ttt_seconds"} & set(s)
+    assert "ttt:" not in summary.format_summary(s) and "1.3 s in all" in summary.format_summary(s)
+    lora = FAKE_LOG.replace("quantized_ttt_phased", "quantized_ttt_lora_partial")
+    s = summary.parse(lora, "", target_seconds=600)
+    assert (s["ttt_label"], s["ttt_val_bpb"]) == ("ttt_lora_partial", 1.22701234)
+    assert "quantized_ttt_lora_partial_exact val_bpb 1.22701234" in summary.format_summary(s)
 
 
 def test_summary_cli(tmp_path):
@@ -203,6 +227,7 @@ def test_summary_cli(tmp_path):
     assert "graphs_built_while_training 2  <- RECOMPILED" in out
     assert "total submission 13,050,600 bytes (13.05 MB)" in out and "headroom 2,949,400 bytes (2.95 MB)" in out
     assert "final_int6_brotli_roundtrip_exact val_bpb 1.23998765" in out
+    assert "quantized_ttt_phased_exact val_bpb 1.22701234 (TTT timer 12.3 s)" in out and "15.1 s in all" in out
     assert "makes ~4,903 steps" in out and "same stop step: NO" in out
     assert "warning: the Hessian pass took 9.1s" in out and "8 of 8 reported" in out
     assert "embedding has 3,670,016 more parameters" in out

@@ -70,52 +70,52 @@ PR1950 = words("SEED=42 CASEOPS_ENABLED=1 PHASED_TTT_PREFIX_DOCS=2000 PHASED_TTT
                "COMPRESSOR=pergroup NCCL_NET=Socket")
 
 LOOPED = (0, 1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7, 8, 9, 10)  # #1626 lineage: layers 3-5 three times, 17 applications
-# record: (recipe, command, model_params of its log, order, XSA applications, parallel applications, the refusal)
+# record: (recipe, command, model_params of its log, order, XSA applications, parallel applications)
 RECORDS = {
-    "baseline": ("baseline.env", BASELINE, 17_059_912, tuple(range(9)), (), (), None),
-    "seq4096": ("seq4096.env", SEQ4096, 17_059_912, tuple(range(9)), (), (), None),
+    "baseline": ("baseline.env", BASELINE, 17_059_912, tuple(range(9)), (), ()),
+    "seq4096": ("seq4096.env", SEQ4096, 17_059_912, tuple(range(9)), (), ()),
     # 10-minute: the 4-hour log's 17,150,040 less one repeat of loop embeddings, value scales and cross-repeat
     # scales (12 x 832); PR #1384, the same system, reports 17.14M
-    "pr895": ("pr895.env", PR895, 17_140_056, (0, 1, 2) * 4, range(8, 12), (), None),
-    "pr895_4h": ("pr895_4h.env", PR895_4H, 17_150_040, (0, 1, 2) * 5, range(11, 15), (),
-                 "USE_HEDGE=1: the Hedge n-gram mixer is not built yet (issue step 5)"),
-    "pr1626": ("pr1626.env", PR1626, 35_944_602, LOOPED, range(17), range(14, 17),
-               "PHASED_TTT_ENABLED=1 PHASED_TTT_PREFIX_DOCS=2000 PHASED_TTT_NUM_PHASES=3: test-time training is "
-               "not built yet (issue step 5); to train without it, unset them or set TTT_ENABLED=0"),
-    "pr1775": ("pr1775.env", PR1775, 35_944_602, LOOPED, range(17), range(14, 17),
-               "TTT_ENABLED=1 PHASED_TTT_ENABLED=1 PHASED_TTT_NUM_PHASES=3 PHASED_TTT_PREFIX_DOCS=2000 "
-               "GLOBAL_TTT_LR=0.001 GLOBAL_TTT_EPOCHS=1: test-time training is not built yet (issue step 5)"),
-    "pr1855": ("top.env", PR1855, 35_945_671, LOOPED, range(17), range(14, 17),
-               "PHASED_TTT_ENABLED=1 PHASED_TTT_PREFIX_DOCS=2500 PHASED_TTT_NUM_PHASES=3 TTT_CHUNK_SIZE=48 "
-               "GLOBAL_TTT_MOMENTUM=0.9 TTT_BETA2=0.99 TTT_WEIGHT_DECAY=0.5 TTT_LORA_RANK=80: test-time training "
-               "is not built yet (issue step 5)"),
-    "pr1950": ("pr2008.env", PR1950, 35_945_671, LOOPED, range(17), range(14, 17),
-               "PHASED_TTT_PREFIX_DOCS=2000 PHASED_TTT_NUM_PHASES=3 TTT_WARM_START_A=1: test-time training is not "
-               "built yet (issue step 5)"),
+    "pr895": ("pr895.env", PR895, 17_140_056, (0, 1, 2) * 4, range(8, 12), ()),
+    "pr895_4h": ("pr895_4h.env", PR895_4H, 17_150_040, (0, 1, 2) * 5, range(11, 15), ()),
+    "pr1626": ("pr1626.env", PR1626, 35_944_602, LOOPED, range(17), range(14, 17)),
+    "pr1775": ("pr1775.env", PR1775, 35_944_602, LOOPED, range(17), range(14, 17)),
+    "pr1855": ("top.env", PR1855, 35_945_671, LOOPED, range(17), range(14, 17)),
+    "pr1950": ("pr2008.env", PR1950, 35_945_671, LOOPED, range(17), range(14, 17)),
+}
+# the eval each command asks for, as our knobs read it
+PHASED = {"ttt_enabled": True, "phased_ttt_enabled": True, "phased_ttt_num_phases": 3}
+EVALS = {
+    "pr895_4h": {"use_hedge": True},
+    "pr1626": {**PHASED, "phased_ttt_prefix_docs": 2000},
+    "pr1775": {**PHASED, "phased_ttt_prefix_docs": 2000, "global_ttt_lr": 0.001, "global_ttt_epochs": 1},
+    "pr1855": {**PHASED, "phased_ttt_prefix_docs": 2500, "ttt_chunk_size": 48, "global_ttt_momentum": 0.9,
+               "ttt_beta2": 0.99, "ttt_weight_decay": 0.5, "ttt_lora_rank": 80},
+    "pr1950": {**PHASED, "phased_ttt_prefix_docs": 2000, "ttt_warm_start_a": True},
 }
 
 
-def without_unbuilt(command: dict) -> dict:
-    """The command as the refusal asks for it: the variables of features not built yet removed."""
-    return {k: v for k, v in command.items() if k not in tg.RECORD_ENV or tg.RECORD_ENV[k].kind != "not_built"}
+def command_env(record: str) -> dict:
+    recipe_file, command, *_ = RECORDS[record]
+    return {**recipe(recipe_file), **command}
 
 
 @pytest.mark.parametrize("record", RECORDS)
-def test_published_command_runs_or_fails_with_one_clear_line(record):
-    recipe_file, command, *_, refusal = RECORDS[record]
-    env = {**recipe(recipe_file), **command}
-    if refusal is None:
-        tg.Hyperparameters.from_env(env)
-        return
-    with pytest.raises(tg.HyperparameterError) as err:
-        tg.Hyperparameters.from_env(env)
-    assert str(err.value).startswith(refusal) and "\n" not in str(err.value)
+def test_published_command_runs_with_every_knob_it_names(record):
+    """Nothing in the commands is refused any more; each of our knobs it names holds the command's value."""
+    hp = tg.Hyperparameters.from_env(command_env(record))
+    kinds = {f.name.upper(): f for f in tg.fields(tg.Hyperparameters)}
+    named = {k: v for k, v in RECORDS[record][1].items() if k in kinds and k not in tg.RECORD_ENV}
+    for name, raw in named.items():
+        f = kinds[name]
+        assert getattr(hp, f.name) == tg.parse_knob(name, raw, type(f.default), ()), name
+    assert {k: getattr(hp, k) for k in EVALS.get(record, {})} == EVALS.get(record, {})
 
 
 @pytest.mark.parametrize("record", RECORDS)
 def test_command_builds_the_records_model(record):
-    recipe_file, command, params, order, xsa, parallel, _ = RECORDS[record]
-    hp = tg.Hyperparameters.from_env({**recipe(recipe_file), **without_unbuilt(command)})
+    _, _, params, order, xsa, parallel = RECORDS[record]
+    hp = tg.Hyperparameters.from_env(command_env(record))
     with torch.device("meta"):  # shapes only: the count and the plans, without initializing 36M weights
         model = tg.GPT(hp)
     plan = model.plans[-1]
@@ -126,7 +126,7 @@ def test_command_builds_the_records_model(record):
 
 
 def test_895_progressive_depth_runs_the_records_stages():
-    hp = tg.Hyperparameters.from_env({**recipe("pr895_4h.env"), **without_unbuilt(PR895_4H)})
+    hp = tg.Hyperparameters.from_env(command_env("pr895_4h"))
     with torch.device("meta"):
         plans = tg.GPT(hp).plans
     assert [len(p.order) for p in plans] == [6, 9, 12, 15]  # 2 -> 3 -> 4 -> 5 repeats of 3 blocks
@@ -134,15 +134,15 @@ def test_895_progressive_depth_runs_the_records_stages():
 
 
 def test_record_paths_follow_the_records_derivation():
-    hp = tg.Hyperparameters.from_env({**recipe("pr1775.env"), **without_unbuilt(PR1775)})
+    hp = tg.Hyperparameters.from_env(command_env("pr1775"))
     assert hp.data_path == "/workspace/track-a/data/datasets/fineweb10B_sp8192"  # #1775 reads DATA_DIR only
     assert hp.tokenizer_path == "/workspace/track-a/data/tokenizers/fineweb_8192_bpe.model"
     assert (hp.smear_gate_enabled, hp.attn_out_gate_enabled, hp.val_bytes_path) == (False, False, "")
-    hp = tg.Hyperparameters.from_env({**recipe("top.env"), **without_unbuilt(PR1855)})
+    hp = tg.Hyperparameters.from_env(command_env("pr1855"))
     assert hp.data_path == "./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"  # given: wins
     assert hp.val_bytes_path == hp.data_path + "/fineweb_val_bytes_*.bin"
     assert (hp.compressor, hp.rans_coding, hp.gptq_reserve_seconds) == ("brotli", True, 0.5)
-    hp = tg.Hyperparameters.from_env({**recipe("pr2008.env"), **without_unbuilt(PR1950)})
+    hp = tg.Hyperparameters.from_env(command_env("pr1950"))
     root = "./data/datasets/fineweb10B_sp8192_caseops/datasets"  # #1855/#1950's CaseOps default layout
     assert hp.data_path == f"{root}/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
     assert hp.tokenizer_path == f"{root}/tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
@@ -204,6 +204,8 @@ def test_every_variable_of_the_records_scripts_is_a_knob_or_in_the_table():
     assert missing == []
     # a record name that is also a knob is one only for record-specific values (COMPRESSOR=pergroup, a .pt path)
     assert knobs & set(tg.RECORD_ENV) == {"COMPRESSOR", "EVAL_ONLY_PATH"}
+    # the eval suite (issue step 5) is built: what is still missing is step 6's
+    assert {e.step for e in tg.RECORD_ENV.values() if e.kind == "not_built"} == {6}
     assert {e.kind for e in tg.RECORD_ENV.values()} == {"renamed", "same_math", "not_built", "no_equivalent"}
 
 
@@ -221,6 +223,8 @@ def test_every_variable_of_the_records_scripts_is_a_knob_or_in_the_table():
     ({"DISABLE_COMPILE": "0"}, {}),
     ({"QUANT_LEVELS": "127"}, {"matrix_bits": 8, "embed_bits": 8}),
     ({"FORCE_FA2": "1"}, {"attn_backend": "sdpa"}),
+    ({"LOAD_QUANTIZED_MODEL_PATH": "x"}, {"eval_only_path": "x"}),
+    ({"TTT_EVAL_OUTPUT_JSON": "y"}, {"eval_summary_json": "y"}),
 ])
 def test_renamed_variable_sets_our_knob(env, changed):
     hp, default = asdict(tg.Hyperparameters.from_env(env)), asdict(tg.Hyperparameters.from_env({}))
@@ -235,6 +239,8 @@ def test_renamed_variable_sets_our_knob(env, changed):
     ({"DISABLE_COMPILE": "1", "COMPILE": "1"}, "DISABLE_COMPILE=1 means COMPILE=0 here, but COMPILE=1"),
     ({"SMEAR_GATE": "maybe"}, "SMEAR_GATE='maybe' is not a valid bool"),
     ({"QUANT_LEVELS": "100"}, "QUANT_LEVELS=100: no equivalent here"),
+    ({"LOAD_QUANTIZED_MODEL_PATH": "x", "EVAL_ONLY_PATH": "y"},
+     "LOAD_QUANTIZED_MODEL_PATH=x means EVAL_ONLY_PATH=x here, but EVAL_ONLY_PATH=y is also given: set one"),
 ])
 def test_conflicting_or_bad_record_spellings_fail(env, message):
     with pytest.raises(tg.HyperparameterError, match=message.replace("(", r"\(")):
@@ -254,15 +260,28 @@ def test_same_math_variables_are_accepted_with_a_logged_note():
     assert any(line.startswith("record_env: FUSED_CE_ENABLED=1") and "same loss" in line for line in lines)
     assert any(line.startswith("record_env: COMPRESSOR=pergroup") and "rANS" in line for line in lines)
     assert tg.Hyperparameters.from_env({"FUSED_CE_ENABLED": "0", "COMPRESSOR": "lzma"}).notes == ()
+    assert tg.Hyperparameters.from_env({"SLIDING_EVAL": "1"}).notes[0].startswith("SLIDING_EVAL=1 (#2008): ")
+    quiet = {"SLIDING_EVAL": "0", "TTT_OUTPUT_DIR": "/x", "TTT_VARIANT_ID": "v1"}  # its outputs go to our log
+    assert tg.Hyperparameters.from_env(quiet) == tg.Hyperparameters.from_env({})
+    assert tg.Hyperparameters.from_env(quiet).notes == ()
+
+
+def test_2008_eval_only_sweep_scores_the_named_artifact():
+    """#2008's sweep: TTT_EVAL_ONLY=1 with the artifact in LOAD_QUANTIZED_MODEL_PATH, results to a JSON."""
+    hp = tg.Hyperparameters.from_env({"TTT_EVAL_ONLY": "1", "LOAD_QUANTIZED_MODEL_PATH": "x",
+                                      "TTT_EVAL_OUTPUT_JSON": "y"})
+    assert (hp.eval_only_path, hp.eval_summary_json, hp.ttt_enabled) == ("x", "y", True)
+    assert tg.Hyperparameters.from_env({"TTT_EVAL_ONLY": "1", "EVAL_ONLY_PATH": "1"}).eval_only_path == "1"
 
 
 @pytest.mark.parametrize("env", [
-    {"TTT_ENABLED": "0"}, {"PHASED_TTT_ENABLED": "0"}, {"SLIDING_WINDOW_ENABLED": "0"}, {"USE_HEDGE": "0"},
-    {"TTT_EVAL_ONLY": "0", "PREQUANT_ONLY": "0", "LOAD_QUANTIZED_MODEL_PATH": ""},
+    {"TTT_EVAL_ONLY": "0", "PREQUANT_ONLY": "0"},
+    {"OUTPUT_DIR": "/x", "SLIDING_EVAL_OUTPUT_JSON": "a.json", "PREQUANT_EVAL_OUTPUT_JSON": "b.json"},
+    {"TTT_STEPS": "0", "TTT_LR": "0.01", "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "1", "TTT_DEBUG_BYPASS": "0"},
     {"RESUME_ENABLED": "0", "RESUME_FROM": "", "NON_RECORD_LONGTRAIN": "0", "SCHEDULE_HORIZON_SECONDS": "0"},
-    {"EVAL_SEQ_LEN": "2048", "EVAL_STRIDE": "2048"},
-    {"TTT_ENABLED": "0", "TTT_LORA_RANK": "96", "PHASED_TTT_ENABLED": "1"},  # parameters of a feature that is off
-    {"ROPE_YARN": "0", "GATE_MLP_OUT": "0", "EMBEDDING_DIM": "512", "VAL_DOC_FRACTION": "1.0"},
+    {"RESUME_ENABLED": "0", "RESUME_DIR": "/x", "RESUME_KEEP_LAST": "3"},  # parameters of a feature that is off
+    {"NON_RECORD_LONGTRAIN": "0", "LONGTRAIN_EXPORT_MINUTES": "60", "EXPORT_MODE": "all"},
+    {"ROPE_YARN": "0", "GATE_MLP_OUT": "0", "EMBEDDING_DIM": "512"},
 ])
 def test_off_values_of_features_we_lack_are_accepted_silently(env):
     hp = tg.Hyperparameters.from_env(env)
@@ -270,12 +289,18 @@ def test_off_values_of_features_we_lack_are_accepted_silently(env):
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"TTT_ENABLED": "1"}, "TTT_ENABLED=1: test-time training is not built yet (issue step 5)"),
-    ({"TTT_LORA_RANK": "96"}, "TTT_LORA_RANK=96: test-time training is not built yet (issue step 5); to train "
-                              "without it, unset it or set TTT_ENABLED=0"),
-    ({"SLIDING_WINDOW_ENABLED": "1"}, "SLIDING_WINDOW_ENABLED=1: sliding-window eval is not built yet (issue step 5)"),
-    ({"EVAL_SEQ_LEN": "4096"}, "EVAL_SEQ_LEN=4096: an eval sequence length other than TRAIN_SEQ_LEN is not built"),
-    ({"TTT_EVAL_ONLY": "1"}, "TTT_EVAL_ONLY=1: an eval-only mode other than EVAL_ONLY_PATH"),
+    ({"TTT_STEPS": "1"}, "TTT_STEPS=1: no equivalent here; it trained on each batch before scoring it"),
+    ({"GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "0"}, "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES=0: no equivalent here; global "
+                                                 "SGD cuts attention at documents"),
+    ({"TTT_EVAL_ONLY": "1"}, "TTT_EVAL_ONLY=1: no equivalent here; name the artifact to score with EVAL_ONLY_PATH"),
+    ({"TTT_DEBUG_BYPASS": "1"}, "TTT_DEBUG_BYPASS=1: no equivalent here; no debug bypass of TTT"),
+    ({"PREQUANT_ONLY": "1"}, "PREQUANT_ONLY=1: an eval of the pre-quantization weights only is not built yet "
+                             "(issue step 6)"),
+    ({"RESUME_DIR": "/x"}, "RESUME_DIR=/x: resumable checkpoints is not built yet (issue step 6); to train without "
+                           "it, unset it or set RESUME_ENABLED=0"),
+    ({"TTT_STEPS": "1", "PREQUANT_ONLY": "1"}, "TTT_STEPS=1: no equivalent here; it trained on each batch before "
+                                               "scoring it (not score-first); TTT_ENABLED is score-first LoRA TTT; "
+                                               "PREQUANT_ONLY=1: an eval of the pre-quantization weights only"),
     ({"RESUME_ENABLED": "1"}, "RESUME_ENABLED=1: resumable checkpoints is not built yet (issue step 6)"),
     ({"SCHEDULE_HORIZON_SECONDS": "21600"}, "SCHEDULE_HORIZON_SECONDS=21600: a schedule horizon past the wallclock "
                                             "cap is not built yet (issue step 6)"),
@@ -303,9 +328,10 @@ def test_typos_still_get_did_you_mean_and_process_variables_are_ignored():
 
 def test_cli_prints_the_refusal_and_exits_2(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["train_gpt.py"])
-    monkeypatch.setenv("TTT_ENABLED", "1")
+    monkeypatch.setenv("PREQUANT_ONLY", "1")
     assert tg.run_cli() == 2
-    assert capsys.readouterr().err == "error: TTT_ENABLED=1: test-time training is not built yet (issue step 5)\n"
+    assert capsys.readouterr().err == ("error: PREQUANT_ONLY=1: an eval of the pre-quantization weights only is not "
+                                       "built yet (issue step 6)\n")
 
 
 def test_readme_section_names_every_record_variable():

@@ -1,0 +1,258 @@
+"""Every eval mode obeys issue #1017's conditions: causal (C1), normalized (C2), score-before-update (C3) and
+single pass (C4: every target scored exactly once), checked on each mode's per-position distributions,
+against a slow reference of score-first TTT, and against the synthetic corpus's exact entropy floor, which
+an honest mode cannot beat and a deliberately leaky one (train on a chunk, then score it) does."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import synthetic_corpus
+import train_gpt as tg
+from conftest import cpu_runtime, randomized_model, tiny_env
+
+VOCAB = 64
+CPU = cpu_runtime()
+# every mode small enough for a 2-core CI: 2x32 model, 8-target chunks, windows of 32, 3-document batches
+SMALL = dict(VOCAB_SIZE=VOCAB, TRAIN_SEQ_LEN=32, VAL_BATCH_SIZE=768, EVAL_SEQ_LEN=32, EVAL_STRIDE=8,
+             EVAL_BATCH_SEQS=4, TTT_ENABLED=1, TTT_CHUNK_SIZE=8, TTT_EVAL_SEQ_LEN=32, TTT_BATCH_SIZE=3,
+             TTT_LORA_RANK=4, TTT_LORA_ALPHA=8, TTT_LORA_LR=0.01, PHASED_TTT_ENABLED=0, PHASED_TTT_PREFIX_DOCS=6,
+             PHASED_TTT_NUM_PHASES=2, GLOBAL_TTT_CHUNK_TOKENS=64, GLOBAL_TTT_BATCH_SEQS=2, GLOBAL_TTT_LR=0.05,
+             NGRAM_TILT_ORDER=4, NGRAM_TILT_THRESHOLD=0.5)
+MODES = {  # mode -> (env overrides, the label whose distributions it scores)
+    "sliding": (dict(SLIDING_WINDOW_ENABLED=1, TTT_ENABLED=0), "sliding_window"),
+    "hedge": (dict(USE_HEDGE=1, TTT_ENABLED=0), "hedge_mixer"),
+    "tilt": (dict(SLIDING_WINDOW_ENABLED=1, NGRAM_TILT_ENABLED=1, TTT_ENABLED=0), "sliding_window_tilt"),
+    "lora_ttt": (dict(TTT_WARM_START_A=1), "ttt_lora"),
+    "phased_ttt": (dict(PHASED_TTT_ENABLED=1, TTT_WARM_START_A=1), "ttt_phased"),
+    "phased_ttt_tilt": (dict(PHASED_TTT_ENABLED=1, NGRAM_TILT_ENABLED=1), "ttt_phased_tilt"),
+}
+
+
+def stream(seed: int = 0, lengths=(70, 61, 52, 45, 40, 33, 27, 20, 14, 9, 5, 2)) -> torch.Tensor:
+    """BOS-led documents, longest first, so the TTT queue's order is the stream's: "earlier" is one order.
+    Tokens repeat a few short phrases so that n-gram experts and hints have something to find."""
+    gen = torch.Generator().manual_seed(seed)
+    phrases = torch.randint(2, VOCAB, (6, 5), generator=gen)
+    docs = []
+    for n in lengths:
+        picks = phrases[torch.randint(0, 6, (n // 5 + 1,), generator=gen)].flatten()[:n]
+        noise = torch.rand(n, generator=gen) < 0.3
+        docs.append(torch.cat([torch.tensor([tg.BOS_ID]), torch.where(noise, torch.randint(2, VOCAB, (n,), generator=gen),
+                                                                      picks)]))
+    return torch.cat(docs + [torch.tensor([tg.BOS_ID])]).to(torch.int32)
+
+
+def validation(tokens: torch.Tensor) -> tg.ValidationData:
+    token_bytes = (tokens.long() % 3 + 1).to(torch.int16)  # 1-3 bytes per target, BOS included: any count works
+    return tg.ValidationData(tokens, token_bytes)
+
+
+def hparams(tmp_path, **overrides) -> tg.Hyperparameters:
+    return tg.Hyperparameters.from_env(tiny_env(tmp_path, tmp_path, **{**SMALL, **overrides}))
+
+
+def model_for(hp_env: dict):
+    return randomized_model(hp_env, std=0.2)
+
+
+def run_mode(mode: str, tokens: torch.Tensor, tmp_path, monkeypatch, **extra):
+    """A mode's scored distribution at every position [N+1, V], how often each was scored, and its rows."""
+    overrides, label = MODES[mode]
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, **overrides, **extra})
+    hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(tokens)
+    monkeypatch.setattr(tg.HedgeMixer, "WARMUP_TOKENS", 40)  # the mixer's weights move within this small stream
+    dists, counts = torch.zeros(tokens.numel(), VOCAB), torch.zeros(tokens.numel())
+
+    def probe(name, positions, logp):
+        if name == label:
+            dists[positions] = logp.float()
+            counts[positions] += 1
+
+    rows, _ = tg.eval_stages(model, val, hp, CPU, lambda *a, **k: None, probe=probe)
+    return dists, counts, {r["label"]: r for r in rows}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_future_tokens_change_no_earlier_score(mode, tmp_path, monkeypatch):
+    """Tokens from t on are changed: no distribution up to and including position t's (which scores the
+    changed token x_t) may move, so neither a later token nor the realized one is read."""
+    tokens = stream()
+    t = int(tokens.numel() * 0.45)
+    assert tokens[t] != tg.BOS_ID
+    changed = tokens.clone()
+    future = changed[t:] != tg.BOS_ID  # documents keep their boundaries: same queue, batches and shapes
+    changed[t:][future] = (changed[t:][future] + 7) % (VOCAB - 2) + 2
+    a, *_ = run_mode(mode, tokens, tmp_path, monkeypatch)
+    b, *_ = run_mode(mode, changed, tmp_path, monkeypatch)
+    assert torch.equal(a[1 : t + 1], b[1 : t + 1]), f"{mode}: a distribution up to position {t} reads x_t or later"
+    assert not torch.equal(a[t + 1 :], b[t + 1 :])  # the change is seen where it is allowed to be
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_scored_distribution_sums_to_one_and_every_target_is_scored_once(mode, tmp_path, monkeypatch):
+    tokens = stream(seed=1)
+    dists, counts, rows = run_mode(mode, tokens, tmp_path, monkeypatch)
+    assert float((dists[1:].double().exp().sum(1) - 1).abs().max()) < 1e-5
+    assert counts[0] == 0 and torch.all(counts[1:] == 1), "each target once, the tail included"
+    assert all(r["tokens"] == tokens.numel() - 1 for r in rows.values())
+
+
+def test_plain_eval_scores_every_target_once_tail_included(tmp_path, monkeypatch):
+    tokens = stream(seed=2)  # 441 targets: 13 full rows of 32 and a tail of 25
+    env = tiny_env(tmp_path, tmp_path, **SMALL)
+    hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(tokens)
+    assert (tokens.numel() - 1) % hp.train_seq_len != 0
+    scored = []
+    real_add = tg.BpbMeter.add
+    monkeypatch.setattr(tg.BpbMeter, "add", lambda self, nll, b: scored.append(nll) or real_add(self, nll, b))
+    tg.eval_val(model, val, hp, CPU)
+    nll = torch.cat(scored)
+    assert nll.numel() == tokens.numel() - 1
+    assert tg.eval_batch_seqs(hp, CPU) == 3  # 768 // (8 x 32): the tail's batch is padded
+    with torch.no_grad():  # independent reference: each TRAIN_SEQ_LEN row alone, then the tail alone
+        n = tokens.numel() - 1
+        rows = [model(tokens[a : min(a + 32, n)].long()[None], tokens[a + 1 : a + 33].long()[None], reduction="none")
+                for a in range(0, n, 32)]
+    assert torch.allclose(nll, torch.cat(rows), atol=1e-5)
+
+
+def reference_lora_ttt_nll(model, val, hp) -> float:
+    """Slow reference of score-first TTT: one document at a time, one chunk at a time; a chunk is scored by
+    adapters trained on that document's earlier chunks only, then trained on unless it is the last."""
+    total, seq_len = 0.0, hp.ttt_eval_seq_len
+    for index, docs in tg.ttt_queue(val, hp):
+        batch = tg.BatchedLoRA(model, hp, len(docs), seed=hp.seed * 1_000_003 + index)  # the code's A init
+        for slot, (start, end) in enumerate(docs):
+            lora = tg.BatchedLoRA(model, hp, 1, seed=0)
+            with torch.no_grad():
+                for name, a in lora.a.items():
+                    a.copy_(batch.a[name][:, slot : slot + 1])
+            opt = torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
+                                    weight_decay=hp.ttt_weight_decay)
+            for lo in range(0, end - start, hp.ttt_chunk_size):
+                hi = min(lo + hp.ttt_chunk_size, end - start)
+                a = start + max(0, hi - seq_len)
+                x, y = val.tokens[a : start + hi].long()[None], val.tokens[a + 1 : start + hi + 1].long()[None]
+                nll = model(x, y, reduction="none", span=seq_len, lora=lora)[-(hi - lo):]
+                total += float(nll.detach().sum())
+                if hi < end - start:
+                    opt.zero_grad()
+                    nll.mean().backward()
+                    opt.step()
+    return total
+
+
+def test_lora_ttt_equals_the_score_first_reference(tmp_path):
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "TTT_WARM_START_A": 0})
+    hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=3))
+    model.requires_grad_(False)
+    want = reference_lora_ttt_nll(model, val, hp)
+    meters = tg.StageMeters(["ttt_lora"], val, hp, CPU, None)
+    tg.eval_ttt(model, val, hp, CPU, meters, lambda *a, **k: None)
+    nll, tokens, _ = meters.meters["ttt_lora"].totals(CPU)
+    assert tokens == val.tokens.numel() - 1
+    assert nll == pytest.approx(want, rel=1e-5)
+    with torch.no_grad():  # and TTT mattered: the frozen model scores differently
+        frozen = float(model(val.tokens[:-1].long()[None], val.tokens[1:].long()[None], reduction="sum"))
+    assert abs(frozen - want) > 1e-3
+
+
+def test_phased_global_sgd_sees_only_fully_scored_documents(tmp_path):
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "PHASED_TTT_ENABLED": 1})
+    hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=4))
+    trace, before = [], {k: v.clone() for k, v in model.state_dict().items()}
+    tg.eval_ttt(model, val, hp, CPU, tg.StageMeters(["ttt_phased"], val, hp, CPU, None), lambda *a, **k: None, trace)
+    queue = [d for _, docs in tg.ttt_queue(val, hp) for d in docs]
+    scored, phases = set(), []
+    for event, docs in trace:
+        if event == "scored":
+            scored.update(docs)
+        else:
+            assert set(docs) <= scored, "global SGD trained on a document not yet fully scored"
+            phases.append(docs)
+    assert phases == [queue[:3], queue[:6]]  # PREFIX_DOCS * k / PHASES of the queue, whoever scored them
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # the phases did train
+
+
+def test_a_documents_last_chunk_is_scored_but_never_trained_on(tmp_path):
+    env = tiny_env(tmp_path, tmp_path, **SMALL)
+    hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=5, lengths=(20, 7, 3)))
+    docs = tg.ttt_queue(val, hp)[0][1]  # 21 targets (3 chunks), 8 (1 chunk), 4 (1 chunk)
+    lora, meters = tg.new_lora(model, hp, 0, len(docs), {}), tg.StageMeters(["ttt_lora"], val, hp, CPU, None)
+    model.requires_grad_(False)
+    tg.ttt_batch(model, val, docs, lora, hp, CPU, meters, "ttt_lora")
+    assert meters.meters["ttt_lora"].totals(CPU)[1] == 33
+    for name, b in lora.b.items():  # B starts at 0 and moves only by gradient steps
+        assert torch.count_nonzero(b[:, 0]) > 0 and torch.count_nonzero(b[:, 1:]) == 0, name
+
+
+def leaky_ttt_batch(model, val, docs, lora, hp, rt, meters, label):
+    """The forbidden order, built only here: train on each chunk, then score it."""
+    optimizer = tg.ttt_optimizer(lora, hp)
+    steps = torch.tensor([-(-(e - s) // tg.chunk_size_of(e - s, hp)) for s, e in docs])
+    for step in range(int(steps.max())):
+        windows, live = tg.chunk_windows(docs, step, hp), steps > step
+        for _ in range(hp.ttt_grad_steps):
+            optimizer.zero_grad()
+            tg.score_chunk(model, lora, val, windows, live, hp, rt, None, label).sum().backward()
+            optimizer.step()
+        tg.score_chunk(model, lora, val, windows, live, hp, rt, meters, label)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic")
+    synthetic_corpus.build_corpus(out, seed=5, train_docs=300, val_docs=12, vocab_size=512)
+    return out
+
+
+def test_no_mode_beats_the_entropy_floor_but_a_leaky_ttt_does(synthetic, tmp_path, monkeypatch):
+    floor = json.loads((synthetic / "floor.json").read_text())["val_floor_bpb"]
+    # aggressive TTT (lr 0.03, 8 steps a chunk) that can memorize a chunk: honest order must still not win
+    env = tiny_env(synthetic, tmp_path, **{**SMALL, "VOCAB_SIZE": 512, "TOKENIZER_PATH": synthetic / "tokenizer.model",
+                                           "SLIDING_WINDOW_ENABLED": 1, "USE_HEDGE": 1, "NGRAM_TILT_ENABLED": 1,
+                                           "PHASED_TTT_ENABLED": 1, "TTT_LORA_LR": 0.03, "TTT_GRAD_STEPS": 8,
+                                           "TTT_CHUNK_SIZE": 16, "TTT_BATCH_SIZE": 4, "TTT_WARM_START_A": 0})
+    hp = tg.Hyperparameters.from_env(env)
+    val = tg.load_validation(hp, CPU, lambda *a, **k: None)
+    monkeypatch.setattr(tg.HedgeMixer, "WARMUP_TOKENS", 200)
+    rows, _ = tg.eval_stages(model_for(env), val, hp, CPU, lambda *a, **k: None)
+    honest = {r["label"]: r["val_bpb"] for r in rows}
+    assert len(honest) == 6 and all(bpb > floor for bpb in honest.values()), (honest, floor)
+    monkeypatch.setattr(tg, "ttt_batch", leaky_ttt_batch)
+    leaky_hp = tg.replace(hp, sliding_window_enabled=False, use_hedge=False, ngram_tilt_enabled=False)
+    rows, _ = tg.eval_stages(model_for(env), val, leaky_hp, CPU, lambda *a, **k: None)
+    assert rows[-1]["val_bpb"] < floor < honest["quantized_ttt_phased"], (rows[-1], floor)
+
+
+def test_hedge_experts_are_full_distributions_and_the_entropy_expert_is_gone():
+    hedge = tg.HedgeMixer(VOCAB, 0.1, torch.device("cpu"))
+    prev = torch.randint(0, VOCAB, (50,))
+    hedge.update(None, prev, prev.roll(1), prev.roll(2))
+    logp = torch.log_softmax(torch.randn(50, VOCAB), -1)
+    experts = hedge.experts(logp, prev, prev.roll(1))
+    assert experts.shape == (4, 50, VOCAB)  # neural, unigram, bigram, trigram: no "entropy expert"
+    assert torch.allclose(experts.exp().sum(-1), torch.ones(4, 50), atol=1e-5)
+
+
+def test_tilt_is_the_renormalized_boost_of_the_hint():
+    logp = torch.log_softmax(torch.randn(3, 10, dtype=torch.float64), -1)
+    hints, beta = torch.tensor([4, -1, 0]), 2.625
+    got = tg.ngram_tilt(logp, hints, beta)
+    p = logp.exp()
+    for i, h in enumerate(hints.tolist()):
+        want = p[i].clone()
+        if h >= 0:
+            want[h] *= math.exp(beta)
+        assert torch.allclose(got[i].exp(), want / want.sum())
+
+
+def test_ngram_hints_read_only_earlier_tokens_of_the_document():
+    tokens = torch.tensor([1, 5, 6, 7, 5, 6, 7, 5, 6, 1, 5, 6, 9])
+    hints = tg.ngram_hints(tokens, order=3, threshold=0.8)
+    # hints[j] proposes tokens[j] from tokens[:j] of its document: "5" was followed by 6, so after the second
+    # "5" comes the hint 6; longer contexts take over once seen; the new document (BOS at 9) starts from nothing
+    assert hints.tolist() == [-1, -1, -1, -1, -1, 6, 7, 5, 6, 7, -1, -1, -1]
