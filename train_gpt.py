@@ -512,7 +512,8 @@ RECORD_ENV: dict[str, RecordEnv] = {
                                     "ARTIFACT_DIR's) or LOAD_QUANTIZED_MODEL_PATH",
                                     off=lambda raw, hp: _is_off(raw) or bool(hp.eval_only_path)),
     "SLIDING_EVAL": RecordEnv("same_math", "#2008", "an eval-only run always scores the round-trip diagnostic "
-                              "(and the sliding window with SLIDING_WINDOW_ENABLED=1)", translate=_nothing, off=_is_off),
+                              "(and the sliding window with SLIDING_WINDOW_ENABLED=1)", translate=_nothing,
+                              off=_is_off),
     "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": _no_equivalent("#1626-#2008", "global SGD cuts attention at documents "
                                                         "as DOC_ISOLATION does", off=lambda raw, hp: not _is_off(raw)),
     "TTT_STEPS": _no_equivalent("#895 (early)", "it trained on each batch before scoring it (not score-first); "
@@ -2317,9 +2318,10 @@ class StageMeters:
         if self.hints is not None:
             hints = self.hints[cpu_pos].to(logp.device)
             scored.append((f"{label}_tilt", ngram_tilt(logp, hints, self.hp.ngram_tilt_beta)))
+        target_bytes = self.val.token_bytes[cpu_pos].to(logp.device)
         for name, dist_ in scored:
             if self.counting:
-                self.meters[name].add(-dist_.gather(1, targets).squeeze(1), self.val.token_bytes[cpu_pos].to(logp.device))
+                self.meters[name].add(-dist_.gather(1, targets).squeeze(1), target_bytes)
             if self.probe is not None:
                 self.probe(name, cpu_pos, dist_)
 
@@ -2444,7 +2446,8 @@ class BatchedLoRA(nn.Module):
     """Score-first TTT adapters (#1530; alpha/rank #1767; targets of #1855): per document of a batch and per
     layer application (looped repeats get their own) a delta (x A^T) B^T alpha/r on Q, K, V, beside the
     attention output and the MLP, and on the LM head before the softcap. A ~ U(+-1/sqrt(in)), B = 0, so a
-    fresh adapter changes nothing. The GPT forward calls it as lora(application, target, x); -1 = head."""
+    fresh adapter changes nothing. The GPT forward calls it as lora(application, target, x); -1 = head.
+    `rows` picks the documents of the batch that the current forward holds (None: all)."""
 
     def __init__(self, model: GPT, hp: Hyperparameters, batch: int, seed: int):
         super().__init__()
@@ -2454,6 +2457,7 @@ class BatchedLoRA(nn.Module):
                   "head": (1, d, hp.vocab_size)}
         device, gen = model.tok_emb.weight.device, torch.Generator(model.tok_emb.weight.device).manual_seed(seed)
         self.scale, self.a, self.b = hp.ttt_lora_alpha / hp.ttt_lora_rank, nn.ParameterDict(), nn.ParameterDict()
+        self.rows: Tensor | None = None
         for name, (n, fan_in, fan_out) in shapes.items():
             if on.get(name, True):
                 bound = 1 / math.sqrt(fan_in)
@@ -2464,8 +2468,10 @@ class BatchedLoRA(nn.Module):
     def forward(self, app: int, target: str, x: Tensor) -> Tensor | None:
         if target not in self.a:
             return None
-        app = 0 if target == "head" else app
-        a, b = self.a[target][app].to(x.dtype), self.b[target][app].to(x.dtype)
+        a, b = self.a[target][0 if target == "head" else app], self.b[target][0 if target == "head" else app]
+        if self.rows is not None:
+            a, b = a[self.rows], b[self.rows]
+        a, b = a.to(x.dtype), b.to(x.dtype)
         return torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
 
 
@@ -2483,21 +2489,20 @@ def chunk_size_of(num_targets: int, hp: Hyperparameters) -> int:
 
 
 def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -> list[tuple[int, int, int]]:
-    """Per document of a batch, step's chunk as (context start, score start, end) in input positions: the
-    chunk's targets with up to TTT_EVAL_SEQ_LEN tokens of the document before them as context. A document
-    with no chunk left gets a 1-token dummy (masked out)."""
+    """Per document (each with a chunk left), step's chunk as (context start, score start, end) in input
+    positions: the chunk's targets with up to TTT_EVAL_SEQ_LEN tokens of the document before them."""
     out = []
     for start, end in docs:
         c = chunk_size_of(end - start, hp)
-        lo, hi = start + step * c, min(start + (step + 1) * c, end)
-        out.append((max(start, hi - hp.ttt_eval_seq_len), lo, hi) if lo < end else (start, start, start + 1))
+        hi = min(start + (step + 1) * c, end)
+        out.append((max(start, hi - hp.ttt_eval_seq_len), start + step * c, hi))
     return out
 
 
-def score_chunk(model: GPT, lora: BatchedLoRA, val: ValidationData, windows: list, live: Tensor,
-                hp: Hyperparameters, rt: Runtime, meters: StageMeters | None, label: str) -> Tensor:
-    """One forward over a batch's chunk windows. The live documents' scores go to the meters before any
-    step uses them; returns each document's mean NLL over its chunk [B] (0 where not live), with grad."""
+def score_chunk(model: GPT, lora: BatchedLoRA, val: ValidationData, windows: list, hp: Hyperparameters,
+                rt: Runtime, meters: StageMeters | None, label: str) -> Tensor:
+    """One forward over chunk windows (lora.rows: their documents). With meters, the scores are committed
+    before any step uses them; returns each document's mean NLL over its chunk [B], with grad."""
     x = padded_rows(val.tokens, [(a, e) for a, _, e in windows], rt.device)
     lengths = torch.tensor([e - a for a, _, e in windows], device=rt.device)
     counts = torch.tensor([e - s for _, s, e in windows], device=rt.device)
@@ -2506,11 +2511,10 @@ def score_chunk(model: GPT, lora: BatchedLoRA, val: ValidationData, windows: lis
         logp = torch.log_softmax(model.logits(h, lora).float(), -1)  # [B, C, V]
     starts = torch.tensor([s for _, s, _ in windows])
     positions = (starts[:, None] + 1 + torch.arange(mask.size(1))).clamp(max=val.tokens.numel() - 1)
-    real = mask & live[:, None]
     if meters is not None:
-        meters.add(label, logp[real].detach(), positions[real.cpu()])
+        meters.add(label, logp[mask].detach(), positions[mask.cpu()])
     nll = -logp.gather(2, val.tokens[positions].to(rt.device, torch.int64)[..., None]).squeeze(2)
-    return torch.where(real, nll, 0.0).sum(1) / counts
+    return torch.where(mask, nll, 0.0).sum(1) / counts
 
 
 def ttt_batch(model: GPT, val: ValidationData, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime,
@@ -2518,13 +2522,16 @@ def ttt_batch(model: GPT, val: ValidationData, docs: list, lora: BatchedLoRA, hp
     """Score-first LoRA TTT of one batch of documents: each chunk is scored with the adapters trained on
     the document's earlier chunks, then trained on; a document's last chunk is scored, never trained on."""
     optimizer = ttt_optimizer(lora, hp)
-    steps = torch.tensor([-(-(e - s) // chunk_size_of(e - s, hp)) for s, e in docs], device=rt.device)
+    steps = torch.tensor([-(-(e - s) // chunk_size_of(e - s, hp)) for s, e in docs])
     for step in range(int(steps.max())):
-        windows, train = chunk_windows(docs, step, hp), steps > step + 1  # train: documents with a later chunk
-        per_doc = score_chunk(model, lora, val, windows, steps > step, hp, rt, meters, label)
+        live = (steps > step).nonzero().flatten()  # documents with a chunk at this step: the forward's rows
+        lora.rows = live.to(rt.device)
+        windows = chunk_windows([docs[i] for i in live.tolist()], step, hp)
+        train = (steps[live] > step + 1).to(rt.device)  # those with a later chunk
+        per_doc = score_chunk(model, lora, val, windows, hp, rt, meters, label)
         for k in range(hp.ttt_grad_steps if bool(train.any()) else 0):
             if k > 0:
-                per_doc = score_chunk(model, lora, val, windows, train, hp, rt, None, label)
+                per_doc = score_chunk(model, lora, val, windows, hp, rt, None, label)
             optimizer.zero_grad(set_to_none=True)
             (per_doc * train).sum().backward()
             optimizer.step()

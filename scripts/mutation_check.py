@@ -49,11 +49,10 @@ MUTATIONS = {
                       ["tests/test_numerics.py"]),
     "no_damping_retry": ("GPTQ_DAMPING = (0.01, 0.1, 1.0)", "GPTQ_DAMPING = (0.01,)", ["tests/test_numerics.py"]),
     # evaluation legality (#1017): each mutation makes one mode peek, double-count or skip
-    "ttt_trains_the_last_chunk": ("train = chunk_windows(docs, step, hp), steps > step + 1",
-                                  "train = chunk_windows(docs, step, hp), steps > step", LEGALITY),
-    "ttt_window_sees_the_chunk_end": ("out.append((max(start, hi - hp.ttt_eval_seq_len), lo, hi)",
-                                      "out.append((max(start, hi + 1 - hp.ttt_eval_seq_len), lo, min(hi + 1, end))",
-                                      LEGALITY),
+    "ttt_trains_the_last_chunk": ("train = (steps[live] > step + 1)", "train = (steps[live] > step)", LEGALITY),
+    "ttt_window_sees_the_chunk_end": ("out.append((max(start, hi - hp.ttt_eval_seq_len), start + step * c, hi))",
+                                      "out.append((max(start, hi + 1 - hp.ttt_eval_seq_len), start + step * c, "
+                                      "min(hi + 1, end)))", LEGALITY),
     "hedge_counts_before_mixing": ("            mixed, experts = hedge.mix(logp, prev2, prev1)\n",
                                    "            hedge.update(None, prev2, prev1, val.tokens[positions].long())\n"
                                    "            mixed, experts = hedge.mix(logp, prev2, prev1)\n", LEGALITY),

@@ -26,6 +26,7 @@ MODES = {  # mode -> (env overrides, the label whose distributions it scores)
     "hedge": (dict(USE_HEDGE=1, TTT_ENABLED=0), "hedge_mixer"),
     "tilt": (dict(SLIDING_WINDOW_ENABLED=1, NGRAM_TILT_ENABLED=1, TTT_ENABLED=0), "sliding_window_tilt"),
     "lora_ttt": (dict(TTT_WARM_START_A=1), "ttt_lora"),
+    "lora_ttt_short_doc_chunks": (dict(TTT_SHORT_DOC_CHUNKS="2@10,4@40"), "ttt_lora"),  # #2014's smaller chunks
     "phased_ttt": (dict(PHASED_TTT_ENABLED=1, TTT_WARM_START_A=1), "ttt_phased"),
     "phased_ttt_tilt": (dict(PHASED_TTT_ENABLED=1, NGRAM_TILT_ENABLED=1), "ttt_phased_tilt"),
 }
@@ -39,9 +40,8 @@ def stream(seed: int = 0, lengths=(70, 61, 52, 45, 40, 33, 27, 20, 14, 9, 5, 2))
     docs = []
     for n in lengths:
         picks = phrases[torch.randint(0, 6, (n // 5 + 1,), generator=gen)].flatten()[:n]
-        noise = torch.rand(n, generator=gen) < 0.3
-        docs.append(torch.cat([torch.tensor([tg.BOS_ID]), torch.where(noise, torch.randint(2, VOCAB, (n,), generator=gen),
-                                                                      picks)]))
+        noise = torch.where(torch.rand(n, generator=gen) < 0.3, torch.randint(2, VOCAB, (n,), generator=gen), picks)
+        docs.append(torch.cat([torch.tensor([tg.BOS_ID]), noise]))
     return torch.cat(docs + [torch.tensor([tg.BOS_ID])]).to(torch.int32)
 
 
@@ -119,6 +119,29 @@ def test_plain_eval_scores_every_target_once_tail_included(tmp_path, monkeypatch
     assert torch.allclose(nll, torch.cat(rows), atol=1e-5)
 
 
+def test_plain_eval_is_causal(tmp_path, monkeypatch):
+    env = tiny_env(tmp_path, tmp_path, **SMALL)
+    hp, model = tg.Hyperparameters.from_env(env), model_for(env)
+    tokens, t = stream(seed=6), 200
+    changed = tokens.clone()
+    changed[t:] = torch.where(changed[t:] == tg.BOS_ID, changed[t:], (changed[t:] + 5) % (VOCAB - 2) + 2)
+    real_add = tg.BpbMeter.add
+    scores = []
+    for stream_ in (tokens, changed):
+        scored = []
+        monkeypatch.setattr(tg.BpbMeter, "add", lambda self, nll, b: scored.append(nll) or real_add(self, nll, b))
+        tg.eval_val(model, validation(stream_), hp, CPU)
+        scores.append(torch.cat(scored))  # position j's NLL at index j - 1
+    assert torch.equal(scores[0][: t - 1], scores[1][: t - 1]) and not torch.equal(scores[0], scores[1])
+
+
+def test_short_documents_get_the_smaller_chunks(tmp_path):
+    hp = hparams(tmp_path, TTT_SHORT_DOC_CHUNKS="2@10,4@40")
+    assert [tg.chunk_size_of(n, hp) for n in (1, 10, 11, 40, 41, 500)] == [2, 2, 4, 4, 8, 8]
+    with pytest.raises(tg.HyperparameterError, match="TTT_SHORT_DOC_CHUNKS"):
+        hparams(tmp_path, TTT_SHORT_DOC_CHUNKS="4:40")
+
+
 def reference_lora_ttt_nll(model, val, hp) -> float:
     """Slow reference of score-first TTT: one document at a time, one chunk at a time; a chunk is scored by
     adapters trained on that document's earlier chunks only, then trained on unless it is the last."""
@@ -194,12 +217,13 @@ def leaky_ttt_batch(model, val, docs, lora, hp, rt, meters, label):
     optimizer = tg.ttt_optimizer(lora, hp)
     steps = torch.tensor([-(-(e - s) // tg.chunk_size_of(e - s, hp)) for s, e in docs])
     for step in range(int(steps.max())):
-        windows, live = tg.chunk_windows(docs, step, hp), steps > step
+        live = (steps > step).nonzero().flatten()
+        lora.rows, windows = live, tg.chunk_windows([docs[i] for i in live.tolist()], step, hp)
         for _ in range(hp.ttt_grad_steps):
             optimizer.zero_grad()
-            tg.score_chunk(model, lora, val, windows, live, hp, rt, None, label).sum().backward()
+            tg.score_chunk(model, lora, val, windows, hp, rt, None, label).sum().backward()
             optimizer.step()
-        tg.score_chunk(model, lora, val, windows, live, hp, rt, meters, label)
+        tg.score_chunk(model, lora, val, windows, hp, rt, meters, label)
 
 
 @pytest.fixture(scope="module")
