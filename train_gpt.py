@@ -2641,9 +2641,10 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
             lanes[index % WARM_START_LANES] = {n: a.detach().clone() for n, a in lora.a.items()}
             if trace is not None:
                 trace.append(("scored", docs))
-            loss, bpb = meters.meters[label].result(Runtime(0, 1, 0, rt.device, rt.autocast))  # this rank's
+            nll, tokens, nbytes = meters.meters[label].sums.tolist()  # this rank's running totals
             log(f"ttp: b{b}/{len(queue)} docs:{len(docs)} dl:{docs[-1][1] - docs[-1][0]}-{docs[0][1] - docs[0][0]} "
-                f"rl:{loss:.4f} rb:{bpb:.4f} t:{time.perf_counter() - t0:.1f}s")
+                f"rl:{nll / tokens:.4f} rb:{nll / tokens / math.log(2) * tokens / nbytes:.4f} "
+                f"t:{time.perf_counter() - t0:.1f}s")
         legs[f"ttt_scoring_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
         if prefix:
             sgd_docs = order[:prefix]
@@ -2658,21 +2659,24 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
 
 
 def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
-    """One TTT batch (forward, backward, step) and one window batch on random tokens before the eval timers:
-    kernels and allocator warm up without touching a val token (#1530's warm-up on val was flagged)."""
+    """A TTT batch (TTT_BATCH_SIZE documents of two chunks: a scored-and-trained step, a scored one) and a
+    batch of windows, on random tokens before the eval timers: kernels warm up without touching a val
+    token (#1530's warm-up on val tokens was flagged)."""
     gen = torch.Generator().manual_seed(hp.seed)
-    fake_tokens = torch.randint(0, hp.vocab_size, (2 * hp.ttt_eval_seq_len + 2,), generator=gen)
-    fake_tokens[0] = BOS_ID
+    doc = 2 * hp.ttt_chunk_size
+    fake_tokens = torch.randint(2, hp.vocab_size, (max(hp.ttt_batch_size * doc, 2 * hp.ttt_eval_seq_len) + 1,),
+                                generator=gen)
+    fake_tokens[: hp.ttt_batch_size * doc : doc] = BOS_ID
     fake = ValidationData(fake_tokens, torch.ones_like(fake_tokens, dtype=torch.int16))
     fake_hp = replace(hp, ngram_tilt_enabled=False, use_hedge=False)
     meters = StageMeters(["warmup", "sliding_window"], fake, fake_hp, rt, None)
     if hp.ttt_enabled:
-        docs = [(0, min(fake_tokens.numel() - 1, hp.ttt_chunk_size + 1))]
+        docs = [(i * doc, (i + 1) * doc) for i in range(hp.ttt_batch_size)]
         model.requires_grad_(False)
-        ttt_batch(model, fake, docs, new_lora(model, hp, 0, 1, {}), hp, rt, meters, "warmup")
+        ttt_batch(model, fake, docs, new_lora(model, hp, 0, len(docs), {}), hp, rt, meters, "warmup")
         model.requires_grad_(True)
     if hp.sliding_window_enabled or hp.use_hedge:
-        eval_sliding(model, fake, replace(fake_hp, eval_batch_seqs=1), rt, meters)
+        eval_sliding(model, fake, fake_hp, rt, meters)
 
 
 def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime, log) -> list[dict]:

@@ -135,6 +135,16 @@ def test_plain_eval_is_causal(tmp_path, monkeypatch):
     assert torch.equal(scores[0][: t - 1], scores[1][: t - 1]) and not torch.equal(scores[0], scores[1])
 
 
+def test_sliding_windows_with_a_full_stride_are_the_plain_rows(tmp_path):
+    """stride = window: the windows are the plain eval's rows, so both scorers must agree on every target."""
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "SLIDING_WINDOW_ENABLED": 1, "EVAL_STRIDE": 32, "TTT_ENABLED": 0})
+    tokens = stream(seed=7, lengths=(70, 61, 52, 45, 40, 33, 27, 20, 14, 9, 2))
+    assert (tokens.numel() - 1) % 32 == 0  # no tail: a tail window would keep its full context, a tail row not
+    hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(tokens)
+    rows, _ = tg.eval_stages(model, val, hp, CPU, lambda *a, **k: None)
+    assert rows[0]["val_bpb"] == pytest.approx(tg.eval_val(model, val, hp, CPU)[1], rel=1e-6)
+
+
 def test_short_documents_get_the_smaller_chunks(tmp_path):
     hp = hparams(tmp_path, TTT_SHORT_DOC_CHUNKS="2@10,4@40")
     assert [tg.chunk_size_of(n, hp) for n in (1, 10, 11, 40, 41, 500)] == [2, 2, 4, 4, 8, 8]
