@@ -2698,6 +2698,9 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
     """The stages after the round trip, in the records' order (window pass, then TTT, which changes the
     weights, last); returns their rows and timers."""
     rows, timers, partial = [], {}, val.partial or bool(parse_batch_list(hp.ttt_eval_batches))
+    if attention_backend(model.hp, rt.device) == "flex":  # fast only compiled, and these stages run eager
+        model.hp = replace(model.hp, attn_backend="sdpa")  # the same attention (tests/test_gpu.py)
+        log("eval_stages: attention on SDPA (FlexAttention needs torch.compile, which the eval stages skip)")
     t0 = time.perf_counter()
     hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled else None
     timers["ngram_hints"] = time.perf_counter() - t0

@@ -58,7 +58,7 @@ def model_for(hp_env: dict):
     return randomized_model(hp_env, std=0.2)
 
 
-def run_mode(mode: str, tokens: torch.Tensor, tmp_path, monkeypatch, **extra):
+def run_mode(mode: str, tokens: torch.Tensor, tmp_path, monkeypatch, numeric_mode: str = "off", **extra):
     """A mode's scored distribution at every position [N+1, V], how often each was scored, and its rows."""
     overrides, label = MODES[mode]
     env = tiny_env(tmp_path, tmp_path, **{**SMALL, **overrides, **extra})
@@ -71,12 +71,12 @@ def run_mode(mode: str, tokens: torch.Tensor, tmp_path, monkeypatch, **extra):
             dists[positions] = logp.float()
             counts[positions] += 1
 
-    rows, _ = tg.eval_stages(model, val, hp, CPU, lambda *a, **k: None, probe=probe)
+    rows, _ = tg.eval_stages(model, val, hp, cpu_runtime(numeric_mode), lambda *a, **k: None, probe=probe)
     return dists, counts, {r["label"]: r for r in rows}
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_future_tokens_change_no_earlier_score(mode, tmp_path, monkeypatch):
+def test_future_tokens_change_no_earlier_score(mode, tmp_path, monkeypatch, numeric_mode):
     """Tokens from t on are changed: no distribution up to and including position t's (which scores the
     changed token x_t) may move, so neither a later token nor the realized one is read."""
     tokens = stream()
@@ -85,16 +85,17 @@ def test_future_tokens_change_no_earlier_score(mode, tmp_path, monkeypatch):
     changed = tokens.clone()
     future = changed[t:] != tg.BOS_ID  # documents keep their boundaries: same queue, batches and shapes
     changed[t:][future] = (changed[t:][future] + 7) % (VOCAB - 2) + 2
-    a, *_ = run_mode(mode, tokens, tmp_path, monkeypatch)
-    b, *_ = run_mode(mode, changed, tmp_path, monkeypatch)
+    a, *_ = run_mode(mode, tokens, tmp_path, monkeypatch, numeric_mode)
+    b, *_ = run_mode(mode, changed, tmp_path, monkeypatch, numeric_mode)
     assert torch.equal(a[1 : t + 1], b[1 : t + 1]), f"{mode}: a distribution up to position {t} reads x_t or later"
     assert not torch.equal(a[t + 1 :], b[t + 1 :])  # the change is seen where it is allowed to be
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_every_scored_distribution_sums_to_one_and_every_target_is_scored_once(mode, tmp_path, monkeypatch):
+def test_every_scored_distribution_sums_to_one_and_every_target_is_scored_once(mode, tmp_path, monkeypatch,
+                                                                              numeric_mode):
     tokens = stream(seed=1)
-    dists, counts, rows = run_mode(mode, tokens, tmp_path, monkeypatch)
+    dists, counts, rows = run_mode(mode, tokens, tmp_path, monkeypatch, numeric_mode)
     assert float((dists[1:].double().exp().sum(1) - 1).abs().max()) < 1e-5
     assert counts[0] == 0 and torch.all(counts[1:] == 1), "each target once, the tail included"
     assert all(r["tokens"] == tokens.numel() - 1 for r in rows.values())

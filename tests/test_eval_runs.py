@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import run_script, tiny_env
+from conftest import NUMERIC_MODES, run_script, tiny_env
 
 EVAL = dict(TTT_ENABLED=1, TTT_CHUNK_SIZE=16, TTT_EVAL_SEQ_LEN=32, TTT_BATCH_SIZE=8, TTT_LORA_RANK=4,
             TTT_LORA_ALPHA=8, TTT_LORA_LR=0.003, PHASED_TTT_PREFIX_DOCS=40, PHASED_TTT_NUM_PHASES=2,
@@ -22,17 +22,17 @@ def exact_lines(stdout: str) -> dict[str, tuple[float, float]]:
                                                                 stdout, re.M)}
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory):
-    """One training run that evaluates every stage; its artifact and its printed numbers."""
-    work = tmp_path_factory.mktemp("eval_run")
-    result = run_script(tiny_env(tiny_dataset, work, **EVAL, EVAL_SUMMARY_JSON=work / "in_run.json"))
+@pytest.fixture(scope="module", params=NUMERIC_MODES)
+def trained(request, tiny_dataset, tmp_path_factory):
+    """One training run that evaluates every stage, per numeric mode; its artifact and its printed numbers."""
+    work, mode = tmp_path_factory.mktemp("eval_run"), request.param
+    result = run_script(tiny_env(tiny_dataset, work, **EVAL, AUTOCAST=mode, EVAL_SUMMARY_JSON=work / "in_run.json"))
     assert result.returncode == 0, result.stderr[-3000:]
-    return work, result.stdout
+    return work, result.stdout, mode
 
 
 def test_training_run_prints_every_stage_and_the_timers(trained):
-    work, stdout = trained
+    work, stdout, mode = trained
     assert list(exact_lines(stdout)) == STAGES
     assert "beginning TTT eval timer" in stdout and re.search(r"^ttpp: phase:2/2 docs:40 ", stdout, re.M)
     timers = re.search(r"^eval_timers: (.*)$", stdout, re.M).group(1)
@@ -47,9 +47,9 @@ def test_training_run_prints_every_stage_and_the_timers(trained):
 
 
 def test_eval_only_reproduces_the_run_exactly_and_writes_the_json(trained, tiny_dataset, tmp_path):
-    work, stdout = trained
-    env = tiny_env(tiny_dataset, work, **EVAL, EVAL_ONLY_PATH=work / "final_model.int6.ptz", RUN_ID="eval_only",
-                   EVAL_SUMMARY_JSON=tmp_path / "summary.json")
+    work, stdout, mode = trained
+    env = tiny_env(tiny_dataset, work, **EVAL, AUTOCAST=mode, EVAL_ONLY_PATH=work / "final_model.int6.ptz",
+                   RUN_ID="eval_only", EVAL_SUMMARY_JSON=tmp_path / "summary.json")
     result = run_script(env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert exact_lines(result.stdout) == exact_lines(stdout)
@@ -62,20 +62,24 @@ def test_eval_only_reproduces_the_run_exactly_and_writes_the_json(trained, tiny_
 
 
 def test_two_gloo_ranks_give_the_same_totals_as_one(trained, tiny_dataset, tmp_path):
-    work, stdout = trained
-    env = tiny_env(tiny_dataset, tmp_path, **EVAL, EVAL_ONLY_PATH=work / "final_model.int6.ptz", RUN_ID="two")
+    work, stdout, mode = trained
+    env = tiny_env(tiny_dataset, tmp_path, **EVAL, AUTOCAST=mode, EVAL_ONLY_PATH=work / "final_model.int6.ptz",
+                   RUN_ID="two")
     result = run_script(env, nproc=2)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = exact_lines(stdout), exact_lines(result.stdout)
     assert list(two) == STAGES
-    for label in STAGES:  # summation order (and global SGD's gradient all-reduce) differ, nothing else
-        assert two[label][1] == pytest.approx(one[label][1], rel=1e-6, abs=0), label
+    # summation order and global SGD's gradient all-reduce differ, nothing else; under bf16 the bf16
+    # embedding table's gradients are summed in bf16 across ranks, hence the looser bound there
+    rel = 1e-6 if mode == "off" else 1e-5
+    for label in STAGES:
+        assert two[label][1] == pytest.approx(one[label][1], rel=rel, abs=0), label
 
 
 def test_dev_subsets_are_labelled_partial(trained, tiny_dataset, tmp_path):
-    work, _ = trained
+    work, _, mode = trained
     artifact = work / "final_model.int6.ptz"
-    base = dict(EVAL, SLIDING_WINDOW_ENABLED=0, USE_HEDGE=0, NGRAM_TILT_ENABLED=0, EVAL_ONLY_PATH=artifact)
+    base = dict(EVAL, AUTOCAST=mode, SLIDING_WINDOW_ENABLED=0, USE_HEDGE=0, NGRAM_TILT_ENABLED=0, EVAL_ONLY_PATH=artifact)
     result = run_script(tiny_env(tiny_dataset, tmp_path, **base, VAL_DOC_FRACTION=0.3, RUN_ID="sample"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(exact_lines(result.stdout)) == ["final_int6_brotli_roundtrip_partial", "quantized_ttt_phased_partial"]
