@@ -57,6 +57,7 @@ def test_muon_step_matches_hand_computation():
 def muon_worker(rank: int, world_size: int, init_file: str, out_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     torch.save(run_muon(tg.Runtime(rank, world_size, rank, torch.device("cpu"), False)), f"{out_file}.{rank}")
+    dist.barrier()  # no rank tears down gloo's sockets while the other still uses them (SIGABRT, as in run_cli)
     dist.destroy_process_group()
 
 
