@@ -1,9 +1,9 @@
 """Break one formula of train_gpt.py at a time and check that the tests notice (a test that cannot fail
-is a defect). Each mutation is a one-line change of the forward, the optimizer routing or the schedule;
+is a defect). Each mutation is a small change of the forward, the optimizer, the export or an eval rule;
 the script copies the repo to a temp dir, applies it there, runs the tests that should catch it, and
 prints CAUGHT or MISSED. The working tree is never modified.
 
-    .venv/bin/python scripts/mutation_check.py            # all mutations (~1 min on 2 cores)
+    .venv/bin/python scripts/mutation_check.py            # all mutations (~2 min on 2 cores)
     .venv/bin/python scripts/mutation_check.py lane_split  # one
 """
 
