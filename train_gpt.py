@@ -25,10 +25,12 @@ import functools
 import difflib
 import glob
 import io
+import itertools
 import json
 import lzma
 import math
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -288,6 +290,11 @@ class Hyperparameters:
             if not ok:
                 raise HyperparameterError(msg)
 
+        for f in fields(self):  # nan or inf in a float knob would train or score garbage silently
+            require(not isinstance(f.default, float) or math.isfinite(getattr(self, f.name)),
+                    f"{f.name.upper()}={getattr(self, f.name)} must be a finite number")
+        for name in ("model_dim", "num_heads", "num_kv_heads", "mlp_mult"):
+            require(getattr(self, name) > 0, f"{name.upper()} must be positive")
         require(self.model_dim % self.num_heads == 0, "MODEL_DIM must be divisible by NUM_HEADS")
         require(self.num_heads % self.num_kv_heads == 0, "NUM_HEADS must be divisible by NUM_KV_HEADS")
         head_dim = self.model_dim // self.num_heads
@@ -675,7 +682,7 @@ class Runtime:
 def init_runtime(hp: Hyperparameters) -> Runtime:
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if 8 % world_size != 0:
+    if world_size < 1 or 8 % world_size != 0:
         raise HyperparameterError(f"WORLD_SIZE={world_size} must divide 8 (grad accumulation keeps the batch)")
     if torch.cuda.is_available():
         device = torch.device("cuda", local_rank)
@@ -732,9 +739,15 @@ class Logger:
         self.path, self.pending = path, []
 
     def open_file(self) -> None:
+        """An earlier run's log of the same RUN_ID is moved to <RUN_ID>.<k>.txt, never appended to."""
         if self.path is not None and self.pending is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as f:
+            if self.path.exists():
+                k = next(k for k in itertools.count(1) if not self.path.with_suffix(f".{k}.txt").exists())
+                older = self.path.with_suffix(f".{k}.txt")
+                self.path.rename(older)
+                self.pending.append(f"log: the earlier log of this RUN_ID is now {older}\n")
+            with open(self.path, "w", encoding="utf-8") as f:
                 f.writelines(self.pending)
             self.pending = None
 
@@ -751,16 +764,44 @@ class Logger:
             f.write(msg + "\n")
 
 
+def atomic_write_files(files: dict[Path, bytes]) -> None:
+    """Write every file to a temp name in its directory and fsync, then rename them all: readers never see
+    a partial file, and a set of outputs replaces the previous set only once all of it is on disk. On any
+    error the temps are removed; those of a killed writer are removed by the next write of the same file."""
+    temps = {}
+    try:
+        for path, data in files.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(path)
+            temps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(temps[path], "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same directory, fsync, then rename: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_files({Path(path): data})
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Temp files of path left by a process that no longer runs (kill -9 during a write)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -4]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                tmp.unlink(missing_ok=True)
+            except PermissionError:
+                pass  # alive, another user's
 
 
 # -----------------------------------------------------------------------------------------------
@@ -779,7 +820,12 @@ class DataError(ValueError):
 
 
 def read_shard(path: str | Path) -> Tensor:
-    """Tokens of one shard as a uint16 tensor; any disagreement with the header is an error."""
+    """Tokens of one shard as an int32 tensor; any disagreement with the header is an error."""
+    return torch.from_numpy(shard_array(path).astype(np.int32))
+
+
+def shard_array(path: str | Path) -> np.ndarray:
+    """The tokens of one shard, memory-mapped, once its header and size agree."""
     path = Path(path)
     size = path.stat().st_size
     if size < SHARD_HEADER_BYTES:
@@ -793,8 +839,9 @@ def read_shard(path: str | Path) -> Tensor:
     if size != expected:
         raise DataError(f"{path}: header says {num_tokens} tokens ({expected} bytes) but the file has "
                         f"{size} bytes: truncated or corrupt shard")
-    tokens = np.fromfile(path, dtype="<u2", count=num_tokens, offset=SHARD_HEADER_BYTES)
-    return torch.from_numpy(tokens.astype(np.int32))
+    if num_tokens == 0:
+        return np.zeros(0, dtype="<u2")
+    return np.memmap(path, dtype="<u2", mode="r", offset=SHARD_HEADER_BYTES, shape=(num_tokens,))
 
 
 GET_DATA_HINT = ("get the official data with `python data/cached_challenge_fineweb.py --variant sp8192` (or sp1024), "
@@ -808,6 +855,19 @@ def shard_paths(pattern: str, skip_sidecars: bool = False) -> list[Path]:
     if not paths:
         raise DataError(f"no files match {pattern}: {GET_DATA_HINT}")
     return paths
+
+
+def check_train_shards(pattern: str, vocab_size: int) -> tuple[int, int]:
+    """Every train shard's header, size and token range, before training: the loader opens a shard only
+    when it gets there, minutes into the run. Returns (shards, tokens)."""
+    paths, total = shard_paths(pattern), 0
+    for path in paths:
+        tokens = shard_array(path)
+        if tokens.size and int(tokens.max()) >= vocab_size:
+            raise DataError(f"{path}: token id {int(tokens.max())} >= VOCAB_SIZE {vocab_size}: shards and vocab "
+                            "disagree")
+        total += tokens.size
+    return len(paths), total
 
 
 def train_pattern(hp: Hyperparameters) -> str:
@@ -900,7 +960,10 @@ def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int) -> ByteLUTs
 def load_tokenizer(path: str, vocab_size: int) -> spm.SentencePieceProcessor:
     if not Path(path).is_file():
         raise DataError(f"tokenizer {path} not found: {GET_DATA_HINT}")
-    sp = spm.SentencePieceProcessor(model_file=path)
+    try:
+        sp = spm.SentencePieceProcessor(model_file=path)
+    except (RuntimeError, OSError) as e:  # an empty or garbage file: sentencepiece's own message is a C++ trace
+        raise DataError(f"tokenizer {path} is not a SentencePiece model ({str(e).splitlines()[0][:80]})") from None
     if sp.vocab_size() != vocab_size:
         raise DataError(f"tokenizer {path} has {sp.vocab_size()} pieces but VOCAB_SIZE={vocab_size}")
     if sp.bos_id() != BOS_ID:
@@ -1669,6 +1732,10 @@ class TrainResult:
     plan_switch_steps: list[int]  # steps after which a new stage took over (same on every rank)
 
 
+class TrainingError(RuntimeError):
+    """A run that cannot go on (a non-finite loss); reported as one line, exit 2."""
+
+
 def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> TrainResult:
     """Runs until ITERATIONS or the wallclock cap; loads the weight average, if any, at the end."""
     loader = TrainLoader(train_pattern(hp), rt)
@@ -1695,7 +1762,11 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> Train
         if average is not None:
             average.update(models.raw, step, lr_scale, stage.plan == last_plan)
         elapsed = torch.tensor(train_ms + 1000 * (time.perf_counter() - t0), device=rt.device, dtype=torch.float64)
-        elapsed_ms = all_reduce_(elapsed, rt, dist.ReduceOp.MAX).item()  # one clock for all ranks
+        diverged = (~torch.isfinite(loss)).to(torch.float64)  # reduced with the clock: no extra sync
+        elapsed_ms, diverged = all_reduce_(torch.stack([elapsed, diverged]), rt, dist.ReduceOp.MAX).tolist()
+        if diverged:  # one clock and one verdict for all ranks
+            raise TrainingError(f"the train loss is not finite at step {step}: training stopped, nothing "
+                                "exported; lower the learning rates")
         if hp.train_log_every > 0 and (step <= 10 or step % hp.train_log_every == 0):
             log(f"step:{step}/{hp.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms "
                 f"step_avg:{elapsed_ms / step:.2f}ms")
@@ -2773,16 +2844,14 @@ def export_label(hp: Hyperparameters) -> str:
     return f"int{8 if hp.quant_method == 'int8' else hp.matrix_bits}_{hp.compressor}"
 
 
-def shipped_code_bytes(hp: Hyperparameters, log: Logger) -> int:
-    """Both sizes are logged; the one counted is the form that is shipped (CODE_PACKING)."""
+def shipped_code(hp: Hyperparameters, log: Logger) -> tuple[int, bytes | None]:
+    """Both sizes are logged; the one counted is the form that is shipped (CODE_PACKING): its byte count,
+    and the packed stub to write next to the artifact (None when the raw source is shipped)."""
     source = Path(__file__).read_text(encoding="utf-8")
-    packed = packed_code(source)
+    packed = packed_code(source).encode()
     log(f"Code size (uncompressed): {len(source.encode())} bytes")
-    log(f"Code size (compressed): {len(packed.encode())} bytes")
-    if hp.code_packing == "raw":
-        return len(source.encode())
-    atomic_write_bytes(Path(hp.artifact_dir) / "train_gpt_packed.py", packed.encode())
-    return len(packed.encode())
+    log(f"Code size (compressed): {len(packed)} bytes")
+    return (len(source.encode()), None) if hp.code_packing == "raw" else (len(packed), packed)
 
 
 def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> dict:
@@ -2806,22 +2875,29 @@ def artifact_path(hp: Hyperparameters) -> Path:
 
 
 def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> Path:
-    """Rank 0 quantizes and writes the raw checkpoint and the artifact; the size cap is enforced here."""
+    """Rank 0 quantizes; the size cap and finite weights are enforced here. The raw checkpoint, the artifact
+    and the packed code replace the previous run's together, only once all of them are complete."""
     out_dir, label, path = Path(hp.artifact_dir), export_label(hp), artifact_path(hp)
+    bad = [name for name, t in model.state_dict().items() if not bool(torch.isfinite(t).all())]
+    if bad:  # every rank holds the same weights: all refuse together
+        raise ArtifactError(f"non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}: "
+                            "nothing exported")
     total = torch.zeros((), dtype=torch.float64, device=rt.device)
+    outputs: dict[Path, bytes] = {}
     if rt.is_main:
         start, state = time.perf_counter(), model.state_dict()
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(out_dir / "final_model.pt", buf.getvalue())
         log(f"Serialized model: {buf.tell()} bytes")
         quantized = quantize_for_export(model, hp, rt, log)
         t0 = time.perf_counter()
         rans = rans_groups(quantized, hp.rans_coding)
         blob = pack_artifact(quantized, hp.model_config(), hp.compressor, rans)
-        atomic_write_bytes(path, blob)
         log(f"serialize_wallclock:{time.perf_counter() - t0:.1f}s")
-        code_bytes = shipped_code_bytes(hp, log)
+        code_bytes, packed = shipped_code(hp, log)
+        outputs = {out_dir / "final_model.pt": buf.getvalue(), path: blob}
+        if packed is not None:
+            outputs[out_dir / "train_gpt_packed.py"] = packed
         raw_bytes = sum(t.numel() * t.element_size() for t in state.values())
         log(f"Code size: {code_bytes} bytes")
         log(f"Serialized model {label.replace('_', '+')}: {len(blob)} bytes (raw:{raw_bytes} "
@@ -2829,13 +2905,23 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
         log(f"Total submission size {label.replace('_', '+')}: {len(blob) + code_bytes} bytes")
         for line in budget_report(quantized, hp.compressor, code_bytes, len(blob), rans):
             log(line)
-        log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
         total += len(blob) + code_bytes
-    total = int(all_reduce_(total, rt).item())  # also the barrier: the file exists for every rank after it
+    total = int(all_reduce_(total, rt).item())
     if total > ARTIFACT_CAP_BYTES:
-        msg = f"artifact is {total} bytes, over the {ARTIFACT_CAP_BYTES}-byte cap by {total - ARTIFACT_CAP_BYTES}"
+        msg = (f"artifact is {total} bytes, over the {ARTIFACT_CAP_BYTES}-byte cap by {total - ARTIFACT_CAP_BYTES}: "
+               "nothing written")
         log(f"error: {msg}")
         raise ArtifactError(msg)
+    failed, why = torch.zeros((), device=rt.device), "on rank 0"
+    if rt.is_main:
+        try:
+            atomic_write_files(outputs)
+            log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
+        except OSError as e:  # a full disk or a vanished directory: the earlier outputs stay as they were
+            failed += 1
+            why = str(e)
+    if all_reduce_(failed, rt).item():  # also the barrier: the files exist for every rank after it
+        raise ArtifactError(f"could not write the outputs to {out_dir} ({why}); the previous ones are untouched")
     return path
 
 
@@ -2860,6 +2946,22 @@ def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     if rt.distributed:
         model = DDP(compiled, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
     return Models(raw_model, compiled, model)
+
+
+def check_output_dir(out: Path, model: nn.Module) -> None:
+    """Before training, not after it: ARTIFACT_DIR takes files and has room for the checkpoint, the artifact
+    and their temps."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_probe.{os.getpid()}.tmp"
+        probe.write_bytes(b"0")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(f"ARTIFACT_DIR={out} is not writable ({e.strerror})") from None
+    need = 2 * sum(t.numel() * t.element_size() for t in model.state_dict().values()) + 2 * ARTIFACT_CAP_BYTES
+    free = shutil.disk_usage(out).free
+    if free < need:
+        raise DataError(f"ARTIFACT_DIR={out} has {free >> 20} MiB free; the outputs need about {need >> 20} MiB")
 
 
 def compiled_graphs() -> int:
@@ -2905,14 +3007,19 @@ def main() -> None:
     log_header(hp, rt, log)
     val = load_validation(hp, rt, log)
     models = prepare_models(hp, rt)
-    log.open_file()  # the startup checks (knobs, data, tokenizer, model) passed
+    scored = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
+    if hp.eval_only_path and not scored.is_file():
+        raise DataError(f"EVAL_ONLY_PATH: no artifact at {scored}")
+    if rt.is_main:
+        check_output_dir(Path(hp.artifact_dir), models.raw)
+    num_shards, train_tokens = check_train_shards(train_pattern(hp), hp.vocab_size) if not hp.eval_only_path else (0, 0)
+    log.open_file()  # the startup checks (knobs, data, tokenizer, model, output dir) passed
     log(f"model_params:{sum(p.numel() for p in models.raw.parameters())}")
     if hp.eval_only_path:
-        score_artifact(models, artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path), val, hp, rt,
-                       log)
+        score_artifact(models, scored, val, hp, rt, log)
         return
-    num_shards = len(shard_paths(train_pattern(hp)))
-    log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards}")
+    log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards} tokens:{train_tokens} "
+        "(every header and token id checked)")
     log(f"train_shards: {num_shards}")  # the records' fingerprint line (#2127 audit: 80 for the official export)
     if hp.max_wallclock_seconds > 0:
         log(f"gptq:reserving {hp.gptq_reserve_seconds:g}s, effective={training_cap_ms(hp):.0f}ms")
@@ -2952,10 +3059,21 @@ def run_cli() -> int:
         if dist.is_initialized():
             dist.barrier()  # no rank tears down gloo's sockets while another still uses them (SIGABRT at exit)
             dist.destroy_process_group()
-    except (HyperparameterError, DataError, ArtifactError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
+    except (HyperparameterError, DataError, ArtifactError, TrainingError) as e:
+        report_error(f"error: {e}")
         return 2
     return 0
+
+
+def report_error(line: str) -> None:
+    """Rank 0 prints the line; under torchrun it also goes to the elastic error file, so torchrun's own
+    failure summary, the last thing printed, shows it instead of "To enable traceback see ..."."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    print(line, file=sys.stderr, flush=True)
+    if error_file := os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        record = {"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}
+        Path(error_file).write_text(json.dumps(record))
 
 
 if __name__ == "__main__":

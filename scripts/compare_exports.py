@@ -71,7 +71,7 @@ def main() -> None:
     rows = {label: [] for label, _ in METHODS}
     for checkpoint in checkpoints:
         model = tg.build_model(hp, rt.device)
-        model.load_state_dict(torch.load(checkpoint, map_location="cpu"))
+        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
         float_bpb = tg.eval_val(model, val, hp, rt)[1]
         print(f"checkpoint {checkpoint}: float val_bpb {float_bpb:.5f}")
         for label, changes in METHODS:
