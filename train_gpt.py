@@ -105,6 +105,9 @@ class Hyperparameters:
     train_seq_len: int = knob(2048, "longest attention segment (documents are cut every N tokens); eval row length")
     max_wallclock_seconds: float = knob(600.0, "training time cap, eval excluded (<= 0: no cap)")
     gptq_reserve_seconds: float = knob(8.0, "seconds cut from the cap for post-training calibration (#1868)")
+    schedule_horizon_seconds: float = knob(0.0, "#2008: warm-down, looping, depth and context stages follow this "
+                                           "horizon (minus GPTQ_RESERVE_SECONDS), not the cap, which still stops "
+                                           "training (0 = the cap)")
     warmdown_frac: float = knob(0.85, "LR decays linearly over this last fraction of training (0: use ITERS)")
     warmdown_iters: int = knob(0, "baseline schedule: decay over the last N steps, wallclock-projected")
     min_lr: float = knob(0.10, "LR multiplier floor of the fractional warm-down (#1787)")
@@ -323,6 +326,8 @@ class Hyperparameters:
         require(all(0 < n <= self.train_seq_len for n in spans),
                 "TRAIN_SEQ_SCHEDULE lengths must be in 1..TRAIN_SEQ_LEN")
         require(0 < self.val_doc_fraction <= 1, "VAL_DOC_FRACTION must be in (0, 1]")
+        require(self.schedule_horizon_seconds <= 0 or self.schedule_horizon_seconds > self.gptq_reserve_seconds,
+                "SCHEDULE_HORIZON_SECONDS must exceed GPTQ_RESERVE_SECONDS (or be 0)")
         require(self.eval_seq_len >= 0, "EVAL_SEQ_LEN must be >= 0 (0 = TRAIN_SEQ_LEN)")
         parse_short_doc_chunks(self.ttt_short_doc_chunks)
         parse_batch_list(self.ttt_eval_batches)
@@ -544,8 +549,6 @@ RECORD_ENV: dict[str, RecordEnv] = {
     "NON_RECORD_LONGTRAIN": _not_built(_LONGTRAIN, 6, "#2008", off=_is_off, switch=True),
     "LONGTRAIN_EXPORT_MINUTES": _not_built(_LONGTRAIN, 6, "#2008"),
     "EXPORT_MODE": _not_built(_LONGTRAIN, 6, "#2008"),
-    "SCHEDULE_HORIZON_SECONDS": _not_built("a schedule horizon past the wallclock cap", 6, "#2008",
-                                           off=lambda raw, hp: (_number(raw) or 0) <= 0),
     # no equivalent
     "CONTROL_TENSOR_NAME_PATTERNS": _no_equivalent("all", "tensors go to optimizer groups and export schemes by "
                                                    "role (tensor_role) and size (KEEP_FLOAT_MAX_NUMEL)"),
@@ -1590,6 +1593,10 @@ def training_cap_ms(hp: Hyperparameters) -> float:
 
 
 def training_frac(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
+    """How far the fractional schedules are: the clock over the cap, or over SCHEDULE_HORIZON_SECONDS (a
+    continuation keeps its original curve; past the horizon it stays at the end), or steps over ITERATIONS."""
+    if hp.schedule_horizon_seconds > 0:
+        return elapsed_ms / (1000 * (hp.schedule_horizon_seconds - hp.gptq_reserve_seconds))
     cap_ms = training_cap_ms(hp)
     return elapsed_ms / cap_ms if cap_ms < math.inf else step / max(hp.iterations, 1)
 

@@ -118,6 +118,20 @@ def test_fractional_warmdown_with_floor():
         pytest.approx([1.0, 1.0, 0.5, 0.1, 0.1])
 
 
+def test_schedule_horizon_keeps_the_original_curve_past_the_cap():
+    """#2008's continuation: a 1-hour cap on a 6-hour schedule warms down by the 6 hours, not by the cap."""
+    hp = tg.Hyperparameters.from_env({"MAX_WALLCLOCK_SECONDS": "3608", "GPTQ_RESERVE_SECONDS": "8",
+                                      "SCHEDULE_HORIZON_SECONDS": "21608", "WARMDOWN_FRAC": "0.5", "MIN_LR": "0.1"})
+    assert tg.training_cap_ms(hp) == 3_600_000  # the cap still stops training
+    hours = [h * 3_600_000 for h in (1, 3, 4.5, 6, 7)]
+    assert [tg.training_frac(0, ms, hp) for ms in hours] == pytest.approx([1 / 6, 0.5, 0.75, 1.0, 7 / 6])
+    assert [tg.lr_scale_at(0, ms, hp) for ms in hours] == pytest.approx([1.0, 1.0, 0.5, 0.1, 0.1])
+    looped = tg.Hyperparameters.from_env({"SCHEDULE_HORIZON_SECONDS": "1008", "ENABLE_LOOPING_AT": "0.35"})
+    assert [tg.stage_at(tg.training_frac(0, s * 1000, looped), looped).plan for s in (340, 360)] == [0, 1]
+    with pytest.raises(tg.HyperparameterError, match="SCHEDULE_HORIZON_SECONDS must exceed"):
+        tg.Hyperparameters.from_env({"SCHEDULE_HORIZON_SECONDS": "5"})
+
+
 def test_baseline_wallclock_warmdown_projects_step_time():
     hp = tg.Hyperparameters.from_env({"MAX_WALLCLOCK_SECONDS": "10", "GPTQ_RESERVE_SECONDS": "0", "WARMDOWN_FRAC": "0",
                                       "WARMDOWN_ITERS": "100"})
