@@ -105,6 +105,10 @@ class Hyperparameters:
     train_seq_len: int = knob(2048, "longest attention segment (documents are cut every N tokens); eval row length")
     max_wallclock_seconds: float = knob(600.0, "training time cap, eval excluded (<= 0: no cap)")
     gptq_reserve_seconds: float = knob(8.0, "seconds cut from the cap for post-training calibration (#1868)")
+    export_minutes: str = knob("", "export an artifact at these training minutes, e.g. 10,20,30 (#2008): "
+                               "ARTIFACT_DIR/export_{M}min/ and a line of ARTIFACT_DIR/exports.jsonl; the clock "
+                               "pauses, training is unchanged")
+    export_eval: bool = knob(False, "also score each export's weights before quantization (#2008 EXPORT_MODE=full)")
     schedule_horizon_seconds: float = knob(0.0, "#2008: warm-down, looping, depth and context stages follow this "
                                            "horizon (minus GPTQ_RESERVE_SECONDS), not the cap, which still stops "
                                            "training (0 = the cap)")
@@ -331,6 +335,7 @@ class Hyperparameters:
         require(self.eval_seq_len >= 0, "EVAL_SEQ_LEN must be >= 0 (0 = TRAIN_SEQ_LEN)")
         parse_short_doc_chunks(self.ttt_short_doc_chunks)
         parse_batch_list(self.ttt_eval_batches)
+        parse_export_minutes(self.export_minutes)
         repeats = [r for _, r in parse_prog_depth(self.prog_depth)]
         # One pass would leave the cross-repeat scales without gradients, which DDP rejects.
         require(all(2 <= r <= self.num_repeats for r in repeats), "PROG_DEPTH repeats must be in 2..NUM_REPEATS")
@@ -381,6 +386,16 @@ def parse_short_doc_chunks(spec: str) -> list[tuple[int, int]]:
     if pairs is None or any(len(p) != 2 or min(p) <= 0 for p in pairs):
         raise HyperparameterError(f"TTT_SHORT_DOC_CHUNKS={spec!r}: expected 'chunk@maxlen,...' of positive ints")
     return sorted(pairs)
+
+
+def parse_export_minutes(spec: str) -> list[float]:
+    try:
+        minutes = sorted({float(v) for v in spec.split(",") if v.strip()})
+    except ValueError:
+        minutes = [-1.0]
+    if any(not 0 < m < math.inf for m in minutes):
+        raise HyperparameterError(f"EXPORT_MINUTES={spec!r}: expected a comma list of positive minutes")
+    return minutes
 
 
 def parse_batch_list(spec: str) -> list[int]:
@@ -491,7 +506,7 @@ def _any(raw: str, hp) -> bool:  # an output location of a feature that is off: 
 
 _INERT = "read but never used by that record's code: no effect there or here"
 _EVAL_ONLY = "an eval-only mode other than EVAL_ONLY_PATH (which scores a saved artifact)"
-_SAVES, _RESUME, _LONGTRAIN = "resumable checkpoints", "resuming from a checkpoint", "periodic exports of a long run"
+_SAVES, _RESUME = "resumable checkpoints", "resuming from a checkpoint"
 RECORD_ENV: dict[str, RecordEnv] = {
     # renamed
     "SMEAR_GATE": _renamed("SMEAR_GATE_ENABLED", "#1667/#1775", "ours is BOS-masked as #1851 fixed it"),
@@ -546,9 +561,12 @@ RECORD_ENV: dict[str, RecordEnv] = {
     **{name: _not_built(_RESUME, 6, "#2008", off=_any) for name in (
         "RESUME_DECOMPOSE_LIVE_TRACE_JSONL", "RESUME_DECOMPOSE_EMA_TRACE_JSONL", "RESUME_DECOMPOSE_QUANT_TRACE_JSONL",
         "RESUME_DECOMPOSE_BATCH_JSONL", "RESUME_DECOMPOSE_OUTPUT_JSON")},
-    "NON_RECORD_LONGTRAIN": _not_built(_LONGTRAIN, 6, "#2008", off=_is_off, switch=True),
-    "LONGTRAIN_EXPORT_MINUTES": _not_built(_LONGTRAIN, 6, "#2008"),
-    "EXPORT_MODE": _not_built(_LONGTRAIN, 6, "#2008"),
+    "LONGTRAIN_EXPORT_MINUTES": _renamed("EXPORT_MINUTES", "#2008"),
+    "EXPORT_MODE": RecordEnv("renamed", "#2008", "", translate=lambda name, raw: {
+        "EXPORT_EVAL": {"full": "1", "light": "0"}.get(raw.strip(), raw)}),
+    "NON_RECORD_LONGTRAIN": _no_equivalent("#2008", "periodic exports happen at EXPORT_MINUTES (or "
+                                           "LONGTRAIN_EXPORT_MINUTES); set the minutes",
+                                           off=lambda raw, hp: _is_off(raw) or bool(hp.export_minutes)),
     # no equivalent
     "CONTROL_TENSOR_NAME_PATTERNS": _no_equivalent("all", "tensors go to optimizer groups and export schemes by "
                                                    "role (tensor_role) and size (KEEP_FLOAT_MAX_NUMEL)"),
@@ -1747,7 +1765,7 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> Train
     """Runs until ITERATIONS or the wallclock cap; loads the weight average, if any, at the end."""
     loader = TrainLoader(train_pattern(hp), rt)
     average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 or hp.swa_enabled else None
-    cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
+    cap_ms, last_plan, exports = training_cap_ms(hp), len(models.raw.plans) - 1, parse_export_minutes(hp.export_minutes)
     train_ms, step, stop_at, stage, switches = 0.0, 0, None, stage_at(0.0, hp), []
     synchronize(rt)
     t0 = time.perf_counter()
@@ -1782,6 +1800,11 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> Train
             log_stage_switch(stage, new_stage, models.raw.plans, step, frac, hp, log)
             stage = new_stage
             switches.append(step)
+        if exports and elapsed_ms >= 60_000 * exports[0]:  # the clock pauses while a milestone exports
+            synchronize(rt)
+            pause = time.perf_counter()
+            periodic_export(models, average, val, hp, rt, log, exports.pop(0), step, elapsed_ms)
+            t0 += time.perf_counter() - pause
         if stop_at is None and elapsed_ms >= cap_ms:
             stop_at = step
     if stop_at is not None and step < hp.iterations:
@@ -2930,6 +2953,36 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
     if all_reduce_(failed, rt).item():  # also the barrier: the files exist for every rank after it
         raise ArtifactError(f"could not write the outputs to {out_dir} ({why}); the previous ones are untouched")
     return path
+
+
+def periodic_export(models: Models, average, val: ValidationData, hp: Hyperparameters, rt: Runtime, log,
+                    minute: float, step: int, train_ms: float) -> None:
+    """EXPORT_MINUTES (#2008's long-run milestones): the averaged weights (EMA/SWA, as the end of training
+    would load them) exported to ARTIFACT_DIR/export_{M}min/ and one JSON line appended to exports.jsonl;
+    then the live weights and the RNG come back, so training goes on exactly as without the export."""
+    start, rng = time.perf_counter(), torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else None
+    live = {k: v.detach().clone() for k, v in models.raw.state_dict().items()}
+    if average is not None and (state := average.average(models.raw)) is not None:
+        models.raw.load_state_dict(state, strict=True)
+    record = dict(minute=minute, step=step, train_seconds=round(train_ms / 1000, 3))
+    if hp.export_eval:
+        record["val_loss"], record["val_bpb"] = eval_val(models.raw, val, hp, rt)
+    out = replace(hp, artifact_dir=str(Path(hp.artifact_dir) / f"export_{minute:g}min"))
+    try:
+        path = export_artifact(models.raw, out, rt, log)
+        record.update(artifact=str(path), artifact_bytes=path.stat().st_size)
+    except ArtifactError as e:  # a milestone over the cap (or a full disk) is reported, training goes on
+        record["error"] = str(e)
+    record["export_seconds"] = round(time.perf_counter() - start, 3)
+    models.raw.load_state_dict(live, strict=True)
+    torch.set_rng_state(rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state_all(cuda_rng)
+    if rt.is_main:
+        with open(Path(hp.artifact_dir) / "exports.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    log(f"export:{minute:g}min " + " ".join(f"{k}:{v}" for k, v in record.items() if k != "minute"))
 
 
 def load_artifact_into(model: GPT, path: Path, hp: Hyperparameters) -> None:

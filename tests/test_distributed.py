@@ -15,7 +15,7 @@ SCHEDULES = {
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_two_process_torchrun_switches_and_stops_together(tiny_dataset, tmp_path, schedule, numeric_mode):
-    env = tiny_env(tiny_dataset, tmp_path, MAX_WALLCLOCK_SECONDS=3, ITERATIONS=100_000, TRAIN_LOG_EVERY=0,
+    env = tiny_env(tiny_dataset, tmp_path, MAX_WALLCLOCK_SECONDS=5, ITERATIONS=100_000, TRAIN_LOG_EVERY=0,
                    AUTOCAST=numeric_mode, **SCHEDULES[schedule])
     result = run_script(env, nproc=2)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -274,13 +274,19 @@ def test_2008_eval_only_sweep_scores_the_named_artifact():
     assert tg.Hyperparameters.from_env({"TTT_EVAL_ONLY": "1", "EVAL_ONLY_PATH": "1"}).eval_only_path == "1"
 
 
+def test_2008_long_run_exports_map_onto_export_minutes():
+    hp = tg.Hyperparameters.from_env({"NON_RECORD_LONGTRAIN": "1", "LONGTRAIN_EXPORT_MINUTES": "60,120",
+                                      "EXPORT_MODE": "full"})
+    assert (hp.export_minutes, hp.export_eval) == ("60,120", True)
+    assert tg.Hyperparameters.from_env({"EXPORT_MODE": "light"}).export_eval is False
+
+
 @pytest.mark.parametrize("env", [
     {"TTT_EVAL_ONLY": "0", "PREQUANT_ONLY": "0"},
     {"OUTPUT_DIR": "/x", "SLIDING_EVAL_OUTPUT_JSON": "a.json", "PREQUANT_EVAL_OUTPUT_JSON": "b.json"},
     {"TTT_STEPS": "0", "TTT_LR": "0.01", "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "1", "TTT_DEBUG_BYPASS": "0"},
     {"RESUME_ENABLED": "0", "RESUME_FROM": "", "NON_RECORD_LONGTRAIN": "0"},
     {"RESUME_ENABLED": "0", "RESUME_DIR": "/x", "RESUME_KEEP_LAST": "3"},  # parameters of a feature that is off
-    {"NON_RECORD_LONGTRAIN": "0", "LONGTRAIN_EXPORT_MINUTES": "60", "EXPORT_MODE": "all"},
     {"ROPE_YARN": "0", "GATE_MLP_OUT": "0", "EMBEDDING_DIM": "512"},
 ])
 def test_off_values_of_features_we_lack_are_accepted_silently(env):
@@ -302,8 +308,8 @@ def test_off_values_of_features_we_lack_are_accepted_silently(env):
                                                "scoring it (not score-first); TTT_ENABLED is score-first LoRA TTT; "
                                                "PREQUANT_ONLY=1: an eval of the pre-quantization weights only"),
     ({"RESUME_ENABLED": "1"}, "RESUME_ENABLED=1: resumable checkpoints is not built yet (issue step 6)"),
-    ({"NON_RECORD_LONGTRAIN": "1"}, "NON_RECORD_LONGTRAIN=1: periodic exports of a long run is not built yet "
-                                    "(issue step 6)"),
+    ({"NON_RECORD_LONGTRAIN": "1"}, "NON_RECORD_LONGTRAIN=1: no equivalent here; periodic exports happen at "
+                                    "EXPORT_MINUTES"),
     ({"ROPE_YARN": "1"}, "ROPE_YARN=1: no equivalent here; no YaRN"),
     ({"CONTROL_TENSOR_NAME_PATTERNS": "attn_scale"}, "CONTROL_TENSOR_NAME_PATTERNS=attn_scale: no equivalent here"),
     ({"EMBEDDING_DIM": "256"}, "EMBEDDING_DIM=256: no equivalent here; no factorised embedding"),
