@@ -2705,9 +2705,13 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
             for i in range(first, last, hp.global_ttt_batch_seqs):
                 window = tokens[i * seq_len : min(min(i + hp.global_ttt_batch_seqs, last) * seq_len, n) + 1]
                 window = window.to(rt.device, torch.int64)
-                with autocast_context(rt):
-                    loss = model(window[:-1][None], window[1:][None], reduction="sum", span=seq_len)
-                (loss * rt.world_size / n).backward()  # the average over ranks is then the chunk's mean
+                full = (window.numel() - 1) // seq_len * seq_len  # whole rows, each alone: any rank split
+                for x, y in ((window[:full], window[1 : full + 1]), (window[full:-1], window[full + 1 :])):
+                    if x.numel():
+                        with autocast_context(rt):
+                            loss = model(x.view(-1, min(seq_len, x.numel())), y.view(-1, min(seq_len, y.numel())),
+                                         reduction="sum", span=seq_len)
+                        (loss * rt.world_size / n).backward()  # averaged over ranks: the chunk's mean
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)  # a rank with no rows still joins the all-reduce
@@ -2744,7 +2748,7 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
                 trace.append(("scored", docs))
             nll, tokens, nbytes = meters.meters[label].sums.tolist()  # this rank's running totals
             log(f"ttp: b{b}/{len(queue)} docs:{len(docs)} dl:{docs[-1][1] - docs[-1][0]}-{docs[0][1] - docs[0][0]} "
-                f"rl:{nll / tokens:.4f} rb:{nll / tokens / math.log(2) * tokens / nbytes:.4f} "
+                f"rl:{nll / tokens:.4f} rb:{nll / math.log(2) / max(nbytes, 1):.4f} "
                 f"t:{time.perf_counter() - t0:.1f}s")
         legs[f"ttt_scoring_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
         if prefix:
@@ -3008,6 +3012,19 @@ def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     return Models(raw_model, compiled, model)
 
 
+def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[Path | None, int, int]:
+    """What would otherwise fail minutes in: the artifact to score exists, ARTIFACT_DIR takes the outputs,
+    every train shard is whole and in the vocabulary. Returns (artifact to score or None, shards, tokens)."""
+    scored = None
+    if hp.eval_only_path:
+        scored = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
+        if not scored.is_file():
+            raise DataError(f"EVAL_ONLY_PATH: no artifact at {scored}")
+    if rt.is_main:
+        check_output_dir(Path(hp.artifact_dir), model)
+    return (scored, 0, 0) if scored is not None else (None, *check_train_shards(train_pattern(hp), hp.vocab_size))
+
+
 def check_output_dir(out: Path, model: nn.Module) -> None:
     """Before training, not after it: ARTIFACT_DIR takes files and has room for the checkpoint, the artifact
     and their temps."""
@@ -3067,15 +3084,10 @@ def main() -> None:
     log_header(hp, rt, log)
     val = load_validation(hp, rt, log)
     models = prepare_models(hp, rt)
-    scored = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
-    if hp.eval_only_path and not scored.is_file():
-        raise DataError(f"EVAL_ONLY_PATH: no artifact at {scored}")
-    if rt.is_main:
-        check_output_dir(Path(hp.artifact_dir), models.raw)
-    num_shards, train_tokens = check_train_shards(train_pattern(hp), hp.vocab_size) if not hp.eval_only_path else (0, 0)
-    log.open_file()  # the startup checks (knobs, data, tokenizer, model, output dir) passed
+    scored, num_shards, train_tokens = startup_checks(hp, rt, models.raw)
+    log.open_file()  # the startup checks (knobs, data, tokenizer, model, outputs) passed
     log(f"model_params:{sum(p.numel() for p in models.raw.parameters())}")
-    if hp.eval_only_path:
+    if scored is not None:
         score_artifact(models, scored, val, hp, rt, log)
         return
     log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards} tokens:{train_tokens} "
