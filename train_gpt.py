@@ -3138,11 +3138,10 @@ def run_cli() -> int:
 
 
 def report_error(line: str) -> None:
-    """Rank 0 prints the line; under torchrun it also goes to the elastic error file, so torchrun's own
-    failure summary, the last thing printed, shows it instead of "To enable traceback see ..."."""
-    if os.environ.get("RANK", "0") != "0":
-        return
-    print(line, file=sys.stderr, flush=True)
+    """Rank 0 prints the line; under torchrun every rank also writes it to its elastic error file, so
+    torchrun's own failure summary, the last thing printed, shows it whichever rank failed first."""
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr, flush=True)
     if error_file := os.environ.get("TORCHELASTIC_ERROR_FILE"):
         record = {"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}
         Path(error_file).write_text(json.dumps(record))
