@@ -1054,9 +1054,12 @@ class BpbMeter:
         return all_reduce_(self.sums.clone(), rt).tolist()
 
     def result(self, rt: Runtime) -> tuple[float, float]:
-        nll, tokens, nbytes = self.totals(rt)
-        val_loss = nll / tokens
-        return val_loss, val_loss / math.log(2.0) * tokens / nbytes
+        return loss_and_bpb(*self.totals(rt))
+
+
+def loss_and_bpb(nll: float, tokens: float, nbytes: float) -> tuple[float, float]:
+    """val_loss (nats per target) and val_bpb (bits per UTF-8 byte) from the summed totals."""
+    return nll / tokens, nll / tokens / math.log(2.0) * tokens / nbytes
 
 
 # -----------------------------------------------------------------------------------------------
@@ -2492,20 +2495,19 @@ def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[i
     return windows
 
 
-def padded_rows(tokens: Tensor, spans: list[tuple[int, int]], device: torch.device) -> Tensor:
-    """[B, T] rows tokens[a:e], right-padded with 0: causal attention keeps padding out of real tokens."""
-    width = max(e - a for a, e in spans)
-    return torch.stack([F.pad(tokens[a:e].long(), (0, width - (e - a))) for a, e in spans]).to(device)
-
-
-def scored_hidden(h: Tensor, lengths: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
-    """The last counts[b] real positions of each row of h [B, T, D] (rows are lengths[b] long), as
-    [B, C, D] plus a [B, C] mask of which of the C = max(counts) slots are real."""
-    c = int(counts.max())
-    slot = torch.arange(c, device=h.device)
-    index = (lengths - counts)[:, None] + slot
+def window_hidden(model: GPT, tokens: Tensor, windows: list[tuple[int, int, int]], span: int, device: torch.device,
+                  lora=None) -> tuple[Tensor, Tensor]:
+    """One forward over windows (a, s, e): rows tokens[a:e], right-padded with 0 (causal attention keeps
+    padding out of real tokens). Returns the hidden states of each row's scored positions (its last e - s)
+    as [B, C, D], C = the most scored, and a [B, C] mask of which slots are real."""
+    width = max(e - a for a, _, e in windows)
+    x = torch.stack([F.pad(tokens[a:e].long(), (0, width - (e - a))) for a, _, e in windows]).to(device)
+    lengths = torch.tensor([e - a for a, _, e in windows], device=device)
+    counts = torch.tensor([e - s for _, s, e in windows], device=device)
+    h = model.hidden(x, span=span, lora=lora)
+    slot = torch.arange(int(counts.max()), device=device)
     mask = slot[None] < counts[:, None]
-    index = torch.where(mask, index, lengths[:, None] - 1)
+    index = torch.where(mask, (lengths - counts)[:, None] + slot, lengths[:, None] - 1)
     return h.gather(1, index[..., None].expand(-1, -1, h.size(-1))), mask
 
 
@@ -2523,11 +2525,8 @@ def eval_sliding(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runti
     model.eval()
     for i in range(0, len(windows), hp.eval_batch_seqs):
         batch = windows[i : i + hp.eval_batch_seqs]
-        x = padded_rows(val.tokens, [(a, e) for a, _, e in batch], rt.device)
-        lengths = torch.tensor([e - a for a, _, e in batch], device=rt.device)
-        counts = torch.tensor([e - s for _, s, e in batch], device=rt.device)
         with autocast_context(rt):
-            h, mask = scored_hidden(model.hidden(x, span=seq_len), lengths, counts)
+            h, mask = window_hidden(model, val.tokens, batch, seq_len, rt.device)
             logp = torch.log_softmax(model.logits(h)[mask].float(), -1)
         positions = torch.cat([torch.arange(s + 1, e + 1) for _, s, e in batch])
         meters.add("sliding_window", logp, positions)
@@ -2604,18 +2603,15 @@ def score_chunk(model: GPT, lora: BatchedLoRA, val: ValidationData, windows: lis
                 rt: Runtime, meters: StageMeters | None, label: str) -> Tensor:
     """One forward over chunk windows (lora.rows: their documents). With meters, the scores are committed
     before any step uses them; returns each document's mean NLL over its chunk [B], with grad."""
-    x = padded_rows(val.tokens, [(a, e) for a, _, e in windows], rt.device)
-    lengths = torch.tensor([e - a for a, _, e in windows], device=rt.device)
-    counts = torch.tensor([e - s for _, s, e in windows], device=rt.device)
     with autocast_context(rt):
-        h, mask = scored_hidden(model.hidden(x, span=hp.ttt_eval_seq_len, lora=lora), lengths, counts)
+        h, mask = window_hidden(model, val.tokens, windows, hp.ttt_eval_seq_len, rt.device, lora)
         logp = torch.log_softmax(model.logits(h, lora).float(), -1)  # [B, C, V]
     starts = torch.tensor([s for _, s, _ in windows])
     positions = (starts[:, None] + 1 + torch.arange(mask.size(1))).clamp(max=val.tokens.numel() - 1)
     if meters is not None:
         meters.add(label, logp[mask].detach(), positions[mask.cpu()])
     nll = -logp.gather(2, val.tokens[positions].to(rt.device, torch.int64)[..., None]).squeeze(2)
-    return torch.where(mask, nll, 0.0).sum(1) / counts
+    return torch.where(mask, nll, 0.0).sum(1) / mask.sum(1)
 
 
 def ttt_batch(model: GPT, val: ValidationData, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime,
@@ -2747,9 +2743,9 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
             if trace is not None:
                 trace.append(("scored", docs))
             nll, tokens, nbytes = meters.meters[label].sums.tolist()  # this rank's running totals
+            loss, bpb = loss_and_bpb(nll, tokens, max(nbytes, 1))
             log(f"ttp: b{b}/{len(queue)} docs:{len(docs)} dl:{docs[-1][1] - docs[-1][0]}-{docs[0][1] - docs[0][0]} "
-                f"rl:{nll / tokens:.4f} rb:{nll / math.log(2) / max(nbytes, 1):.4f} "
-                f"t:{time.perf_counter() - t0:.1f}s")
+                f"rl:{loss:.4f} rb:{bpb:.4f} t:{time.perf_counter() - t0:.1f}s")
         legs[f"ttt_scoring_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
         if prefix:
             sgd_docs = order[:prefix]
@@ -2790,7 +2786,7 @@ def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime
     for name in meters.labels:
         nll, tokens, nbytes = meters.meters[name].totals(rt)
         label = f"quantized_{name}{'_partial' if partial else ''}"
-        val_loss, val_bpb = nll / tokens, nll / tokens / math.log(2.0) * tokens / nbytes
+        val_loss, val_bpb = loss_and_bpb(nll, tokens, nbytes)
         log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * seconds:.0f}ms")
         log(f"{label}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
         rows.append(dict(label=label, val_loss=val_loss, val_bpb=val_bpb, tokens=int(tokens), bytes=int(nbytes),
