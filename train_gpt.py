@@ -30,6 +30,7 @@ import json
 import lzma
 import math
 import os
+import pickle
 import shutil
 import struct
 import subprocess
@@ -37,7 +38,7 @@ import sys
 import time
 import uuid
 import zlib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,13 @@ class Hyperparameters:
     schedule_horizon_seconds: float = knob(0.0, "#2008: warm-down, looping, depth and context stages follow this "
                                            "horizon (minus GPTQ_RESERVE_SECONDS), not the cap, which still stops "
                                            "training (0 = the cap)")
+    resume_enabled: bool = knob(False, "write resumable checkpoints at RESUME_SAVE_MINUTES of training (#2008); "
+                                "the clock pauses while one is written")
+    resume_save_minutes: str = knob("", "training minutes of the checkpoints, e.g. 30,60,90")
+    resume_dir: str = knob("", "where the checkpoints and resume_manifest.json go; empty = ARTIFACT_DIR/resume")
+    resume_keep_last: int = knob(3, "checkpoints kept; an older one is deleted once a newer one is complete")
+    resume_from: str = knob("", "continue the run saved here (a RESUME_DIR, or its resume_manifest.json): weights, "
+                            "averages, optimizer states, RNG, data position and schedule state")
     warmdown_frac: float = knob(0.85, "LR decays linearly over this last fraction of training (0: use ITERS)")
     warmdown_iters: int = knob(0, "baseline schedule: decay over the last N steps, wallclock-projected")
     min_lr: float = knob(0.10, "LR multiplier floor of the fractional warm-down (#1787)")
@@ -281,7 +289,7 @@ class Hyperparameters:
                 values[f.name] = parse_knob(f.name.upper(), raw[f.name.upper()], type(f.default),
                                             f.metadata["choices"])
         hp = cls(**values)
-        refuse_record_env(held, environ, hp)
+        refuse_record_env(held, hp)
         hp.validate()
         object.__setattr__(hp, "notes", tuple(notes))
         return hp
@@ -335,7 +343,12 @@ class Hyperparameters:
         require(self.eval_seq_len >= 0, "EVAL_SEQ_LEN must be >= 0 (0 = TRAIN_SEQ_LEN)")
         parse_short_doc_chunks(self.ttt_short_doc_chunks)
         parse_batch_list(self.ttt_eval_batches)
-        parse_export_minutes(self.export_minutes)
+        parse_minutes("EXPORT_MINUTES", self.export_minutes)
+        parse_minutes("RESUME_SAVE_MINUTES", self.resume_save_minutes)
+        require(not self.resume_enabled or self.resume_save_minutes.strip(),
+                "RESUME_ENABLED=1 needs RESUME_SAVE_MINUTES (the training minutes to save at)")
+        require(self.resume_keep_last >= 1, "RESUME_KEEP_LAST must be >= 1")
+        require(not (self.resume_from and self.eval_only_path), "RESUME_FROM trains on; EVAL_ONLY_PATH only scores")
         repeats = [r for _, r in parse_prog_depth(self.prog_depth)]
         # One pass would leave the cross-repeat scales without gradients, which DDP rejects.
         require(all(2 <= r <= self.num_repeats for r in repeats), "PROG_DEPTH repeats must be in 2..NUM_REPEATS")
@@ -388,13 +401,13 @@ def parse_short_doc_chunks(spec: str) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def parse_export_minutes(spec: str) -> list[float]:
+def parse_minutes(name: str, spec: str) -> list[float]:
     try:
         minutes = sorted({float(v) for v in spec.split(",") if v.strip()})
     except ValueError:
         minutes = [-1.0]
     if any(not 0 < m < math.inf for m in minutes):
-        raise HyperparameterError(f"EXPORT_MINUTES={spec!r}: expected a comma list of positive minutes")
+        raise HyperparameterError(f"{name}={spec!r}: expected a comma list of positive minutes")
     return minutes
 
 
@@ -423,7 +436,8 @@ def parse_knob(name: str, raw: str, kind: type, choices: tuple):
 
 def derived_paths(hp: Hyperparameters) -> dict[str, str]:
     """DATA_PATH and TOKENIZER_PATH left empty, derived as #1775/#1855/#2008 derive them; under CASEOPS_ENABLED
-    #1855's CaseOps download layout (its names say sp8192; ours follow VOCAB_SIZE) and the val byte sidecar."""
+    #1855's CaseOps download layout (its names say sp8192; ours follow VOCAB_SIZE) and the val byte sidecar.
+    RESUME_DIR left empty: ARTIFACT_DIR/resume, as #2008."""
     v, root = hp.vocab_size, hp.data_dir
     if hp.caseops_enabled:
         base = os.path.join(root, "datasets", f"fineweb10B_sp{v}_caseops", "datasets")
@@ -432,7 +446,8 @@ def derived_paths(hp: Hyperparameters) -> dict[str, str]:
     else:
         data = os.path.join(root, "datasets", f"fineweb10B_sp{v}")
         tokenizer = os.path.join(root, "tokenizers", f"fineweb_{v}_bpe.model")
-    paths = {"data_path": hp.data_path or data, "tokenizer_path": hp.tokenizer_path or tokenizer}
+    paths = {"data_path": hp.data_path or data, "tokenizer_path": hp.tokenizer_path or tokenizer,
+             "resume_dir": hp.resume_dir or os.path.join(hp.artifact_dir, "resume")}
     if hp.caseops_enabled and not hp.val_bytes_path:
         paths["val_bytes_path"] = os.path.join(paths["data_path"], "fineweb_val_bytes_*.bin")
     return paths
@@ -445,18 +460,14 @@ def derived_paths(hp: Hyperparameters) -> dict[str, str]:
 #                  both spellings with different values is an error
 #   same_math      a speed kernel or lossless packing we compute identically, or a variable the record's own
 #                  code never reads: accepted, one note line in the log says what we do instead
-#   not_built      a feature of a later issue step: a value that turns it on is refused, "off" is accepted;
-#                  a parameter of it is accepted only next to the feature's switch set to off
 #   no_equivalent  refused, naming what we do instead (values that ask for nothing we lack are accepted)
 @dataclass(frozen=True)
 class RecordEnv:
     kind: str
     records: str  # whose variable it is
-    ours: str  # renamed: a remark for the log; same_math: the note; not_built: the feature; no_equivalent: why
+    ours: str  # renamed: a remark for the log; same_math: the note; no_equivalent: why
     translate: object = None  # renamed/same_math: (name, raw) -> {KNOB: raw} to set, or None = left to the knob
     off: object = None  # (raw, hp) -> True where the value is accepted silently
-    switch: bool = False  # not_built: the feature's on/off variable
-    step: int = 0  # not_built: the issue step that builds it
 
 
 def _is_off(raw: str, hp=None) -> bool:
@@ -488,10 +499,6 @@ def _quant_levels(name: str, raw: str) -> dict:
     return {"MATRIX_BITS": str(bits), "EMBED_BITS": str(bits)}
 
 
-def _not_built(feature: str, step: int, records: str, off=None, switch: bool = False) -> RecordEnv:
-    return RecordEnv("not_built", records, feature, off=off, switch=switch, step=step)
-
-
 def _no_equivalent(records: str, why: str, off=None) -> RecordEnv:
     return RecordEnv("no_equivalent", records, why, off=off)
 
@@ -505,8 +512,8 @@ def _any(raw: str, hp) -> bool:  # an output location of a feature that is off: 
 
 
 _INERT = "read but never used by that record's code: no effect there or here"
-_EVAL_ONLY = "an eval-only mode other than EVAL_ONLY_PATH (which scores a saved artifact)"
-_SAVES, _RESUME = "resumable checkpoints", "resuming from a checkpoint"
+_DECOMPOSE = ("resume its checkpoint with RESUME_FROM and ITERATIONS=<the checkpoint's step>: the log scores the "
+              "live weights, the average, the quantized artifact and every eval stage")
 RECORD_ENV: dict[str, RecordEnv] = {
     # renamed
     "SMEAR_GATE": _renamed("SMEAR_GATE_ENABLED", "#1667/#1775", "ours is BOS-masked as #1851 fixed it"),
@@ -547,20 +554,16 @@ RECORD_ENV: dict[str, RecordEnv] = {
                                 "TTT_ENABLED is score-first LoRA TTT", off=lambda raw, hp: _number(raw) == 0),
     "TTT_LR": _no_equivalent("#895 (early)", "see TTT_STEPS; the adapters' rate is TTT_LORA_LR", off=_any),
     "TTT_DEBUG_BYPASS": _no_equivalent("#1855", "no debug bypass of TTT", off=_is_off),
-    **{name: RecordEnv("same_math", "#1855/#2008", "TTT progress goes to the log and EVAL_SUMMARY_JSON",
-                       translate=_nothing, off=_any) for name in ("TTT_OUTPUT_DIR", "TTT_VARIANT_ID")},
-    "PREQUANT_ONLY": _not_built("an eval of the pre-quantization weights only", 6, "#1855/#2008", off=_is_off),
-    **{name: _not_built(_EVAL_ONLY, 6, "#2008", off=_any)
-       for name in ("OUTPUT_DIR", "SLIDING_EVAL_OUTPUT_JSON", "PREQUANT_EVAL_OUTPUT_JSON")},
-    # not built yet: long runs (issue step 6)
-    "RESUME_ENABLED": _not_built(_SAVES, 6, "#2008", off=_is_off, switch=True),
-    **{name: _not_built(_SAVES, 6, "#2008") for name in ("RESUME_SAVE_MINUTES", "RESUME_DIR", "RESUME_KEEP_LAST")},
-    "RESUME_FROM": _not_built(_RESUME, 6, "#2008", off=_is_off),
-    "RESUME_DECOMPOSE_ONLY": _not_built(_RESUME, 6, "#2008", off=_is_off),
-    "RESUME_DECOMPOSE_SKIP_TTT": _not_built(_RESUME, 6, "#2008"),
-    **{name: _not_built(_RESUME, 6, "#2008", off=_any) for name in (
+    **{name: RecordEnv("same_math", "#1855/#2008", "results go to the log and EVAL_SUMMARY_JSON",
+                       translate=_nothing, off=_any) for name in (
+        "TTT_OUTPUT_DIR", "TTT_VARIANT_ID", "OUTPUT_DIR", "SLIDING_EVAL_OUTPUT_JSON", "PREQUANT_EVAL_OUTPUT_JSON",
         "RESUME_DECOMPOSE_LIVE_TRACE_JSONL", "RESUME_DECOMPOSE_EMA_TRACE_JSONL", "RESUME_DECOMPOSE_QUANT_TRACE_JSONL",
         "RESUME_DECOMPOSE_BATCH_JSONL", "RESUME_DECOMPOSE_OUTPUT_JSON")},
+    "PREQUANT_ONLY": _no_equivalent("#1855/#2008", "every run logs the average's score before quantization "
+                                    f"('diagnostic pre-quantization'); of a saved run, {_DECOMPOSE}", off=_is_off),
+    # long runs: RESUME_ENABLED, RESUME_SAVE_MINUTES, RESUME_DIR, RESUME_KEEP_LAST, RESUME_FROM are our knobs
+    "RESUME_DECOMPOSE_ONLY": _no_equivalent("#2008", _DECOMPOSE, off=_is_off),
+    "RESUME_DECOMPOSE_SKIP_TTT": _no_equivalent("#2008", "TTT_ENABLED=0 skips TTT", off=_any),
     "LONGTRAIN_EXPORT_MINUTES": _renamed("EXPORT_MINUTES", "#2008"),
     "EXPORT_MODE": RecordEnv("renamed", "#2008", "", translate=lambda name, raw: {
         "EXPORT_EVAL": {"full": "1", "light": "0"}.get(raw.strip(), raw)}),
@@ -589,7 +592,7 @@ RECORD_ENV: dict[str, RecordEnv] = {
 
 def apply_record_env(environ) -> tuple[dict[str, str], list[str], list[tuple[str, str, RecordEnv]]]:
     """The raw value of every knob given, the records' renamed and same-math variables applied; the note
-    lines for the log; and the variables to judge once the knobs are parsed (not_built, no_equivalent)."""
+    lines for the log; and the variables to judge once the knobs are parsed (no_equivalent)."""
     kinds = {f.name.upper(): f for f in fields(Hyperparameters)}
     raw = {k: v for k, v in environ.items() if k in kinds}
     source = {k: k for k in raw}  # knob -> the variable that set it
@@ -598,7 +601,7 @@ def apply_record_env(environ) -> tuple[dict[str, str], list[str], list[tuple[str
         entry = RECORD_ENV.get(name)
         if entry is None:
             continue
-        if entry.kind in ("not_built", "no_equivalent"):
+        if entry.kind == "no_equivalent":
             held.append((name, value, entry))
             continue
         mapped = entry.translate(name, value)
@@ -621,24 +624,10 @@ def apply_record_env(environ) -> tuple[dict[str, str], list[str], list[tuple[str
     return raw, notes, held
 
 
-def refuse_record_env(held: list[tuple[str, str, RecordEnv]], environ, hp: Hyperparameters) -> None:
-    """One line for everything refused: the variables of each feature not built yet together, then the rest."""
-    switched_off = {e.ours for k, e in RECORD_ENV.items() if e.switch and k in environ and e.off(environ[k], hp)}
-    groups: dict[str, list[str]] = {}
-    for name, value, entry in held:
-        if (entry.off and entry.off(value, hp)) or (entry.ours in switched_off and not entry.switch):
-            continue
-        groups.setdefault(entry.ours if entry.kind == "not_built" else name, []).append(f"{name}={value}")
-    lines = []
-    for key, given in groups.items():
-        entry = RECORD_ENV[given[0].split("=", 1)[0]]
-        if entry.kind == "no_equivalent":
-            lines.append(f"{given[0]}: no equivalent here; {entry.ours}")
-            continue
-        switch = next((k for k, e in RECORD_ENV.items() if e.switch and e.ours == key), None)
-        params = switch and any(not g.startswith(f"{switch}=") for g in given)
-        hint = f"; to train without it, unset {'them' if len(given) > 1 else 'it'} or set {switch}=0" if params else ""
-        lines.append(f"{' '.join(given)}: {key} is not built yet (issue step {entry.step}){hint}")
+def refuse_record_env(held: list[tuple[str, str, RecordEnv]], hp: Hyperparameters) -> None:
+    """One line naming every variable refused and what to do instead."""
+    lines = [f"{name}={value}: no equivalent here; {entry.ours}" for name, value, entry in held
+             if not (entry.off and entry.off(value, hp))]
     if lines:
         raise HyperparameterError("; ".join(lines))
 
@@ -794,7 +783,7 @@ def atomic_write_files(files: dict[Path, bytes]) -> None:
         for path, data in files.items():
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            remove_stale_temps(path)
+            remove_stale_temps(path.parent, glob.escape(path.name))
             temps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             with open(temps[path], "wb") as f:
                 f.write(data)
@@ -812,10 +801,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write_files({Path(path): data})
 
 
-def remove_stale_temps(path: Path) -> None:
-    """Temp files of path left by a process that no longer runs (kill -9 during a write)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 : -4]
+def remove_stale_temps(directory: Path, name: str) -> None:
+    """Temp files of the files matching name (a glob) left by a process that no longer runs (kill -9 during
+    a write)."""
+    for tmp in Path(directory).glob(f".{name}.*.tmp"):
+        pid = tmp.name[:-4].rsplit(".", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid():
             try:
                 os.kill(int(pid), 0)
@@ -930,6 +920,19 @@ class TrainLoader:
         self.pos += span * self.rt.world_size
         x, y = local[:-1][None], local[1:][None]
         return x.to(self.rt.device, non_blocking=True), y.to(self.rt.device, non_blocking=True)
+
+    def state_dict(self) -> dict:
+        return dict(shards=[p.name for p in self.paths], file_index=self.file_index, pos=self.pos)
+
+    def load_state_dict(self, state: dict) -> None:
+        """Back to a saved position; the shard list must be the saved one, or the position means other tokens."""
+        if state["shards"] != [p.name for p in self.paths]:
+            raise DataError(f"RESUME_FROM: the checkpoint read {len(state['shards'])} train shards "
+                            f"({state['shards'][0]}..{state['shards'][-1]}), this run has {len(self.paths)} "
+                            f"({self.paths[0].name}..{self.paths[-1].name}): resume on the same shards")
+        self.file_index = state["file_index"] - 1
+        self._next_file()
+        self.pos = state["pos"]
 
 
 def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
@@ -1754,6 +1757,172 @@ def log_stage_switch(old: Stage, new: Stage, plans: tuple, step: int, frac: floa
         log(f"layer_loop:enabled step:{step} frac:{frac:.3f} encoder:{enc} decoder:{dec}")
 
 
+# Resumable checkpoints (#2008): RESUME_DIR/resume_rank{r}_step{S}.pt per rank, then resume_manifest.json.
+# What every rank holds alike (weights, averages, AdamW moments, loader position, loop state) is written once,
+# in rank 0's file; each rank's file holds its own RNG and Muon momenta (a matrix's momentum lives only on
+# the rank that orthogonalizes it). The manifest is replaced last: a save killed midway leaves the previous
+# checkpoint whole. Files are plain tensors and containers, loaded with weights_only=True (no code unpickled).
+RESUME_MANIFEST = "resume_manifest.json"
+CHECKPOINT_FORMAT = 1
+# What a continuation may change: its clock, horizon and length, where it reads and writes, what it logs,
+# exports and saves. Every other knob above the quantization section shapes the trained state and must match.
+CONTINUATION_KNOBS = frozenset({
+    "data_dir", "data_path", "tokenizer_path", "val_bytes_path", "run_id", "artifact_dir", "attn_backend",
+    "val_batch_size",
+    "val_loss_every", "train_log_every", "iterations", "warmup_steps", "max_wallclock_seconds", "export_minutes",
+    "export_eval", "schedule_horizon_seconds", "resume_enabled", "resume_save_minutes", "resume_dir",
+    "resume_keep_last", "resume_from"})
+
+
+@dataclass
+class LoopState:
+    """What the training loop carries from step to step; a checkpoint holds it."""
+
+    stage: Stage
+    step: int = 0
+    train_ms: float = 0.0  # training time up to the loop clock's last restart (a checkpoint: up to its step)
+    switches: list[int] = field(default_factory=list)  # steps after which a new stage took over
+    exported: list[float] = field(default_factory=list)  # EXPORT_MINUTES done
+    saved: list[float] = field(default_factory=list)  # RESUME_SAVE_MINUTES done
+
+
+def training_fingerprint(hp: Hyperparameters) -> dict:
+    """The knobs a checkpoint's state depends on: data, schedule, model, optimizer and averaging knobs."""
+    names = [f.name for f in fields(hp)]
+    return {n: getattr(hp, n) for n in names[: names.index("quant_method")] if n not in CONTINUATION_KNOBS}
+
+
+def rng_state(rt: Runtime) -> dict[str, Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if rt.device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(rt.device)
+    return state
+
+
+def set_rng_state(state: dict[str, Tensor], rt: Runtime) -> None:
+    torch.set_rng_state(state["cpu"])
+    if rt.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], rt.device)
+
+
+def checkpoint_state(models: Models, optimizers: list, average, loader: TrainLoader, loop: LoopState,
+                     rt: Runtime) -> dict:
+    local = dict(format=CHECKPOINT_FORMAT, rank=rt.rank, muon=optimizers[-1].state_dict(), rng=rng_state(rt))
+    if not rt.is_main:
+        return local
+    on_cpu = lambda state: {k: v.detach().cpu() for k, v in state.items()}  # noqa: E731
+    shared = dict(model=on_cpu(models.raw.state_dict()), adam=[opt.state_dict() for opt in optimizers[:-1]],
+                  loader=loader.state_dict(), loop=asdict(loop))
+    if average is not None:
+        shared["average"] = dict(sum=on_cpu(average.sum), count=average.count)
+    return dict(local, **shared)
+
+
+def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoader, loop: LoopState,
+                    hp: Hyperparameters, rt: Runtime, log) -> None:
+    """Every rank writes its file; once all are on disk, rank 0 replaces the manifest and deletes what is
+    beyond RESUME_KEEP_LAST. A failed write (full disk) is reported and training goes on; the previous
+    checkpoint stays whole."""
+    start, directory = time.perf_counter(), Path(hp.resume_dir)
+    buffer = io.BytesIO()
+    torch.save(checkpoint_state(models, optimizers, average, loader, loop, rt), buffer)
+    failed, why = torch.zeros((), device=rt.device), "on another rank"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(directory, "resume_*")
+        atomic_write_bytes(directory / f"resume_rank{rt.rank}_step{loop.step}.pt", buffer.getvalue())
+    except OSError as e:
+        failed += 1
+        why = str(e)
+    written = all_reduce_(failed, rt).item() == 0  # also the barrier: every rank's file is on disk
+    if written and rt.is_main:
+        try:
+            write_manifest(directory, loop, hp, rt)
+            prune_checkpoints(directory, hp.resume_keep_last)
+        except OSError as e:
+            written, why = False, str(e)
+    if not written:
+        log(f"warning: resume checkpoint of step {loop.step} not written ({why}); the previous one is untouched")
+        return
+    log(f"resume:saved step:{loop.step} train_time:{loop.train_ms:.0f}ms dir:{directory} "
+        f"seconds:{time.perf_counter() - start:.2f}")
+
+
+def write_manifest(directory: Path, loop: LoopState, hp: Hyperparameters, rt: Runtime) -> None:
+    manifest = dict(format=CHECKPOINT_FORMAT, step=loop.step, training_time_ms=loop.train_ms,
+                    world_size=rt.world_size, timestamp=time.time(), exported_minutes=loop.exported,
+                    rank_files={str(r): f"resume_rank{r}_step{loop.step}.pt" for r in range(rt.world_size)},
+                    fingerprint=training_fingerprint(hp))
+    atomic_write_bytes(directory / RESUME_MANIFEST, json.dumps(manifest, indent=1).encode())
+
+
+def prune_checkpoints(directory: Path, keep: int) -> None:
+    """#2008's retention: the newest RESUME_KEEP_LAST checkpoints (by rank 0's file) stay, with all ranks' files."""
+    newest_first = sorted(directory.glob("resume_rank0_step*.pt"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in newest_first[keep:]:
+        step = old.name[len("resume_rank0_step") : -len(".pt")]
+        for path in directory.glob(f"resume_rank*_step{step}.pt"):
+            path.unlink(missing_ok=True)
+
+
+def read_checkpoint(hp: Hyperparameters, rt: Runtime) -> dict:
+    """RESUME_FROM checked against this run (world size, training knobs), then rank 0's file and this rank's
+    loaded; at startup, so a mismatch fails before any warm-up. Returns {manifest, shared, local}."""
+    path = Path(hp.resume_from)
+    path = path / RESUME_MANIFEST if path.is_dir() else path
+    try:
+        manifest = json.loads(path.read_text())
+        ranks, saved = manifest["world_size"], manifest["fingerprint"]
+    except FileNotFoundError:
+        raise DataError(f"RESUME_FROM: no checkpoint manifest at {path}") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"RESUME_FROM: {path} is not a checkpoint manifest ({type(e).__name__}: {e})") from None
+    if ranks != rt.world_size:
+        raise DataError(f"RESUME_FROM: the checkpoint was written by {ranks} ranks and this run has "
+                        f"{rt.world_size}: resume on {ranks} (each rank holds its own Muon momenta and RNG)")
+    ours = training_fingerprint(hp)
+    changed = [f"{k.upper()}={saved.get(k, '(absent)')} (this run: {ours.get(k, '(absent)')})"
+               for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)]
+    if changed:
+        raise DataError(f"RESUME_FROM: the checkpoint was trained with {', '.join(changed)}; a continuation keeps "
+                        "every training knob (it may change only its clock, horizon, outputs and logging)")
+    files = {r: path.parent / manifest["rank_files"][str(r)] for r in {0, rt.rank}}
+    loaded = {r: load_checkpoint_file(f, r) for r, f in files.items()}
+    return dict(manifest=manifest, shared=loaded[0], local=loaded[rt.rank])
+
+
+def load_checkpoint_file(path: Path, rank: int) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DataError(f"RESUME_FROM: {path}, listed in the manifest, is missing") from None
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        raise DataError(f"RESUME_FROM: {path} is damaged ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("rank") != rank:
+        raise DataError(f"RESUME_FROM: {path} is not rank {rank}'s checkpoint of format {CHECKPOINT_FORMAT}")
+    return state
+
+
+def restore_checkpoint(checkpoint: dict, models: Models, optimizers: list, average, loader: TrainLoader,
+                       rt: Runtime, log) -> LoopState:
+    """Everything the loop would have had at the saved step; returns its loop state."""
+    shared, local = checkpoint["shared"], checkpoint["local"]
+    models.raw.load_state_dict(shared["model"], strict=True)
+    for opt, state in zip(optimizers, [*shared["adam"], local["muon"]], strict=True):
+        opt.load_state_dict(state)
+    if average is not None:
+        for name, tensor in shared["average"]["sum"].items():
+            average.sum[name].copy_(tensor)
+        average.count = shared["average"]["count"]
+    loader.load_state_dict(shared["loader"])
+    set_rng_state(local["rng"], rt)
+    saved = shared["loop"]
+    loop = LoopState(**dict(saved, stage=Stage(**saved["stage"])))
+    log(f"resume:restored step:{loop.step} train_time:{loop.train_ms:.0f}ms exported_minutes:{loop.exported} "
+        f"plan:{loop.stage.plan} span:{loop.stage.span}")
+    return loop
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -1764,59 +1933,82 @@ class TrainingError(RuntimeError):
     """A run that cannot go on (a non-finite loss); reported as one line, exit 2."""
 
 
-def train(models: Models, optimizers, val: ValidationData, hp, rt, log) -> TrainResult:
-    """Runs until ITERATIONS or the wallclock cap; loads the weight average, if any, at the end."""
+def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoint: dict | None = None) -> TrainResult:
+    """Runs until ITERATIONS or the wallclock cap, from step 0 or from a checkpoint (RESUME_FROM); loads the
+    weight average, if any, at the end."""
     loader = TrainLoader(train_pattern(hp), rt)
     average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 or hp.swa_enabled else None
-    cap_ms, last_plan, exports = training_cap_ms(hp), len(models.raw.plans) - 1, parse_export_minutes(hp.export_minutes)
-    train_ms, step, stop_at, stage, switches = 0.0, 0, None, stage_at(0.0, hp), []
+    loop = LoopState(stage_at(0.0, hp))
+    if checkpoint is not None:
+        loop = restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
+    cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
+    stop_at = loop.step if checkpoint is not None and loop.train_ms >= cap_ms else None  # resumed past the cap
     synchronize(rt)
     t0 = time.perf_counter()
     while True:
-        last = step == hp.iterations or step == stop_at
-        if last or (hp.val_loss_every > 0 and step % hp.val_loss_every == 0):
+        last = loop.step >= hp.iterations or loop.step == stop_at
+        if last or (hp.val_loss_every > 0 and loop.step % hp.val_loss_every == 0):
             synchronize(rt)
-            train_ms += 1000 * (time.perf_counter() - t0)
+            loop.train_ms += 1000 * (time.perf_counter() - t0)
             val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
-            log(f"step:{step}/{hp.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
-                f"train_time:{train_ms:.0f}ms step_avg:{train_ms / max(step, 1):.2f}ms")
+            log(f"step:{loop.step}/{hp.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
+                f"train_time:{loop.train_ms:.0f}ms step_avg:{loop.train_ms / max(loop.step, 1):.2f}ms")
             synchronize(rt)
             t0 = time.perf_counter()
         if last:
             break
-        lr_scale = lr_scale_at(step, train_ms + 1000 * (time.perf_counter() - t0), hp)
-        loss = train_step(models.train, optimizers, loader, hp, rt, step, lr_scale, stage)
-        step += 1
+        lr_scale = lr_scale_at(loop.step, loop.train_ms + 1000 * (time.perf_counter() - t0), hp)
+        loss = train_step(models.train, optimizers, loader, hp, rt, loop.step, lr_scale, loop.stage)
+        loop.step += 1
         if average is not None:
-            average.update(models.raw, step, lr_scale, stage.plan == last_plan)
-        elapsed = torch.tensor(train_ms + 1000 * (time.perf_counter() - t0), device=rt.device, dtype=torch.float64)
+            average.update(models.raw, loop.step, lr_scale, loop.stage.plan == last_plan)
+        elapsed = torch.tensor(loop.train_ms + 1000 * (time.perf_counter() - t0), device=rt.device,
+                               dtype=torch.float64)
         diverged = (~torch.isfinite(loss)).to(torch.float64)  # reduced with the clock: no extra sync
         elapsed_ms, diverged = all_reduce_(torch.stack([elapsed, diverged]), rt, dist.ReduceOp.MAX).tolist()
         if diverged:  # one clock and one verdict for all ranks
-            raise TrainingError(f"the train loss is not finite at step {step}: training stopped, nothing "
+            raise TrainingError(f"the train loss is not finite at step {loop.step}: training stopped, nothing "
                                 "exported; lower the learning rates")
-        if hp.train_log_every > 0 and (step <= 10 or step % hp.train_log_every == 0):
-            log(f"step:{step}/{hp.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms "
-                f"step_avg:{elapsed_ms / step:.2f}ms")
-        frac = training_frac(step, elapsed_ms, hp)
-        if (new_stage := stage_at(frac, hp)) != stage:
-            log_stage_switch(stage, new_stage, models.raw.plans, step, frac, hp, log)
-            stage = new_stage
-            switches.append(step)
-        if exports and elapsed_ms >= 60_000 * exports[0]:  # the clock pauses while a milestone exports
-            synchronize(rt)
-            pause = time.perf_counter()
-            periodic_export(models, average, val, hp, rt, log, exports.pop(0), step, elapsed_ms)
-            t0 += time.perf_counter() - pause
+        if hp.train_log_every > 0 and (loop.step <= 10 or loop.step % hp.train_log_every == 0):
+            log(f"step:{loop.step}/{hp.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms "
+                f"step_avg:{elapsed_ms / loop.step:.2f}ms")
+        frac = training_frac(loop.step, elapsed_ms, hp)
+        if (new_stage := stage_at(frac, hp)) != loop.stage:
+            log_stage_switch(loop.stage, new_stage, models.raw.plans, loop.step, frac, hp, log)
+            loop.stage = new_stage
+            loop.switches.append(loop.step)
+        t0 += run_milestones(models, optimizers, average, loader, val, loop, elapsed_ms, hp, rt, log)
         if stop_at is None and elapsed_ms >= cap_ms:
-            stop_at = step
-    if stop_at is not None and step < hp.iterations:
-        log(f"stopping_early: wallclock_cap train_time:{train_ms:.0f}ms step:{step}/{hp.iterations}")
+            stop_at = loop.step
+    if stop_at is not None and loop.step < hp.iterations:
+        log(f"stopping_early: wallclock_cap train_time:{loop.train_ms:.0f}ms step:{loop.step}/{hp.iterations}")
     if average is not None and (state := average.average(models.raw)) is not None:
         models.raw.load_state_dict(state, strict=True)
         val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
         log(f"diagnostic pre-quantization post-average val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-    return TrainResult(step, switches)
+    return TrainResult(loop.step, loop.switches)
+
+
+def run_milestones(models: Models, optimizers, average, loader: TrainLoader, val: ValidationData, loop: LoopState,
+                   elapsed_ms: float, hp: Hyperparameters, rt: Runtime, log) -> float:
+    """EXPORT_MINUTES and RESUME_SAVE_MINUTES the (all-reduced, so common) clock has reached: one export and
+    one checkpoint at most per step, with the clock paused. Returns the seconds the clock was paused."""
+    minutes = elapsed_ms / 60_000
+    exports = parse_minutes("EXPORT_MINUTES", hp.export_minutes)
+    export = next((m for m in exports if m <= minutes and m not in loop.exported), None)
+    saves = parse_minutes("RESUME_SAVE_MINUTES", hp.resume_save_minutes) if hp.resume_enabled else []
+    saves = [m for m in saves if m <= minutes and m not in loop.saved]
+    if export is None and not saves:
+        return 0.0
+    synchronize(rt)
+    start = time.perf_counter()
+    if export is not None:
+        periodic_export(models, average, val, hp, rt, log, export, loop.step, elapsed_ms)
+        loop.exported.append(export)
+    if saves:
+        loop.saved += saves  # minutes passed together (a resume past several) make one checkpoint
+        save_checkpoint(models, optimizers, average, loader, replace(loop, train_ms=elapsed_ms), hp, rt, log)
+    return time.perf_counter() - start
 
 
 # -----------------------------------------------------------------------------------------------
@@ -2960,8 +3152,7 @@ def periodic_export(models: Models, average, val: ValidationData, hp: Hyperparam
     """EXPORT_MINUTES (#2008's long-run milestones): the averaged weights (EMA/SWA, as the end of training
     would load them) exported to ARTIFACT_DIR/export_{M}min/ and one JSON line appended to exports.jsonl;
     then the live weights and the RNG come back, so training goes on exactly as without the export."""
-    start, rng = time.perf_counter(), torch.get_rng_state()
-    cuda_rng = torch.cuda.get_rng_state_all() if rt.device.type == "cuda" else None
+    start, rng = time.perf_counter(), rng_state(rt)
     live = {k: v.detach().clone() for k, v in models.raw.state_dict().items()}
     if average is not None and (state := average.average(models.raw)) is not None:
         models.raw.load_state_dict(state, strict=True)
@@ -2976,9 +3167,7 @@ def periodic_export(models: Models, average, val: ValidationData, hp: Hyperparam
         record["error"] = str(e)
     record["export_seconds"] = round(time.perf_counter() - start, 3)
     models.raw.load_state_dict(live, strict=True)
-    torch.set_rng_state(rng)
-    if cuda_rng is not None:
-        torch.cuda.set_rng_state_all(cuda_rng)
+    set_rng_state(rng, rt)
     if rt.is_main:
         with open(Path(hp.artifact_dir) / "exports.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
@@ -3091,10 +3280,11 @@ def main() -> None:
     log(f"train_shards: {num_shards}")  # the records' fingerprint line (#2127 audit: 80 for the official export)
     if hp.max_wallclock_seconds > 0:
         log(f"gptq:reserving {hp.gptq_reserve_seconds:g}s, effective={training_cap_ms(hp):.0f}ms")
+    checkpoint = read_checkpoint(hp, rt) if hp.resume_from else None
     optimizers = build_optimizers(models.raw, hp, rt)
     compile_warmup_and_restore(models, optimizers, hp, rt, log)
     graphs = compiled_graphs()
-    result = train(models, optimizers, val, hp, rt, log)
+    result = train(models, optimizers, val, hp, rt, log, checkpoint)
     log(f"compile:graphs_before_training:{graphs} graphs_built_while_training:{compiled_graphs() - graphs}")
     trained_crc = weights_crc32(models.raw)
     if rt.device.type == "cuda":

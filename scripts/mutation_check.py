@@ -16,6 +16,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FIDELITY = ["tests/test_forward_fidelity.py"]
 LEGALITY = ["tests/test_eval_legality.py"]
+RESUME = ["tests/test_resume.py::test_restore_brings_back_every_state_and_the_next_steps_match",
+          "tests/test_resume.py::test_the_fingerprint_holds_training_knobs_and_not_the_continuations"]
 # name: (text in train_gpt.py, its replacement, tests that must fail)
 MUTATIONS = {
     "lane_split_after_skip": (  # the split moved below the skip merge: lane M would start with the skip in it
@@ -67,6 +69,14 @@ MUTATIONS = {
     "hedge_entropy_expert": ("return torch.stack([logp, uni, bi, tri])",
                              "return torch.stack([logp, uni, bi, tri, (logp.exp() * logp).sum(-1, keepdim=True)"
                              ".expand_as(logp)])", LEGALITY),
+    # resumable checkpoints: each drops one piece of state a continuation needs
+    "resume_without_muon_momenta": ('zip(optimizers, [*shared["adam"], local["muon"]], strict=True)',
+                                    'zip(optimizers[:-1], shared["adam"], strict=True)', RESUME),
+    "resume_without_the_ema": ("average.sum[name].copy_(tensor)", "average.sum[name].copy_(average.sum[name])", RESUME),
+    "resume_loader_at_shard_start": ('self.pos = state["pos"]', "self.pos = self.pos", RESUME),
+    "resume_without_rng": ('set_rng_state(local["rng"], rt)', "None", RESUME),
+    "fingerprint_misses_the_optimizer": ('names[: names.index("quant_method")]', 'names[: names.index("vocab_size")]',
+                                         RESUME),
 }
 
 

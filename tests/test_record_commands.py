@@ -204,9 +204,7 @@ def test_every_variable_of_the_records_scripts_is_a_knob_or_in_the_table():
     assert missing == []
     # a record name that is also a knob is one only for record-specific values (COMPRESSOR=pergroup, a .pt path)
     assert knobs & set(tg.RECORD_ENV) == {"COMPRESSOR", "EVAL_ONLY_PATH"}
-    # the eval suite (issue step 5) is built: what is still missing is step 6's
-    assert {e.step for e in tg.RECORD_ENV.values() if e.kind == "not_built"} == {6}
-    assert {e.kind for e in tg.RECORD_ENV.values()} == {"renamed", "same_math", "not_built", "no_equivalent"}
+    assert {e.kind for e in tg.RECORD_ENV.values()} == {"renamed", "same_math", "no_equivalent"}
 
 
 # --- one mutation-sensitive check per category --------------------------------------------------------------
@@ -285,8 +283,7 @@ def test_2008_long_run_exports_map_onto_export_minutes():
     {"TTT_EVAL_ONLY": "0", "PREQUANT_ONLY": "0"},
     {"OUTPUT_DIR": "/x", "SLIDING_EVAL_OUTPUT_JSON": "a.json", "PREQUANT_EVAL_OUTPUT_JSON": "b.json"},
     {"TTT_STEPS": "0", "TTT_LR": "0.01", "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "1", "TTT_DEBUG_BYPASS": "0"},
-    {"RESUME_ENABLED": "0", "RESUME_FROM": "", "NON_RECORD_LONGTRAIN": "0"},
-    {"RESUME_ENABLED": "0", "RESUME_DIR": "/x", "RESUME_KEEP_LAST": "3"},  # parameters of a feature that is off
+    {"RESUME_DECOMPOSE_ONLY": "0", "NON_RECORD_LONGTRAIN": "0"},
     {"ROPE_YARN": "0", "GATE_MLP_OUT": "0", "EMBEDDING_DIM": "512"},
 ])
 def test_off_values_of_features_we_lack_are_accepted_silently(env):
@@ -300,14 +297,13 @@ def test_off_values_of_features_we_lack_are_accepted_silently(env):
                                                  "SGD cuts attention at documents"),
     ({"TTT_EVAL_ONLY": "1"}, "TTT_EVAL_ONLY=1: no equivalent here; name the artifact to score with EVAL_ONLY_PATH"),
     ({"TTT_DEBUG_BYPASS": "1"}, "TTT_DEBUG_BYPASS=1: no equivalent here; no debug bypass of TTT"),
-    ({"PREQUANT_ONLY": "1"}, "PREQUANT_ONLY=1: an eval of the pre-quantization weights only is not built yet "
-                             "(issue step 6)"),
-    ({"RESUME_DIR": "/x"}, "RESUME_DIR=/x: resumable checkpoints is not built yet (issue step 6); to train without "
-                           "it, unset it or set RESUME_ENABLED=0"),
+    ({"PREQUANT_ONLY": "1"}, "PREQUANT_ONLY=1: no equivalent here; every run logs the average's score before "
+                             "quantization"),
+    ({"RESUME_DECOMPOSE_ONLY": "1"}, "RESUME_DECOMPOSE_ONLY=1: no equivalent here; resume its checkpoint with "
+                                     "RESUME_FROM and ITERATIONS=<the checkpoint's step>"),
     ({"TTT_STEPS": "1", "PREQUANT_ONLY": "1"}, "TTT_STEPS=1: no equivalent here; it trained on each batch before "
                                                "scoring it (not score-first); TTT_ENABLED is score-first LoRA TTT; "
-                                               "PREQUANT_ONLY=1: an eval of the pre-quantization weights only"),
-    ({"RESUME_ENABLED": "1"}, "RESUME_ENABLED=1: resumable checkpoints is not built yet (issue step 6)"),
+                                               "PREQUANT_ONLY=1: no equivalent here"),
     ({"NON_RECORD_LONGTRAIN": "1"}, "NON_RECORD_LONGTRAIN=1: no equivalent here; periodic exports happen at "
                                     "EXPORT_MINUTES"),
     ({"ROPE_YARN": "1"}, "ROPE_YARN=1: no equivalent here; no YaRN"),
@@ -334,8 +330,11 @@ def test_cli_prints_the_refusal_and_exits_2(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["train_gpt.py"])
     monkeypatch.setenv("PREQUANT_ONLY", "1")
     assert tg.run_cli() == 2
-    assert capsys.readouterr().err == ("error: PREQUANT_ONLY=1: an eval of the pre-quantization weights only is not "
-                                       "built yet (issue step 6)\n")
+    assert capsys.readouterr().err == ("error: PREQUANT_ONLY=1: no equivalent here; every run logs the average's score "
+                                       "before quantization ('diagnostic pre-quantization'); of a saved run, resume "
+                                       "its checkpoint with RESUME_FROM and ITERATIONS=<the checkpoint's step>: the "
+                                       "log scores the live weights, the average, the quantized artifact and every "
+                                       "eval stage\n")
 
 
 def test_readme_section_names_every_record_variable():

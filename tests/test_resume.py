@@ -1,0 +1,250 @@
+"""Resumable checkpoints (#2008's RESUME_*): a run killed after a checkpoint and resumed ends bitwise where the
+uninterrupted run ends, on one rank and on two (sharded Muon momenta); a save killed midway or hitting a full
+disk leaves the previous checkpoint loadable; a resume under other training knobs or another world size fails
+with one line."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import train_gpt as tg
+from conftest import REPO, run_script, tiny_env
+from test_faults import one_line_error
+
+CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
+CRC = r"trained_weights_crc32:(\w+)"
+# 40 steps of a 3-block model whose middle block loops from step 20 on; EMA on; a fractional warm-down. The
+# schedule follows steps (no cap), so two runs can be compared step by step whatever the machine's speed.
+RUN = dict(NUM_LAYERS=3, NUM_LOOPS=1, LOOP_START=1, LOOP_END=1, ENABLE_LOOPING_AT=0.5, ITERATIONS=40,
+           EMA_DECAY=0.9, WARMDOWN_FRAC=0.3)
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def losses(text: str) -> dict[int, str]:
+    return {int(s): v for s, v in re.findall(r"step:(\d+)/\d+ train_loss:(\S+)", text)}
+
+
+def killed_after_first_checkpoint(env: dict, resume_dir) -> int:
+    """Start the run, kill -9 it as soon as a checkpoint's manifest exists; returns the checkpoint's step."""
+    full_env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}, **env,
+                "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(REPO / "train_gpt.py")], env=full_env, cwd=env["ARTIFACT_DIR"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = resume_dir / tg.RESUME_MANIFEST
+    deadline = time.time() + 120
+    while not manifest.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    return json.loads(manifest.read_text())["step"]
+
+
+def test_a_run_killed_after_a_checkpoint_resumes_bitwise(tiny_dataset, tmp_path, numeric_mode):
+    plain = run_script(tiny_env(tiny_dataset, tmp_path / "plain", **RUN, AUTOCAST=numeric_mode))
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    killed_dir = tmp_path / "killed"
+    killed_dir.mkdir()
+    saving = tiny_env(tiny_dataset, killed_dir, **RUN, AUTOCAST=numeric_mode, RESUME_ENABLED=1,
+                      RESUME_SAVE_MINUTES="0.002")
+    step = killed_after_first_checkpoint(saving, killed_dir / "resume")
+    resumed = run_script(tiny_env(tiny_dataset, tmp_path / "resumed", **RUN, AUTOCAST=numeric_mode,
+                                  RESUME_FROM=killed_dir / "resume"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resume:restored step:{step} " in resumed.stdout
+    assert 0 < step < 20, "the checkpoint must come before looping switches on"
+    later = losses(resumed.stdout)
+    assert sorted(later) == list(range(step + 1, 41))  # training went on from the checkpoint's step
+    assert later == {s: v for s, v in losses(plain.stdout).items() if s > step}
+    assert "layer_loop:enabled step:20 " in resumed.stdout and "plan_switches:20 " in resumed.stdout
+    assert re.search(CRC, resumed.stdout).group(1) == re.search(CRC, plain.stdout).group(1)
+    assert re.findall(r"final_\w+_exact .*", resumed.stdout) == re.findall(r"final_\w+_exact .*", plain.stdout)
+
+
+def test_two_ranks_resume_bitwise_and_keep_the_last_checkpoints(tiny_dataset, tmp_path):
+    """Each rank holds the Muon momenta of the matrices it orthogonalizes: rank 1's file carries them."""
+    run = dict(RUN, ITERATIONS=24, ENABLE_LOOPING_AT=0.6)
+    saving = run_script(tiny_env(tiny_dataset, tmp_path / "a", **run, RESUME_ENABLED=1, RESUME_KEEP_LAST=2,
+                                 RESUME_SAVE_MINUTES="0.001,0.002,0.003"), nproc=2)
+    assert saving.returncode == 0, saving.stderr[-2000:]
+    resume_dir = tmp_path / "a" / "resume"
+    manifest = json.loads((resume_dir / tg.RESUME_MANIFEST).read_text())
+    steps = [int(s) for s in re.findall(r"resume:saved step:(\d+)", saving.stdout)]
+    assert len(steps) == 3 and manifest["step"] == steps[-1] < 14 and manifest["world_size"] == 2
+    kept = sorted(p.name for p in resume_dir.glob("resume_rank*.pt"))
+    assert kept == sorted(f"resume_rank{r}_step{s}.pt" for r in (0, 1) for s in steps[1:])
+    rank1 = torch.load(resume_dir / manifest["rank_files"]["1"], weights_only=True)
+    assert "model" not in rank1 and len(rank1["muon"]["state"]) > 0  # its own momenta, no second weight copy
+    resumed = run_script(tiny_env(tiny_dataset, tmp_path / "b", **run, RESUME_FROM=resume_dir), nproc=2)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resume:restored step:{steps[-1]} " in resumed.stdout
+    crcs = set(re.findall(CRC, resumed.stdout))
+    assert len(crcs) == 1 and crcs == set(re.findall(CRC, saving.stdout))
+
+
+# --- in process: the save and load functions themselves ----------------------------------------------------
+
+def tiny_training(tiny_dataset, tmp_path, **env):
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9, RESUME_ENABLED=1,
+                                              RESUME_SAVE_MINUTES="1", RESUME_FROM=env.pop("RESUME_FROM", ""),
+                                              **env))
+    torch.manual_seed(hp.seed)
+    model = tg.build_model(hp, CPU.device)
+    models = tg.Models(model, model, model)
+    return dict(hp=hp, models=models, optimizers=tg.build_optimizers(model, hp, CPU),
+                loader=tg.TrainLoader(tg.train_pattern(hp), CPU), average=tg.WeightAverage(model, hp, quiet),
+                loop=tg.LoopState(tg.stage_at(0.0, hp)))
+
+
+def train_steps(t: dict, n: int) -> None:
+    for _ in range(n):
+        tg.train_step(t["models"].train, t["optimizers"], t["loader"], t["hp"], CPU, t["loop"].step, 1.0,
+                      t["loop"].stage)
+        t["loop"].step += 1
+        t["average"].update(t["models"].raw, t["loop"].step, 1.0, True)
+
+
+def save(t: dict, log=quiet) -> None:
+    tg.save_checkpoint(t["models"], t["optimizers"], t["average"], t["loader"], t["loop"], t["hp"], CPU, log)
+
+
+def restore(t: dict) -> tg.LoopState:
+    checkpoint = tg.read_checkpoint(t["hp"], CPU)
+    return tg.restore_checkpoint(checkpoint, t["models"], t["optimizers"], t["average"], t["loader"], CPU, quiet)
+
+
+def test_restore_brings_back_every_state_and_the_next_steps_match(tiny_dataset, tmp_path):
+    a = tiny_training(tiny_dataset, tmp_path)
+    train_steps(a, 3)
+    a["loop"].train_ms = 1234.5
+    save(a)
+    draw = torch.rand(4)  # the RNG right after the save
+    train_steps(a, 2)
+    b = tiny_training(tiny_dataset, tmp_path, SEED=7, RESUME_FROM=tmp_path / "resume")
+    torch.rand(100)  # b's RNG has moved elsewhere: the restore must bring a's back
+    loop = b["loop"] = restore(b)
+    assert torch.equal(torch.rand(4), draw)
+    assert (loop.step, loop.train_ms, loop.stage) == (3, 1234.5, a["loop"].stage)
+    train_steps(b, 2)
+    assert tg.weights_crc32(a["models"].raw) == tg.weights_crc32(b["models"].raw)
+    assert all(torch.equal(a["average"].sum[k], b["average"].sum[k]) for k in a["average"].sum)
+    assert (a["loader"].file_index, a["loader"].pos) == (b["loader"].file_index, b["loader"].pos)
+
+
+KILL_DURING_SAVE = """
+import json, os, signal, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests", sys.argv[1] + "/data"]
+from pathlib import Path
+import test_resume as t, train_gpt as tg
+run = t.tiny_training(Path(sys.argv[2]), Path(sys.argv[3]))
+t.train_steps(run, 2)
+t.save(run)
+print(tg.weights_crc32(run["models"].raw), flush=True)
+t.train_steps(run, 1)
+os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # killed with the new rank file not yet renamed
+t.save(run)
+"""
+
+
+def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tiny_dataset, tmp_path):
+    result = subprocess.run([sys.executable, "-c", KILL_DURING_SAVE, str(REPO), str(tiny_dataset), str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+    resume_dir = tmp_path / "resume"
+    assert json.loads((resume_dir / tg.RESUME_MANIFEST).read_text())["step"] == 2
+    assert len(list(resume_dir.glob(".resume_rank0_step3.pt.*.tmp"))) == 1  # the killed write's temp
+    b = tiny_training(tiny_dataset, tmp_path, RESUME_FROM=resume_dir)
+    b["loop"] = restore(b)
+    assert b["loop"].step == 2 and tg.weights_crc32(b["models"].raw) == int(result.stdout.split()[0])
+    train_steps(b, 1)
+    save(b)  # the next save clears the dead writer's temp
+    assert not list(resume_dir.glob(".*.tmp"))
+    assert json.loads((resume_dir / tg.RESUME_MANIFEST).read_text())["step"] == 3
+
+
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_training_goes_on(tiny_dataset, tmp_path,
+                                                                                       monkeypatch):
+    a = tiny_training(tiny_dataset, tmp_path)
+    train_steps(a, 1)
+    save(a)
+    train_steps(a, 1)
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tg.os, "fsync", full_disk)
+    lines = []
+    save(a, log=lambda msg, **k: lines.append(msg))
+    assert lines == ["warning: resume checkpoint of step 2 not written ([Errno 28] No space left on device); the "
+                     "previous one is untouched"]
+    monkeypatch.undo()
+    resume_dir = tmp_path / "resume"
+    assert sorted(p.name for p in resume_dir.iterdir()) == [tg.RESUME_MANIFEST, "resume_rank0_step1.pt"]
+    assert restore(tiny_training(tiny_dataset, tmp_path, RESUME_FROM=resume_dir)).step == 1
+
+
+def test_the_fingerprint_holds_training_knobs_and_not_the_continuations():
+    base = tg.training_fingerprint(tg.Hyperparameters.from_env({}))
+    same = {"MAX_WALLCLOCK_SECONDS": "21600", "SCHEDULE_HORIZON_SECONDS": "21600", "ITERATIONS": "100000",
+            "RUN_ID": "x", "ARTIFACT_DIR": "/x", "DATA_PATH": "/pod/data", "EXPORT_MINUTES": "60",
+            "TRAIN_LOG_EVERY": "1", "VAL_LOSS_EVERY": "100", "RESUME_KEEP_LAST": "1", "TTT_LORA_RANK": "96",
+            "MATRIX_BITS": "5", "COMPRESSOR": "zstd", "COMPILE": "0", "AUTOCAST": "off", "ATTN_BACKEND": "sdpa"}
+    for name, value in same.items():
+        assert tg.training_fingerprint(tg.Hyperparameters.from_env({name: value})) == base, name
+    changed = {"SEED": "1", "MATRIX_LR": "0.03", "EMA_DECAY": "0.99", "NUM_LAYERS": "9", "TRAIN_SEQ_LEN": "1024",
+               "TRAIN_BATCH_TOKENS": "524288", "ENABLE_LOOPING_AT": "0.5", "WARMDOWN_FRAC": "0.7",
+               "MUON_WD": "0.1", "GPTQ_RESERVE_SECONDS": "12", "VOCAB_SIZE": "1024", "SMEAR_GATE_ENABLED": "0"}
+    for name, value in changed.items():
+        assert tg.training_fingerprint(tg.Hyperparameters.from_env({name: value})) != base, name
+
+
+@pytest.fixture
+def checkpoint_dir(tiny_dataset, tmp_path):
+    a = tiny_training(tiny_dataset, tmp_path / "saved")
+    train_steps(a, 1)
+    save(a)
+    return tmp_path / "saved" / "resume"
+
+
+def test_a_resume_under_other_knobs_fails_with_one_line(tiny_dataset, tmp_path, checkpoint_dir):
+    env = tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9, RESUME_FROM=checkpoint_dir, MATRIX_LR=0.05, SEED=8)
+    one_line_error(run_script(env), "RESUME_FROM: the checkpoint was trained with MATRIX_LR=0.026 (this run: 0.05), "
+                   "SEED=7 (this run: 8); a continuation keeps every training knob")
+
+
+def test_a_resume_on_another_world_size_fails_with_one_line(tiny_dataset, tmp_path, checkpoint_dir):
+    result = run_script(tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9, RESUME_FROM=checkpoint_dir), nproc=2)
+    assert result.returncode != 0
+    last = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    line = "error: RESUME_FROM: the checkpoint was written by 1 ranks and this run has 2: resume on 1"
+    assert any(line in text for text in last[-4:]), last[-8:]  # torchrun's summary shows it last
+
+
+def test_damaged_or_missing_checkpoints_fail_with_one_line(tiny_dataset, tmp_path, checkpoint_dir):
+    hp = lambda path: tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9,  # noqa: E731
+                                                           RESUME_FROM=path))
+    with pytest.raises(tg.DataError, match="RESUME_FROM: no checkpoint manifest at"):
+        tg.read_checkpoint(hp(tmp_path / "nowhere"), CPU)
+    rank_file = checkpoint_dir / "resume_rank0_step1.pt"
+    rank_file.write_bytes(rank_file.read_bytes()[:1000])
+    with pytest.raises(tg.DataError, match="resume_rank0_step1.pt is damaged"):
+        tg.read_checkpoint(hp(checkpoint_dir / tg.RESUME_MANIFEST), CPU)
+    rank_file.unlink()
+    with pytest.raises(tg.DataError, match="listed in the manifest, is missing"):
+        tg.read_checkpoint(hp(checkpoint_dir), CPU)
+
+
+def test_a_resume_on_other_train_shards_fails_with_one_line(tiny_dataset, tmp_path, checkpoint_dir):
+    loader = tg.TrainLoader(str(tiny_dataset / "fineweb_train_000000.bin"), CPU)
+    state = torch.load(checkpoint_dir / "resume_rank0_step1.pt", weights_only=True)["loader"]
+    with pytest.raises(tg.DataError, match="the checkpoint read 2 train shards .* this run has 1 .*same shards"):
+        loader.load_state_dict(state)
