@@ -308,19 +308,18 @@ class Hyperparameters:
         for f in fields(self):  # nan or inf in a float knob would train or score garbage silently
             require(not isinstance(f.default, float) or math.isfinite(getattr(self, f.name)),
                     f"{f.name.upper()}={getattr(self, f.name)} must be a finite number")
-        for name in ("model_dim", "num_heads", "num_kv_heads", "mlp_mult"):
+        positive = ("model_dim", "num_heads", "num_kv_heads", "mlp_mult", "vocab_size", "num_layers", "train_seq_len",
+                    "train_batch_tokens", "val_batch_size", "num_repeats", "eval_stride", "eval_batch_seqs",
+                    "ngram_tilt_order", "ttt_lora_rank", "ttt_grad_steps", "ttt_chunk_size", "ttt_eval_seq_len",
+                    "ttt_batch_size", "phased_ttt_num_phases", "global_ttt_chunk_tokens", "global_ttt_batch_seqs",
+                    "global_ttt_epochs")
+        for name in positive:
             require(getattr(self, name) > 0, f"{name.upper()} must be positive")
         require(self.model_dim % self.num_heads == 0, "MODEL_DIM must be divisible by NUM_HEADS")
         require(self.num_heads % self.num_kv_heads == 0, "NUM_HEADS must be divisible by NUM_KV_HEADS")
         head_dim = self.model_dim // self.num_heads
         require(self.rope_dims % 2 == 0 and 0 <= self.rope_dims <= head_dim, "ROPE_DIMS must be even and <= head dim")
         require(head_dim % 2 == 0, "head dim (MODEL_DIM/NUM_HEADS) must be even for RoPE")
-        positive = ("vocab_size", "num_layers", "train_seq_len", "train_batch_tokens", "val_batch_size", "num_repeats",
-                    "eval_stride", "eval_batch_seqs", "ngram_tilt_order", "ttt_lora_rank", "ttt_grad_steps",
-                    "ttt_chunk_size", "ttt_eval_seq_len", "ttt_batch_size", "phased_ttt_num_phases",
-                    "global_ttt_chunk_tokens", "global_ttt_batch_seqs", "global_ttt_epochs")
-        for name in positive:
-            require(getattr(self, name) > 0, f"{name.upper()} must be positive")
         require(self.iterations >= 0 and self.warmup_steps >= 0, "ITERATIONS and WARMUP_STEPS must be >= 0")
         # 8 = ranks x accumulation steps at any world size: every micro-batch is one row of the same length.
         require(self.train_batch_tokens % 8 == 0, "TRAIN_BATCH_TOKENS must be a multiple of 8 (ranks x micro-steps)")
@@ -1563,17 +1562,14 @@ class Muon(torch.optim.Optimizer):
         for group in self.param_groups:
             params = group["params"]
             flat = torch.zeros(sum(p.numel() for p in params), device=params[0].device, dtype=self.dtype)
-            offset = 0
-            for i, p in enumerate(params):
+            updates = flat.split([p.numel() for p in params])  # views: the all-reduce fills them in place
+            for i, (p, update) in enumerate(zip(params, updates)):
                 if i % self.rt.world_size == self.rt.rank and p.grad is not None:
-                    flat[offset : offset + p.numel()] = self.orthogonal_update(p, group["momentum"]).reshape(-1)
-                offset += p.numel()
+                    update.copy_(self.orthogonal_update(p, group["momentum"]).reshape(-1))
             all_reduce_(flat, self.rt)  # each matrix was computed by exactly one rank
-            offset = 0
-            for p in params:
+            for p, update in zip(params, updates):
                 p.mul_(1 - group["lr"] * group["weight_decay"])  # decoupled: every rank decays every matrix
-                p.add_(flat[offset : offset + p.numel()].view_as(p).to(p.dtype), alpha=-group["lr"])
-                offset += p.numel()
+                p.add_(update.view_as(p).to(p.dtype), alpha=-group["lr"])
 
     def orthogonal_update(self, p: Tensor, momentum: float) -> Tensor:
         buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
@@ -1672,18 +1668,16 @@ def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hype
             loss = model(x, y, plan_index=stage.plan, span=stage.span)
         total += loss.detach()
         (loss / rt.grad_accum_steps).backward()
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["lr"] = group["base_lr"] * lr_scale
-            if isinstance(opt, Muon):
-                group["momentum"] = muon_momentum_at(step, hp)
     if hp.grad_clip_norm > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), hp.grad_clip_norm)
     if per_rank:
         average_gradients(list(model.parameters()), rt)
-    for opt in optimizers:
+    for opt in optimizers:  # disjoint parameters: each steps and clears its own
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * lr_scale
+            if isinstance(opt, Muon):
+                group["momentum"] = muon_momentum_at(step, hp)
         opt.step()
-    for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     return total / rt.grad_accum_steps
 
@@ -2080,18 +2074,12 @@ def quantize_int8_per_row(w: Tensor) -> dict[str, Tensor]:
 def quantize_gptq_lite(w: Tensor, qmax: int) -> dict[str, Tensor]:
     """#895: per row, try clips at a few |w| quantiles and keep the one with the least squared error."""
     w = w.float()
-    best_err, best = None, None
-    for quantile in GPTQ_LITE_QUANTILES:
-        scale = (torch.quantile(w.abs(), quantile, dim=1) / qmax).clamp_min(1e-12).to(torch.float16)
-        q = quantize_rows(w, scale, qmax)
-        err = ((q.float() * scale.float()[:, None] - w) ** 2).sum(1)
-        if best is None:
-            best_err, best = err, (q, scale)
-        else:
-            better = err < best_err
-            best = (torch.where(better[:, None], q, best[0]), torch.where(better, scale, best[1]))
-            best_err = torch.minimum(err, best_err)
-    return {"q": best[0], "scale": best[1]}
+    scales = torch.stack([(torch.quantile(w.abs(), q, dim=1) / qmax).clamp_min(1e-12).to(torch.float16)
+                          for q in GPTQ_LITE_QUANTILES])  # [candidates, rows]
+    codes = torch.stack([quantize_rows(w, scale, qmax) for scale in scales])
+    best = ((codes.float() * scales.float()[..., None] - w) ** 2).sum(-1).argmin(0)  # the first on ties
+    rows = torch.arange(w.size(0))
+    return {"q": codes[best, rows], "scale": scales[best, rows]}
 
 
 GPTQ_DAMPING = (0.01, 0.1, 1.0)  # fractions of mean(diag H) added to the diagonal: 1% (GPTQ), raised on failure
@@ -2195,24 +2183,20 @@ def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
                         hessians: dict[str, Tensor] | None = None) -> dict[str, tuple[str, str, dict[str, Tensor]]]:
     """name -> (scheme, original dtype, arrays). Schemes: raw (kept as is) | rows (int codes q and one
     scale per row, plus LQER factors on the LQER_TOP_K tensors with the largest error)."""
+    out, hessians = {}, hessians or {}
     with fp32_context(next(iter(state.values())).device):
-        return quantize_tensors(state, hp, hessians or {})
-
-
-def quantize_tensors(state: dict[str, Tensor], hp: Hyperparameters, hessians: dict[str, Tensor]) -> dict:
-    out = {}
-    for name, t in state.items():
-        dtype, t = str(t.dtype).removeprefix("torch."), t.detach()  # quantized on its own device (GPU: fast)
-        if tensor_role(name) == "gate" and hp.gated_attn_quant_gate:
-            scheme, arrays = "rows", quantize_groups(t, t.size(0), -127, 127, 127.0)  # #1736: int8 gates
-        elif not t.is_floating_point() or t.ndim != 2 or t.numel() <= hp.keep_float_max_numel:
-            keep = torch.float16 if hp.quant_method == "gptq" and t.is_floating_point() else t.dtype
-            scheme, arrays = "raw", {"value": t.to(keep)}  # the baseline keeps its fp32 control tensors
-        else:
-            scheme, arrays = "rows", quantize_matrix(name, t, hp, hessians)
-        out[name] = (scheme, dtype, {k: v.cpu().contiguous() for k, v in arrays.items()})
-    if hp.lqer_enabled and hp.quant_method == "gptq":
-        add_lqer(out, state, hp)
+        for name, t in state.items():
+            dtype, t = str(t.dtype).removeprefix("torch."), t.detach()  # quantized on its own device (GPU: fast)
+            if tensor_role(name) == "gate" and hp.gated_attn_quant_gate:
+                scheme, arrays = "rows", quantize_groups(t, t.size(0), -127, 127, 127.0)  # #1736: int8 gates
+            elif not t.is_floating_point() or t.ndim != 2 or t.numel() <= hp.keep_float_max_numel:
+                keep = torch.float16 if hp.quant_method == "gptq" and t.is_floating_point() else t.dtype
+                scheme, arrays = "raw", {"value": t.to(keep)}  # the baseline keeps its fp32 control tensors
+            else:
+                scheme, arrays = "rows", quantize_matrix(name, t, hp, hessians)
+            out[name] = (scheme, dtype, {k: v.cpu().contiguous() for k, v in arrays.items()})
+        if hp.lqer_enabled and hp.quant_method == "gptq":
+            add_lqer(out, state, hp)
     return out
 
 
@@ -2977,13 +2961,15 @@ def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime
     rows = []
     for name in meters.labels:
         nll, tokens, nbytes = meters.meters[name].totals(rt)
-        label = f"quantized_{name}{'_partial' if partial else ''}"
-        val_loss, val_bpb = loss_and_bpb(nll, tokens, nbytes)
-        log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * seconds:.0f}ms")
-        log(f"{label}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-        rows.append(dict(label=label, val_loss=val_loss, val_bpb=val_bpb, tokens=int(tokens), bytes=int(nbytes),
-                         seconds=seconds))
+        rows.append(stage_row(f"quantized_{name}{'_partial' if partial else ''}", *loss_and_bpb(nll, tokens, nbytes),
+                              tokens, nbytes, seconds, log))
     return rows
+
+
+def stage_row(label: str, val_loss: float, val_bpb: float, tokens: float, nbytes: float, seconds: float, log) -> dict:
+    log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * seconds:.0f}ms")
+    log(f"{label}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+    return dict(label=label, val_loss=val_loss, val_bpb=val_bpb, tokens=int(tokens), bytes=int(nbytes), seconds=seconds)
 
 
 def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, log, probe=None,
@@ -3242,11 +3228,8 @@ def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperpar
     timers = {"decompress": t0 - start}
     val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
     timers["roundtrip"] = time.perf_counter() - t0
-    label = f"final_{export_label(hp)}_roundtrip{'_partial' if val.partial else ''}"
-    log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * timers['roundtrip']:.0f}ms")
-    log(f"{label}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-    first = dict(label=label, val_loss=val_loss, val_bpb=val_bpb, tokens=val.tokens.numel() - 1,
-                 bytes=int(val.token_bytes[1:].sum()), seconds=timers["roundtrip"])
+    first = stage_row(f"final_{export_label(hp)}_roundtrip{'_partial' if val.partial else ''}", val_loss, val_bpb,
+                      val.tokens.numel() - 1, val.token_bytes[1:].sum(), timers["roundtrip"], log)
     rows, stage_timers = eval_stages(models.raw, val, hp, rt, log, probe, trace)
     timers.update(stage_timers, total=time.perf_counter() - start)
     log("eval_timers: " + " ".join(f"{k}:{v:.1f}s" for k, v in timers.items()))
