@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU smoke test: run this first on a CUDA machine, before paying for a 10-minute 8xH100 run.
-#   1. the GPU-only tests (pytest -m gpu: torch.compile vs eager, FlexAttention and FA3 vs SDPA);
+#   1. the GPU-only tests (pytest -m gpu: torch.compile vs eager, FlexAttention and FA3 vs SDPA, a resume
+#      checkpoint restored on CUDA);
 #   2. a short torchrun of the default recipe (11x512, loop, lanes, gates, GPTQ int6 + rANS export) on
 #      all visible GPUs, on the built-in synthetic corpus (sp1024, generated once if missing);
 #   3. a summary parsed from the run's log (scripts/gpu_smoke_summary.py): ms/step, steps, peak memory,

@@ -93,33 +93,68 @@ def test_two_ranks_resume_bitwise_and_keep_the_last_checkpoints(tiny_dataset, tm
 
 # --- in process: the save and load functions themselves ----------------------------------------------------
 
-def tiny_training(tiny_dataset, tmp_path, **env):
+def tiny_training(tiny_dataset, tmp_path, rt=CPU, **env):
     hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9, RESUME_ENABLED=1,
                                               RESUME_SAVE_MINUTES="1", RESUME_FROM=env.pop("RESUME_FROM", ""),
-                                              **env))
+                                              AUTOCAST="bf16" if rt.autocast else "off", **env))
     torch.manual_seed(hp.seed)
-    model = tg.build_model(hp, CPU.device)
+    model = tg.build_model(hp, rt.device)
     models = tg.Models(model, model, model)
-    return dict(hp=hp, models=models, optimizers=tg.build_optimizers(model, hp, CPU),
-                loader=tg.TrainLoader(tg.train_pattern(hp), CPU), average=tg.WeightAverage(model, hp, quiet),
+    return dict(hp=hp, rt=rt, models=models, optimizers=tg.build_optimizers(model, hp, rt),
+                loader=tg.TrainLoader(tg.train_pattern(hp), rt), average=tg.WeightAverage(model, hp, quiet),
                 loop=tg.LoopState(tg.stage_at(0.0, hp)))
 
 
 def train_steps(t: dict, n: int) -> None:
     for _ in range(n):
-        tg.train_step(t["models"].train, t["optimizers"], t["loader"], t["hp"], CPU, t["loop"].step, 1.0,
+        tg.train_step(t["models"].train, t["optimizers"], t["loader"], t["hp"], t["rt"], t["loop"].step, 1.0,
                       t["loop"].stage)
         t["loop"].step += 1
         t["average"].update(t["models"].raw, t["loop"].step, 1.0, True)
 
 
 def save(t: dict, log=quiet) -> None:
-    tg.save_checkpoint(t["models"], t["optimizers"], t["average"], t["loader"], t["loop"], t["hp"], CPU, log)
+    tg.save_checkpoint(t["models"], t["optimizers"], t["average"], t["loader"], t["loop"], t["hp"], t["rt"], log)
 
 
 def restore(t: dict) -> tg.LoopState:
-    checkpoint = tg.read_checkpoint(t["hp"], CPU)
-    return tg.restore_checkpoint(checkpoint, t["models"], t["optimizers"], t["average"], t["loader"], CPU, quiet)
+    checkpoint = tg.read_checkpoint(t["hp"], t["rt"])
+    return tg.restore_checkpoint(checkpoint, t["models"], t["optimizers"], t["average"], t["loader"], t["rt"], quiet)
+
+
+def tensors_of(t: dict) -> dict[str, torch.Tensor]:
+    """Every tensor a checkpoint must bring back, by a name."""
+    out = {f"model.{k}": v for k, v in t["models"].raw.state_dict().items()}
+    out.update({f"average.{k}": v for k, v in t["average"].sum.items()})
+    for i, opt in enumerate(t["optimizers"]):
+        for j, state in opt.state_dict()["state"].items():
+            out.update({f"opt{i}.{j}.{k}": v for k, v in state.items() if isinstance(v, torch.Tensor)})
+    out.update({f"rng.{k}": v for k, v in tg.rng_state(t["rt"]).items()})
+    return {k: v.detach().clone() for k, v in out.items()}
+
+
+GPU = pytest.param(tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cuda"), autocast=True),
+                   marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")],
+                   id="cuda")
+
+
+@pytest.mark.parametrize("rt", [pytest.param(CPU, id="cpu"), GPU])
+def test_a_restore_brings_back_every_tensor_exactly(tiny_dataset, tmp_path, rt):
+    """Weights, EMA sums, every optimizer state (on CUDA, fused AdamW keeps its step on the device) and the
+    device's RNG come back bit for bit into a fresh model, and training goes on from them."""
+    a = tiny_training(tiny_dataset, tmp_path, rt)
+    train_steps(a, 2)
+    save(a)
+    saved = tensors_of(a)
+    b = tiny_training(tiny_dataset, tmp_path, rt, SEED=7, RESUME_FROM=tmp_path / "resume")
+    torch.rand(100, device=rt.device)
+    b["loop"] = restore(b)
+    restored = tensors_of(b)
+    assert sorted(restored) == sorted(saved) and any(k.startswith("opt") for k in saved)
+    for name, tensor in saved.items():
+        assert restored[name].device == tensor.device and torch.equal(restored[name], tensor), name
+    train_steps(b, 1)
+    assert all(torch.isfinite(p).all() for p in b["models"].raw.parameters())
 
 
 def test_restore_brings_back_every_state_and_the_next_steps_match(tiny_dataset, tmp_path):
