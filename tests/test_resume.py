@@ -283,3 +283,15 @@ def test_a_resume_on_other_train_shards_fails_with_one_line(tiny_dataset, tmp_pa
     state = torch.load(checkpoint_dir / "resume_rank0_step1.pt", weights_only=True)["loader"]
     with pytest.raises(tg.DataError, match="the checkpoint read 2 train shards .* this run has 1 .*same shards"):
         loader.load_state_dict(state)
+
+
+def test_checkpoint_cost_script_measures_the_files(tmp_path):
+    env = {**os.environ, "NUM_LAYERS": "2", "MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1",
+           "VOCAB_SIZE": "320", "NUM_LOOPS": "0", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "checkpoint_cost.py"), "--world-size", "4"],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    params, total = map(int, re.search(r"params:(\d+) rank_file_bytes\(1 rank\):(\d+)", result.stdout).groups())
+    rank0, other = map(int, re.search(r"rank 0 ~(\d+) bytes, each other rank ~(\d+) bytes", result.stdout).groups())
+    assert total > 2 * 4 * params  # at least the fp32 weights and the fp32 EMA sums
+    assert 0 < other < rank0 and abs(rank0 + 3 * other - total) <= 3
