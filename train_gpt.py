@@ -1762,10 +1762,9 @@ CHECKPOINT_FORMAT = 1
 # exports and saves. Every other knob above the quantization section shapes the trained state and must match.
 CONTINUATION_KNOBS = frozenset({
     "data_dir", "data_path", "tokenizer_path", "val_bytes_path", "run_id", "artifact_dir", "attn_backend",
-    "val_batch_size",
-    "val_loss_every", "train_log_every", "iterations", "warmup_steps", "max_wallclock_seconds", "export_minutes",
-    "export_eval", "schedule_horizon_seconds", "resume_enabled", "resume_save_minutes", "resume_dir",
-    "resume_keep_last", "resume_from"})
+    "val_batch_size", "val_loss_every", "train_log_every", "iterations", "warmup_steps", "max_wallclock_seconds",
+    "export_minutes", "export_eval", "schedule_horizon_seconds", "resume_enabled", "resume_save_minutes",
+    "resume_dir", "resume_keep_last", "resume_from"})
 
 
 @dataclass
@@ -1804,11 +1803,11 @@ def checkpoint_state(models: Models, optimizers: list, average, loader: TrainLoa
     local = dict(format=CHECKPOINT_FORMAT, rank=rt.rank, muon=optimizers[-1].state_dict(), rng=rng_state(rt))
     if not rt.is_main:
         return local
-    on_cpu = lambda state: {k: v.detach().cpu() for k, v in state.items()}  # noqa: E731
-    shared = dict(model=on_cpu(models.raw.state_dict()), adam=[opt.state_dict() for opt in optimizers[:-1]],
-                  loader=loader.state_dict(), loop=asdict(loop))
+    weights = {k: v.detach().cpu() for k, v in models.raw.state_dict().items()}
+    shared = dict(model=weights, adam=[opt.state_dict() for opt in optimizers[:-1]], loader=loader.state_dict(),
+                  loop=asdict(loop))
     if average is not None:
-        shared["average"] = dict(sum=on_cpu(average.sum), count=average.count)
+        shared["average"] = dict(sum={k: v.cpu() for k, v in average.sum.items()}, count=average.count)
     return dict(local, **shared)
 
 
