@@ -925,13 +925,16 @@ class TrainLoader:
 
     def load_state_dict(self, state: dict) -> None:
         """Back to a saved position; the shard list must be the saved one, or the position means other tokens."""
-        if state["shards"] != [p.name for p in self.paths]:
-            raise DataError(f"RESUME_FROM: the checkpoint read {len(state['shards'])} train shards "
-                            f"({state['shards'][0]}..{state['shards'][-1]}), this run has {len(self.paths)} "
-                            f"({self.paths[0].name}..{self.paths[-1].name}): resume on the same shards")
+        check_same_shards(state["shards"], self.paths)
         self.file_index = state["file_index"] - 1
         self._next_file()
         self.pos = state["pos"]
+
+
+def check_same_shards(saved: list[str], paths: list[Path]) -> None:
+    if saved != [p.name for p in paths]:
+        raise DataError(f"RESUME_FROM: the checkpoint read {len(saved)} train shards ({saved[0]}..{saved[-1]}), "
+                        f"this run has {len(paths)} ({paths[0].name}..{paths[-1].name}): resume on the same shards")
 
 
 def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
@@ -1811,6 +1814,10 @@ def checkpoint_state(models: Models, optimizers: list, average, loader: TrainLoa
     return dict(local, **shared)
 
 
+def checkpoint_name(rank: int | str, step: int | str) -> str:
+    return f"resume_rank{rank}_step{step}.pt"
+
+
 def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoader, loop: LoopState,
                     hp: Hyperparameters, rt: Runtime, log) -> None:
     """Every rank writes its file; once all are on disk, rank 0 replaces the manifest and deletes what is
@@ -1823,7 +1830,7 @@ def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoad
     try:
         directory.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(directory, "resume_*")
-        atomic_write_bytes(directory / f"resume_rank{rt.rank}_step{loop.step}.pt", buffer.getvalue())
+        atomic_write_bytes(directory / checkpoint_name(rt.rank, loop.step), buffer.getvalue())
     except OSError as e:
         failed += 1
         why = str(e)
@@ -1844,23 +1851,24 @@ def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoad
 def write_manifest(directory: Path, loop: LoopState, hp: Hyperparameters, rt: Runtime) -> None:
     manifest = dict(format=CHECKPOINT_FORMAT, step=loop.step, training_time_ms=loop.train_ms,
                     world_size=rt.world_size, timestamp=time.time(), exported_minutes=loop.exported,
-                    rank_files={str(r): f"resume_rank{r}_step{loop.step}.pt" for r in range(rt.world_size)},
+                    rank_files={str(r): checkpoint_name(r, loop.step) for r in range(rt.world_size)},
                     fingerprint=training_fingerprint(hp))
     atomic_write_bytes(directory / RESUME_MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:
     """#2008's retention: the newest RESUME_KEEP_LAST checkpoints (by rank 0's file) stay, with all ranks' files."""
-    newest_first = sorted(directory.glob("resume_rank0_step*.pt"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    newest_first = sorted(directory.glob(checkpoint_name(0, "*")), key=lambda p: p.stat().st_mtime_ns, reverse=True)
     for old in newest_first[keep:]:
-        step = old.name[len("resume_rank0_step") : -len(".pt")]
-        for path in directory.glob(f"resume_rank*_step{step}.pt"):
+        step = old.name.removesuffix(".pt").rsplit("_step", 1)[1]
+        for path in directory.glob(checkpoint_name("*", step)):
             path.unlink(missing_ok=True)
 
 
 def read_checkpoint(hp: Hyperparameters, rt: Runtime) -> dict:
     """RESUME_FROM checked against this run (world size, training knobs), then rank 0's file and this rank's
-    loaded; at startup, so a mismatch fails before any warm-up. Returns {manifest, shared, local}."""
+    loaded and the train shards compared; at startup, so a mismatch fails before any warm-up. Returns
+    {manifest, shared, local}."""
     path = Path(hp.resume_from)
     path = path / RESUME_MANIFEST if path.is_dir() else path
     try:
@@ -1881,6 +1889,7 @@ def read_checkpoint(hp: Hyperparameters, rt: Runtime) -> dict:
                         "every training knob (it may change only its clock, horizon, outputs and logging)")
     files = {r: path.parent / manifest["rank_files"][str(r)] for r in {0, rt.rank}}
     loaded = {r: load_checkpoint_file(f, r) for r, f in files.items()}
+    check_same_shards(loaded[0]["loader"]["shards"], shard_paths(train_pattern(hp)))
     return dict(manifest=manifest, shared=loaded[0], local=loaded[rt.rank])
 
 
@@ -1935,6 +1944,8 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
     if checkpoint is not None:
         loop = restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
     cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
+    milestones = (parse_minutes("EXPORT_MINUTES", hp.export_minutes),
+                  parse_minutes("RESUME_SAVE_MINUTES", hp.resume_save_minutes) if hp.resume_enabled else [])
     stop_at = loop.step if checkpoint is not None and loop.train_ms >= cap_ms else None  # resumed past the cap
     synchronize(rt)
     t0 = time.perf_counter()
@@ -1970,7 +1981,7 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
             log_stage_switch(loop.stage, new_stage, models.raw.plans, loop.step, frac, hp, log)
             loop.stage = new_stage
             loop.switches.append(loop.step)
-        t0 += run_milestones(models, optimizers, average, loader, val, loop, elapsed_ms, hp, rt, log)
+        t0 += run_milestones(models, optimizers, average, loader, val, loop, milestones, elapsed_ms, hp, rt, log)
         if stop_at is None and elapsed_ms >= cap_ms:
             stop_at = loop.step
     if stop_at is not None and loop.step < hp.iterations:
@@ -1983,13 +1994,12 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
 
 
 def run_milestones(models: Models, optimizers, average, loader: TrainLoader, val: ValidationData, loop: LoopState,
-                   elapsed_ms: float, hp: Hyperparameters, rt: Runtime, log) -> float:
-    """EXPORT_MINUTES and RESUME_SAVE_MINUTES the (all-reduced, so common) clock has reached: one export and
+                   milestones: tuple[list[float], list[float]], elapsed_ms: float, hp: Hyperparameters, rt: Runtime,
+                   log) -> float:
+    """The export and save minutes (milestones) the (all-reduced, so common) clock has reached: one export and
     one checkpoint at most per step, with the clock paused. Returns the seconds the clock was paused."""
-    minutes = elapsed_ms / 60_000
-    exports = parse_minutes("EXPORT_MINUTES", hp.export_minutes)
+    minutes, (exports, saves) = elapsed_ms / 60_000, milestones
     export = next((m for m in exports if m <= minutes and m not in loop.exported), None)
-    saves = parse_minutes("RESUME_SAVE_MINUTES", hp.resume_save_minutes) if hp.resume_enabled else []
     saves = [m for m in saves if m <= minutes and m not in loop.saved]
     if export is None and not saves:
         return 0.0

@@ -284,6 +284,13 @@ def test_a_resume_on_other_train_shards_fails_with_one_line(tiny_dataset, tmp_pa
     state = torch.load(checkpoint_dir / "resume_rank0_step1.pt", weights_only=True)["loader"]
     with pytest.raises(tg.DataError, match="the checkpoint read 2 train shards .* this run has 1 .*same shards"):
         loader.load_state_dict(state)
+    fewer = tmp_path / "fewer"  # DATA_PATH may change on a continuation; the shards it holds may not
+    fewer.mkdir()
+    (fewer / "fineweb_train_000000.bin").write_bytes((tiny_dataset / "fineweb_train_000000.bin").read_bytes())
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9, DATA_PATH=fewer,
+                                              RESUME_FROM=checkpoint_dir))
+    with pytest.raises(tg.DataError, match="the checkpoint read 2 train shards .* this run has 1 .*same shards"):
+        tg.read_checkpoint(hp, CPU)  # at startup, before any warm-up
 
 
 def test_checkpoint_cost_script_measures_the_files(tmp_path):
