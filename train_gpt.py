@@ -21,6 +21,7 @@ training, quantization and artifact, evaluation, main. Budget: about 2,500 reada
 
 import base64
 import copy
+import datetime
 import functools
 import difflib
 import glob
@@ -31,12 +32,15 @@ import lzma
 import math
 import os
 import pickle
+import queue
 import shutil
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
+import weakref
 import zlib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -64,6 +68,12 @@ except ImportError:
     flash_attn_varlen_func = None
 
 ARTIFACT_CAP_BYTES = 16_000_000  # decimal bytes: code + compressed model (challenge rule)
+# torch.compile builds a graph per training stage (and per cu_seqlens bucket where it cannot keep their count
+# symbolic) plus the eval graphs: past the default limit of 8 it would silently run eager (#1855 sets 64 too)
+torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+# Dynamic shapes give equal sizes one symbol; a TTT window as wide as a LoRA dimension would then pin the width
+# to it (a recompile in the timed eval when it changes): every dynamic size gets its own symbol
+torch.fx.experimental._config.use_duck_shape = False
 
 # -----------------------------------------------------------------------------------------------
 # HYPERPARAMETERS
@@ -276,6 +286,8 @@ class Hyperparameters:
     compile: str = knob("auto", "torch.compile the model: auto = on for CUDA", choices=("auto", "0", "1"))
     autocast: str = knob("auto", "bf16 autocast: auto = CUDA or a CPU with native bf16",
                          choices=("auto", "bf16", "off"))
+    dist_timeout_seconds: float = knob(1800.0, "collective timeout (NCCL watchdog): ranks wait this long at a TTT "
+                                       "phase for the slowest, so keep it well above the eval budget")
 
     @classmethod
     def from_env(cls, environ=None) -> "Hyperparameters":
@@ -312,7 +324,7 @@ class Hyperparameters:
                     "train_batch_tokens", "val_batch_size", "num_repeats", "eval_stride", "eval_batch_seqs",
                     "ngram_tilt_order", "ttt_lora_rank", "ttt_grad_steps", "ttt_chunk_size", "ttt_eval_seq_len",
                     "ttt_batch_size", "phased_ttt_num_phases", "global_ttt_chunk_tokens", "global_ttt_batch_seqs",
-                    "global_ttt_epochs")
+                    "global_ttt_epochs", "dist_timeout_seconds")
         for name in positive:
             require(getattr(self, name) > 0, f"{name.upper()} must be positive")
         require(self.model_dim % self.num_heads == 0, "MODEL_DIM must be divisible by NUM_HEADS")
@@ -702,7 +714,8 @@ def init_runtime(hp: Hyperparameters) -> Runtime:
         device = torch.device("cpu")
     if world_size > 1:
         cuda = device.type == "cuda"
-        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None,
+                                timeout=datetime.timedelta(seconds=hp.dist_timeout_seconds))
     native_bf16 = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
     autocast = hp.autocast == "bf16" or (hp.autocast == "auto" and native_bf16)
     return Runtime(rank, world_size, local_rank, device, autocast)
@@ -728,6 +741,10 @@ def average_gradients(params: list[Tensor], rt: Runtime) -> None:
 
 def autocast_context(rt: Runtime):
     return torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16, enabled=rt.autocast)
+
+
+def compiles(hp: Hyperparameters, rt: Runtime) -> bool:
+    return hp.compile == "1" or (hp.compile == "auto" and rt.device.type == "cuda")
 
 
 def fp32_context(device: torch.device):
@@ -884,51 +901,173 @@ def train_pattern(hp: Hyperparameters) -> str:
     return os.path.join(hp.data_path, "fineweb_train_*.bin")
 
 
+def first_bos(tokens: np.ndarray, path: Path) -> int:
+    """Where a shard's first document starts, read a megatoken at a time (a memmap: the rest stays on disk)."""
+    for lo in range(0, tokens.size, 1 << 20):
+        hits = np.flatnonzero(tokens[lo : lo + (1 << 20)] == BOS_ID)
+        if hits.size:
+            return lo + int(hits[0])
+    raise DataError(f"{path}: no BOS ({BOS_ID}) token: documents cannot be found")
+
+
+CU_SEQLENS_BUCKET = 64  # #1855: attention boundaries padded to a multiple of 64 entries, a few shapes to compile
+
+
+def segment_starts(bos: np.ndarray, length: int, span: int) -> np.ndarray:
+    """Starts of the attention segments of a row of `length` tokens with BOS at the sorted positions `bos`, as
+    #1530/#1855 cut packed rows: at the row start, at every BOS, and every `span` tokens of a document."""
+    docs = np.union1d([0], bos).astype(np.int64)
+    counts = -(-(np.append(docs[1:], length) - docs) // span)
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(docs, counts) + within * span
+
+
+def bucketed_cu_seqlens(starts: np.ndarray, total: int) -> np.ndarray:
+    """FA3's varlen boundaries (cu_seqlens, int32): the segment starts over the flattened batch, then its end,
+    padded with empty segments at the end to the next multiple of CU_SEQLENS_BUCKET entries."""
+    size = -(-(starts.size + 1) // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
+    cu = np.full(size, total, dtype=np.int32)
+    cu[: starts.size] = starts
+    return cu
+
+
+def rows_cu_seqlens(rows: np.ndarray, span: int, doc_isolation: bool) -> np.ndarray:
+    """cu_seqlens of a [B, T] batch of token rows; DOC_ISOLATION=0 cuts only every `span` from a row's start."""
+    b, t = rows.shape
+    bos = [np.flatnonzero(r == BOS_ID) if doc_isolation else np.zeros(0, np.int64) for r in rows]
+    return bucketed_cu_seqlens(np.concatenate([segment_starts(p, t, span) + i * t for i, p in enumerate(bos)]), b * t)
+
+
+def cu_seqlens_input(cu: Tensor) -> Tensor:
+    """The int32 boundaries FA3 takes, marked so that a compiled graph keeps their count symbolic where it can
+    (else each bucket is a graph of its own, built in the warm-up)."""
+    cu = cu.int()
+    torch._dynamo.maybe_mark_dynamic(cu, 0)
+    return cu
+
+
+def to_device(arrays: dict[str, np.ndarray], rt: Runtime) -> dict[str, Tensor]:
+    """Host arrays on the device through one copy: packed as int32, pinned and non_blocking on CUDA (a copy from
+    pageable memory would wait for the GPU to drain). Returns int64 views, in the arrays' shapes."""
+    flat = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.int32).ravel() for a in arrays.values()]))
+    if rt.device.type == "cuda":
+        flat = flat.pin_memory()
+    flat = flat.to(rt.device, non_blocking=True).long()
+    views, offsets = {}, np.cumsum([0] + [np.size(a) for a in arrays.values()])
+    for (name, a), lo, hi in zip(arrays.items(), offsets, offsets[1:]):
+        views[name] = flat[lo:hi].view(np.shape(a))
+    return views
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A training micro-batch on the device: one flat row of inputs and targets [1, T] and the cu_seqlens of
+    its attention segments."""
+
+    x: Tensor
+    y: Tensor
+    cu_seqlens: Tensor
+
+
 class TrainLoader:
-    """The document-packing loader of #1530/#1855: shards in sorted order, strictly sequential. Each call
-    takes the next contiguous span of (local + 1) x world_size tokens of the current shard, and rank r gets
-    the r-th slice as one flat row; attention segments inside it are cut by the model (segment_positions).
-    A span that does not fit in the rest of the shard skips to the next shard, which is read from its
-    first BOS; after the last shard it wraps."""
+    """The document-packing loader of #1530/#1855: shards in sorted order, strictly sequential. Each batch is the
+    next contiguous span of (local + 1) x world_size tokens of the current shard, and rank r gets the r-th slice
+    as one flat row. A span that does not fit in the rest of the shard skips to the next shard, read from its
+    first BOS; after the last shard it wraps. A thread cuts the next batches ahead of the step (#1855): shards
+    are memory-mapped uint16, each row is copied into a pinned buffer with its BOS positions, so the main
+    thread only cuts segments and starts the copy. The cursor is the position after the last batch taken."""
 
-    def __init__(self, pattern: str, rt: Runtime):
-        self.paths, self.rt = shard_paths(pattern), rt
-        self.file_index = -1
-        self._next_file()
+    PREFETCH = 2
 
-    def _next_file(self) -> None:
-        self.file_index = (self.file_index + 1) % len(self.paths)
-        self.tokens = read_shard(self.paths[self.file_index])
-        bos = torch.nonzero(self.tokens == BOS_ID)
-        if bos.numel() == 0:
-            raise DataError(f"{self.paths[self.file_index]}: no BOS ({BOS_ID}) token: documents cannot be found")
-        self.pos = int(bos[0])
+    def __init__(self, pattern: str, rt: Runtime, global_tokens: int, doc_isolation: bool = True):
+        self.paths, self.rt, self.doc_isolation = shard_paths(pattern), rt, doc_isolation
+        self.span = global_tokens // (rt.world_size * rt.grad_accum_steps) + 1  # +1: targets are inputs shifted
+        self.cursor = (0, first_bos(shard_array(self.paths[0]), self.paths[0]))
+        self.producer: tuple | None = None  # (thread, queue, stop event) once batches are asked for
+        self.stats = dict(opened=0, open_s=0.0, waits=0, wait_s=0.0, max_wait_s=0.0)
 
-    def next_batch(self, global_tokens: int) -> tuple[Tensor, Tensor]:
-        local_tokens = global_tokens // (self.rt.world_size * self.rt.grad_accum_steps)
-        span = local_tokens + 1  # +1: targets are the inputs shifted by one
-        for _ in range(len(self.paths) + 1):
-            if self.pos + span * self.rt.world_size <= self.tokens.numel():
-                break
-            self._next_file()
-        else:
-            raise DataError(f"no train shard holds one micro-batch of {span * self.rt.world_size} tokens from "
-                            "its first BOS: lower TRAIN_BATCH_TOKENS or use bigger shards")
-        start = self.pos + self.rt.rank * span
-        local = self.tokens[start : start + span].to(torch.int64)
-        self.pos += span * self.rt.world_size
-        x, y = local[:-1][None], local[1:][None]
-        return x.to(self.rt.device, non_blocking=True), y.to(self.rt.device, non_blocking=True)
+    def next_batch(self, span: int) -> Batch:
+        """The next micro-batch, its segments cut every `span` tokens of a document (the stage's span)."""
+        if self.producer is None:
+            self.producer = self._start()
+        start = time.perf_counter()
+        item = self.producer[1].get()
+        waited = time.perf_counter() - start
+        self.stats.update(waits=self.stats["waits"] + 1, wait_s=self.stats["wait_s"] + waited,
+                          max_wait_s=max(self.stats["max_wait_s"], waited))
+        if isinstance(item, Exception):
+            raise item
+        row, bos, self.cursor = item
+        t = row.numel() - 1
+        starts = segment_starts(bos if self.doc_isolation else np.zeros(0, np.int64), t, span)
+        cu = torch.from_numpy(bucketed_cu_seqlens(starts, t))
+        if self.rt.device.type == "cuda":
+            cu = cu.pin_memory()
+        row = row.to(self.rt.device, non_blocking=True).long()
+        return Batch(row[:-1][None], row[1:][None], cu_seqlens_input(cu.to(self.rt.device, non_blocking=True)))
+
+    def _start(self) -> tuple:
+        buffer, stop = queue.Queue(maxsize=self.PREFETCH), threading.Event()
+        job = dict(paths=self.paths, span=self.span, rank=self.rt.rank, world=self.rt.world_size,
+                   pin=self.rt.device.type == "cuda", stats=self.stats)
+        thread = threading.Thread(target=produce_batches, args=(job, self.cursor, buffer, stop), daemon=True)
+        thread.start()
+        weakref.finalize(self, stop.set)  # a loader dropped without close() stops its thread too
+        return thread, buffer, stop
+
+    def close(self) -> None:
+        """Stops the thread (a batch it holds is dropped; the cursor stays at the last batch taken)."""
+        if self.producer is not None:
+            thread, buffer, stop = self.producer
+            stop.set()
+            thread.join()
+            self.producer = None
 
     def state_dict(self) -> dict:
-        return dict(shards=[p.name for p in self.paths], file_index=self.file_index, pos=self.pos)
+        return dict(shards=[p.name for p in self.paths], file_index=self.cursor[0], pos=self.cursor[1])
 
     def load_state_dict(self, state: dict) -> None:
         """Back to a saved position; the shard list must be the saved one, or the position means other tokens."""
         check_same_shards(state["shards"], self.paths)
-        self.file_index = state["file_index"] - 1
-        self._next_file()
-        self.pos = state["pos"]
+        self.close()
+        self.cursor = (state["file_index"], state["pos"])
+
+
+def produce_batches(job: dict, cursor: tuple[int, int], buffer: queue.Queue, stop: threading.Event) -> None:
+    """TrainLoader's thread: from the cursor on, each batch's row of this rank (int32, pinned for CUDA), its BOS
+    positions and the cursor after it, into the bounded queue; an error goes there too, for next_batch."""
+    (file_index, pos), tokens, paths, span, world = cursor, None, job["paths"], job["span"], job["world"]
+    try:
+        while not stop.is_set():
+            for _ in range(len(paths) + 1):
+                if tokens is None:
+                    start, tokens = time.perf_counter(), shard_array(paths[file_index])
+                    pos = first_bos(tokens, paths[file_index]) if pos is None else pos
+                    job["stats"]["opened"] += 1  # the first shard too: N opened, N - 1 switches
+                    job["stats"]["open_s"] += time.perf_counter() - start
+                if pos + span * world <= tokens.size:
+                    break
+                file_index, tokens, pos = (file_index + 1) % len(paths), None, None
+            else:
+                raise DataError(f"no train shard holds one micro-batch of {span * world} tokens from its first BOS: "
+                                "lower TRAIN_BATCH_TOKENS or use bigger shards")
+            row = torch.empty(span, dtype=torch.int32, pin_memory=job["pin"])
+            lo = pos + job["rank"] * span
+            row.numpy()[:] = tokens[lo : lo + span]
+            pos += span * world
+            offer(buffer, (row, np.flatnonzero(row.numpy()[:-1] == BOS_ID), (file_index, pos)), stop)
+    except Exception as e:  # noqa: BLE001 - raised on the main thread by next_batch
+        offer(buffer, e, stop)
+
+
+def offer(buffer: queue.Queue, item, stop: threading.Event) -> None:
+    """Put into a bounded queue unless asked to stop meanwhile."""
+    while not stop.is_set():
+        try:
+            buffer.put(item, timeout=0.05)
+            return
+        except queue.Full:
+            continue
 
 
 def check_same_shards(saved: list[str], paths: list[Path]) -> None:
@@ -1045,15 +1184,19 @@ def sample_documents(val: ValidationData, fraction: float, seed: int) -> Validat
     return ValidationData(val.tokens[index], bytes_, partial=True)
 
 class BpbMeter:
-    """Accumulates NLL (nats), scored tokens and bytes in float64; every eval path feeds one."""
+    """Accumulates NLL (nats), scored tokens and bytes in float64 on the device; every eval path feeds one."""
 
     def __init__(self, device: torch.device):
         self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # nll, tokens, bytes
 
-    def add(self, token_nll: Tensor, target_bytes: Tensor) -> None:
-        self.sums[0] += token_nll.double().sum()
-        self.sums[1] += token_nll.numel()
-        self.sums[2] += target_bytes.double().sum()
+    def add(self, token_nll: Tensor, target_bytes: Tensor, mask: Tensor | None = None) -> None:
+        """mask: 1 where a slot holds a scored target (padded batches); None: every entry is one."""
+        nll, nbytes = token_nll.double(), target_bytes.double()
+        if mask is None:
+            self.sums += torch.stack([nll.sum(), nll.new_full((), float(nll.numel())), nbytes.sum()])  # a fill, no copy
+        else:
+            mask = mask.double()
+            self.sums += torch.stack([(nll * mask).sum(), mask.sum(), (nbytes * mask).sum()])
 
     def totals(self, rt: Runtime) -> list[float]:
         return all_reduce_(self.sums.clone(), rt).tolist()
@@ -1135,9 +1278,6 @@ def skip_merge(x: Tensor, skip: Tensor, weight: Tensor, gate: Tensor | None) -> 
     return x + skip if gate is None else torch.lerp(skip, x, torch.sigmoid(gate).to(x.dtype))
 
 
-FA3_MIN_MEAN_DOC_TOKENS = 16  # cu_seqlens has a fixed size (no recompiles): room for rows of 16-token documents
-
-
 def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
     """auto: FA3 varlen on CUDA when importable (the records' kernel), else FlexAttention on CUDA (block-
     sparse; SDPA's mask path does not scale to 98k-token rows there), else SDPA, the portable reference."""
@@ -1149,23 +1289,11 @@ def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
     return hp.attn_backend
 
 
-def segment_positions(ids: Tensor, span: int, doc_isolation: bool) -> Tensor:
-    """[B, T]: each token's position inside its attention segment (0 where a segment starts), as #1530/#1855
-    cut their packed rows: at every BOS and every `span` (TRAIN_SEQ_LEN) tokens counted from the start of
-    the document, or of the row for the document the row begins inside. DOC_ISOLATION=0 cuts only every
-    `span` from the row start, which is the baseline's fixed rows of TRAIN_SEQ_LEN."""
-    pos = torch.arange(ids.size(-1), device=ids.device).expand_as(ids)
-    doc_begins = (ids == BOS_ID) if doc_isolation else torch.zeros_like(ids, dtype=torch.bool)
-    doc_begins = doc_begins | (pos == 0)
-    doc_start = torch.cummax(torch.where(doc_begins, pos, 0), dim=-1).values
-    return (pos - doc_start) % span
-
-
 @dataclass(frozen=True)
 class AttentionContext:
-    """What every attention call of one forward shares, built once from the segment starts: RoPE tables
-    at positions inside segments and, per backend, the segment ids (SDPA's banded mask), a BlockMask
-    (FlexAttention) or the cu_seqlens of FA3's varlen call over the flattened batch."""
+    """What every attention call of one forward shares, derived from the cu_seqlens of its segments: RoPE tables
+    at positions inside segments, the longest possible segment (FA3's max_seqlen) and, per backend, the segment
+    ids (SDPA's banded mask), a BlockMask (FlexAttention) or the cu_seqlens of FA3's varlen call."""
 
     rope: tuple[Tensor, Tensor]
     span: int
@@ -1174,31 +1302,28 @@ class AttentionContext:
     cu_seqlens: Tensor | None = None
 
 
-def segment_cu_seqlens(starts: Tensor, span: int) -> Tensor:
-    """FA3 varlen boundaries over the flattened batch (every row start is a segment start), padded with
-    zero-length segments to a fixed size so that torch.compile sees one shape."""
-    bsz, t = starts.shape
-    capacity = bsz * (1 + t // FA3_MIN_MEAN_DOC_TOKENS + t // span)
-    torch._assert_async(starts.sum() <= capacity, "more documents in the batch than FA3's cu_seqlens holds")
-    positions = torch.nonzero_static(starts.flatten(), size=capacity, fill_value=bsz * t).flatten()
-    return torch.cat([positions, positions.new_full((1,), bsz * t)]).to(torch.int32)
-
-
-def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None) -> AttentionContext:
+def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None,
+                      cu_seqlens: Tensor | None = None) -> AttentionContext:
+    """cu_seqlens: the batch's segments as the host cut them (rows_cu_seqlens, the loader); without them the
+    host cuts `ids` here, which on CUDA waits for the GPU: every timed loop passes them."""
     span = span or hp.train_seq_len  # a TRAIN_SEQ_SCHEDULE stage passes its own
-    in_segment = segment_positions(ids, span, hp.doc_isolation)
-    starts = in_segment == 0
+    b, t = ids.shape
+    if cu_seqlens is None:
+        cu_seqlens = torch.from_numpy(rows_cu_seqlens(ids.cpu().numpy(), span, hp.doc_isolation)).to(ids.device)
+    flat = torch.arange(b * t, dtype=torch.int32, device=ids.device)
+    segment = torch.searchsorted(cu_seqlens, flat, right=True) - 1  # padding entries (= b * t) are never <= a token
+    in_segment = (flat - cu_seqlens[segment]).view(b, t)
     rope = rotary_tables(in_segment, hp.rope_dims or hp.model_dim // hp.num_heads, hp.rope_base)
+    span = min(span, t)
     backend = attention_backend(hp, ids.device)
     if backend == "fa3":
-        return AttentionContext(rope, span, cu_seqlens=segment_cu_seqlens(starts, span))
-    segment_ids = torch.cumsum(starts.int(), dim=-1)
+        return AttentionContext(rope, span, cu_seqlens=cu_seqlens)
+    segment_ids = segment.view(b, t)
     if backend == "flex":
         def same_segment_causal(b, h, q_idx, kv_idx):
             return (q_idx >= kv_idx) & (segment_ids[b, q_idx] == segment_ids[b, kv_idx])
 
-        bsz, t = ids.shape
-        return AttentionContext(rope, span, block_mask=create_block_mask(same_segment_causal, bsz, None, t, t,
+        return AttentionContext(rope, span, block_mask=create_block_mask(same_segment_causal, b, None, t, t,
                                                                            device=ids.device))
     return AttentionContext(rope, span, segment_ids=segment_ids)
 
@@ -1453,7 +1578,8 @@ class GPT(nn.Module):
                 for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.fc):
                     nn.init.orthogonal_(lin.weight)
 
-    def hidden(self, ids: Tensor, plan_index: int = -1, span: int | None = None, lora=None) -> Tensor:
+    def hidden(self, ids: Tensor, plan_index: int = -1, span: int | None = None, lora=None,
+               cu_seqlens: Tensor | None = None) -> Tensor:
         plan = self.plans[plan_index]
         x = self.tok_emb(ids)
         if not torch.is_autocast_enabled(x.device.type):
@@ -1461,7 +1587,7 @@ class GPT(nn.Module):
         if self.hp.smear_gate_enabled:
             x = smear_previous_token(x, ids, self.smear_gate, self.smear_lambda)
         x = x0 = rms_norm(x)
-        ctx = attention_context(ids, self.hp, span)
+        ctx = attention_context(ids, self.hp, span, cu_seqlens)
         values = [table(ids).to(x.dtype) for table in self.value_embeds]
         skips, lane_m, last_out = [], None, {}
         for i, b in enumerate(plan.order):
@@ -1502,9 +1628,9 @@ class GPT(nn.Module):
         return self.hp.logit_softcap * torch.tanh(z / self.hp.logit_softcap)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor, reduction: str = "mean", plan_index: int = -1,
-                span: int | None = None, lora=None) -> Tensor:
+                span: int | None = None, lora=None, cu_seqlens: Tensor | None = None) -> Tensor:
         """Cross-entropy of the targets; reduction="none" gives per-token NLL for exact eval sums."""
-        logits = self.logits(self.hidden(input_ids, plan_index, span, lora), lora)
+        logits = self.logits(self.hidden(input_ids, plan_index, span, lora, cu_seqlens), lora)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction=reduction)
 
 
@@ -1559,6 +1685,9 @@ class Muon(torch.optim.Optimizer):
                                       weight_decay=hp.muon_wd))
         self.hp, self.rt = hp, rt
         self.dtype = torch.bfloat16 if rt.autocast else torch.float32  # CPUs without bf16 units: fp32 is faster
+        # compiled as the model is (#1855 compiles its Newton-Schulz too): ~800 small kernels a step become a few
+        # per matrix shape; the warm-up steps build them
+        self.orthogonalize = torch.compile(newton_schulz, dynamic=False) if compiles(hp, rt) else newton_schulz
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -1580,7 +1709,7 @@ class Muon(torch.optim.Optimizer):
         g = p.grad.add(buf, alpha=momentum)  # Nesterov
         if self.hp.muon_row_normalize:  # MuonEq-R
             g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-7)
-        g = newton_schulz(g, self.hp.muon_backend_steps, self.hp.muon_polar_express, self.dtype)
+        g = self.orthogonalize(g, self.hp.muon_backend_steps, self.hp.muon_polar_express, self.dtype)
         return g * max(1.0, g.size(0) / g.size(1)) ** 0.5
 
 
@@ -1597,7 +1726,7 @@ def build_optimizers(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[torch
         (head, hp.head_lr, 0.0),
         (controls, hp.scalar_lr, hp.adam_wd),
     ]
-    adam = dict(betas=(hp.beta1, hp.beta2), eps=hp.adam_eps, fused=rt.device.type == "cuda")
+    adam = dict(betas=(hp.beta1, hp.beta2), eps=hp.adam_eps, fused=True)  # fused: no host read of the step count
     optimizers = [torch.optim.AdamW([{"params": ps, "lr": lr, "base_lr": lr}], weight_decay=wd, **adam)
                   for ps, lr, wd in table if ps]
     return optimizers + [Muon(matrices, hp, rt)]
@@ -1661,14 +1790,14 @@ class Models:
 
 def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hyperparameters, rt: Runtime,
                step: int, lr_scale: float, stage: Stage) -> Tensor:
-    """One optimizer step over grad_accum_steps micro-batches; returns the mean train loss."""
+    """One optimizer step over grad_accum_steps micro-batches; returns the mean train loss (on the device)."""
     total, per_rank = torch.zeros((), device=rt.device), hp.grad_clip_per_rank and rt.distributed
     for micro in range(rt.grad_accum_steps):
         if isinstance(model, DDP):  # all-reduce gradients on the last micro-batch only (after clipping: per rank)
             model.require_backward_grad_sync = micro == rt.grad_accum_steps - 1 and not per_rank
-        x, y = loader.next_batch(hp.train_batch_tokens)
+        batch = loader.next_batch(stage.span)
         with autocast_context(rt):
-            loss = model(x, y, plan_index=stage.plan, span=stage.span)
+            loss = model(batch.x, batch.y, plan_index=stage.plan, span=stage.span, cu_seqlens=batch.cu_seqlens)
         total += loss.detach()
         (loss / rt.grad_accum_steps).backward()
     if hp.grad_clip_norm > 0:
@@ -1685,27 +1814,62 @@ def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hype
     return total / rt.grad_accum_steps
 
 
+def warmup_buckets(rows: int, tokens: int, span: int) -> list[int]:
+    """The cu_seqlens sizes compiled before the clock for batches of `rows` rows of `tokens`: four buckets from
+    the fewest segments such a batch has (one document a row, cut every span), as #1855 warms 64..256 for its
+    98,304-token rows (FineWeb's ~110 segments there take 128 or 192), none beyond one-token documents."""
+    fewest, most = rows * -(-tokens // span) + 1, rows * tokens + 1
+    first = -(-fewest // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
+    return [size for size in range(first, first + 4 * CU_SEQLENS_BUCKET, CU_SEQLENS_BUCKET)
+            if size - CU_SEQLENS_BUCKET < most]
+
+
+def bucket_stand_in(rows: int, tokens: int, span: int, size: int, device: torch.device) -> Tensor:
+    """A cu_seqlens of `size` entries for warm-up: every row cut every span, padded with empty segments."""
+    starts = np.concatenate([np.arange(0, tokens, span) + r * tokens for r in range(rows)])
+    cu = np.full(size, rows * tokens, dtype=np.int32)
+    cu[: starts.size] = starts
+    return cu_seqlens_input(torch.from_numpy(cu).to(device))
+
+
 def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
-    """Run WARMUP_STEPS real steps under every stage the run will train in (layer plan and segment span),
-    so torch.compile has built each graph before the clock starts; then restore the initial weights,
-    optimizer state and loader: the timed run starts from the true initialization (baseline rule, 'so we
-    aren't cheating')."""
+    """Build every graph the run will use before the clock starts: under each stage (layer plan and segment
+    span) one forward and backward per cu_seqlens bucket, then WARMUP_STEPS real steps; the eval graph on
+    random tokens (never val data) per bucket. Then restore the initial weights, optimizer state and loader:
+    the timed run starts from the true initialization (baseline rule, 'so we aren't cheating')."""
     if hp.warmup_steps == 0:
         return
     weights = {k: v.detach().clone() for k, v in models.raw.state_dict().items()}
     opt_states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
-    loader = TrainLoader(train_pattern(hp), rt)
-    for stage in schedule_stages(hp):
-        for i in range(hp.warmup_steps):
-            train_step(models.train, optimizers, loader, hp, rt, step=0, lr_scale=1.0, stage=stage)
-            if hp.warmup_steps <= 20 or (i + 1) % 10 == 0 or i + 1 == hp.warmup_steps:
-                log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{stage.plan} span:{stage.span}")
-    x, y = torch.randint(0, hp.vocab_size, (2, eval_batch_seqs(hp, rt), hp.train_seq_len), device=rt.device)
-    with torch.no_grad(), autocast_context(rt):  # the eval graph too, on random tokens (never val data)
-        models.eval(x, y, reduction="none")
+    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
+    try:
+        for stage in schedule_stages(hp):
+            batch = loader.next_batch(stage.span)
+            t = batch.x.size(1)
+            for size in warmup_buckets(1, t, stage.span):
+                cu = bucket_stand_in(1, t, stage.span, size, rt.device)
+                with autocast_context(rt):
+                    loss = models.train(batch.x, batch.y, plan_index=stage.plan, span=stage.span, cu_seqlens=cu)
+                loss.backward()
+            for opt in optimizers:
+                opt.zero_grad(set_to_none=True)
+            log(f"warmup_buckets:{','.join(map(str, warmup_buckets(1, t, stage.span)))} plan:{stage.plan} "
+                f"span:{stage.span}")
+            for i in range(hp.warmup_steps):
+                train_step(models.train, optimizers, loader, hp, rt, step=0, lr_scale=1.0, stage=stage)
+                if hp.warmup_steps <= 20 or (i + 1) % 10 == 0 or i + 1 == hp.warmup_steps:
+                    log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{stage.plan} span:{stage.span}")
+    finally:
+        loader.close()
+    rows, t = eval_batch_seqs(hp, rt), hp.train_seq_len
+    x, y = torch.randint(0, hp.vocab_size, (2, rows, t), device=rt.device)
+    for size in warmup_buckets(rows, t, t):
+        with torch.no_grad(), autocast_context(rt):
+            models.eval(x, y, reduction="none", cu_seqlens=bucket_stand_in(rows, t, t, size, rt.device))
     models.raw.load_state_dict(weights, strict=True)
     for opt, state in zip(optimizers, opt_states):
         opt.load_state_dict(state)
+        opt.zero_grad(set_to_none=True)
 
 
 class WeightAverage:
@@ -1938,15 +2102,35 @@ class TrainingError(RuntimeError):
 def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoint: dict | None = None) -> TrainResult:
     """Runs until ITERATIONS or the wallclock cap, from step 0 or from a checkpoint (RESUME_FROM); loads the
     weight average, if any, at the end."""
-    loader = TrainLoader(train_pattern(hp), rt)
+    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
     average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 or hp.swa_enabled else None
     loop = LoopState(stage_at(0.0, hp))
     if checkpoint is not None:
         loop = restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
+    try:
+        steps = train_loop(models, optimizers, average, loader, loop, val, checkpoint is not None, hp, rt, log)
+    finally:
+        loader.close()
+    stats = loader.stats
+    log(f"train_loader: shards_opened:{stats['opened']} open_ms:{1000 * stats['open_s']:.1f} (its thread) "
+        f"main_thread_wait_ms:{1000 * stats['wait_s']:.1f} max_wait_ms:{1000 * stats['max_wait_s']:.1f} "
+        f"batches:{stats['waits']}")
+    if average is not None and (state := average.average(models.raw)) is not None:
+        models.raw.load_state_dict(state, strict=True)
+        val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
+        log(f"diagnostic pre-quantization post-average val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
+    return TrainResult(steps, loop.switches)
+
+
+def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: LoopState, val: ValidationData,
+               resumed: bool, hp: Hyperparameters, rt: Runtime, log) -> int:
+    """The timed loop; returns the steps done. Each step waits for the GPU once: the clock, the divergence flag
+    and the loss come back in one copy after the MAX all-reduce that gives every rank the same clock."""
     cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
     milestones = (parse_minutes("EXPORT_MINUTES", hp.export_minutes),
                   parse_minutes("RESUME_SAVE_MINUTES", hp.resume_save_minutes) if hp.resume_enabled else [])
-    stop_at = loop.step if checkpoint is not None and loop.train_ms >= cap_ms else None  # resumed past the cap
+    stop_at = loop.step if resumed and loop.train_ms >= cap_ms else None  # resumed past the cap
+    stage_start = (loop.step, loop.train_ms)  # where the current stage's steps began: its own step_avg
     synchronize(rt)
     t0 = time.perf_counter()
     while True:
@@ -1966,31 +2150,43 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
         loop.step += 1
         if average is not None:
             average.update(models.raw, loop.step, lr_scale, loop.stage.plan == last_plan)
-        elapsed = torch.tensor(loop.train_ms + 1000 * (time.perf_counter() - t0), device=rt.device,
-                               dtype=torch.float64)
-        diverged = (~torch.isfinite(loss)).to(torch.float64)  # reduced with the clock: no extra sync
-        elapsed_ms, diverged = all_reduce_(torch.stack([elapsed, diverged]), rt, dist.ReduceOp.MAX).tolist()
+        elapsed_ms, diverged, loss = step_clock(loss, loop.train_ms + 1000 * (time.perf_counter() - t0), rt)
         if diverged:  # one clock and one verdict for all ranks
             raise TrainingError(f"the train loss is not finite at step {loop.step}: training stopped, nothing "
                                 "exported; lower the learning rates")
         if hp.train_log_every > 0 and (loop.step <= 10 or loop.step % hp.train_log_every == 0):
-            log(f"step:{loop.step}/{hp.iterations} train_loss:{loss.item():.4f} train_time:{elapsed_ms:.0f}ms "
+            log(f"step:{loop.step}/{hp.iterations} train_loss:{loss:.4f} train_time:{elapsed_ms:.0f}ms "
                 f"step_avg:{elapsed_ms / loop.step:.2f}ms")
         frac = training_frac(loop.step, elapsed_ms, hp)
         if (new_stage := stage_at(frac, hp)) != loop.stage:
+            log_stage_avg(loop.stage, stage_start, loop.step, elapsed_ms, log)
             log_stage_switch(loop.stage, new_stage, models.raw.plans, loop.step, frac, hp, log)
-            loop.stage = new_stage
+            loop.stage, stage_start = new_stage, (loop.step, elapsed_ms)
             loop.switches.append(loop.step)
         t0 += run_milestones(models, optimizers, average, loader, val, loop, milestones, elapsed_ms, hp, rt, log)
         if stop_at is None and elapsed_ms >= cap_ms:
             stop_at = loop.step
+    log_stage_avg(loop.stage, stage_start, loop.step, loop.train_ms, log)
     if stop_at is not None and loop.step < hp.iterations:
         log(f"stopping_early: wallclock_cap train_time:{loop.train_ms:.0f}ms step:{loop.step}/{hp.iterations}")
-    if average is not None and (state := average.average(models.raw)) is not None:
-        models.raw.load_state_dict(state, strict=True)
-        val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
-        log(f"diagnostic pre-quantization post-average val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-    return TrainResult(loop.step, loop.switches)
+    return loop.step
+
+
+def log_stage_avg(stage: Stage, start: tuple[int, float], step: int, train_ms: float, log) -> None:
+    """A stage's own mean step time (looping makes the later steps ~1.5x the earlier ones)."""
+    if step > start[0]:
+        log(f"stage_avg: plan:{stage.plan} span:{stage.span} steps:{step - start[0]} "
+            f"step_avg:{(train_ms - start[1]) / (step - start[0]):.2f}ms")
+
+
+def step_clock(loss: Tensor, elapsed_ms: float, rt: Runtime) -> tuple[float, float, float]:
+    """(clock, diverged, this rank's loss) after a step: the host clock goes to the device without a wait
+    (pinned), the clock and the non-finite flag are MAX-reduced over ranks, and one copy brings all three
+    back: the step's only host sync."""
+    clock = torch.tensor([elapsed_ms], dtype=torch.float64)
+    clock = (clock.pin_memory() if rt.device.type == "cuda" else clock).to(rt.device, non_blocking=True)
+    shared = all_reduce_(torch.cat([clock, (~torch.isfinite(loss)).double()[None]]), rt, dist.ReduceOp.MAX)
+    return tuple(torch.cat([shared, loss.double()[None]]).tolist())
 
 
 def run_milestones(models: Models, optimizers, average, loader: TrainLoader, val: ValidationData, loop: LoopState,
@@ -2276,8 +2472,11 @@ def self_generated_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list
 def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
     if hp.gptq_calibration == "self":
         return self_generated_batches(model, hp, rt)
-    loader = TrainLoader(train_pattern(hp), rt)  # training tokens only
-    return [loader.next_batch(hp.train_batch_tokens)[0] for _ in range(hp.gptq_calibration_batches)]
+    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)  # training tokens only
+    try:  # collect_hessians cuts the segments on the host again: a wait per batch, outside any timed loop
+        return [loader.next_batch(hp.train_seq_len).x for _ in range(hp.gptq_calibration_batches)]
+    finally:
+        loader.close()
 
 
 # rANS entropy coding (Duda 2013, "Asymmetric numeral systems"; ours here): each role's integer codes share
@@ -2537,7 +2736,7 @@ def eval_batch_seqs(hp: Hyperparameters, rt: Runtime) -> int:
 
 @torch.no_grad()
 def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Runtime) -> tuple[float, float]:
-    seq_len, n = hp.train_seq_len, val.tokens.numel() - 1
+    seq_len, n, tokens = hp.train_seq_len, val.tokens.numel() - 1, val.tokens.numpy()
     total_seqs = -(-n // seq_len)  # the last, shorter row holds the tail
     first, last = total_seqs * rt.rank // rt.world_size, total_seqs * (rt.rank + 1) // rt.world_size
     batch_seqs = eval_batch_seqs(hp, rt)
@@ -2546,14 +2745,16 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
     model.eval()
     for s in range(first, last, batch_seqs):
         a = s * seq_len
-        window = val.tokens[a : min((s + batch_seqs) * seq_len, last * seq_len, n) + 1].to(rt.device, torch.int64)
+        window = tokens[a : min((s + batch_seqs) * seq_len, last * seq_len, n) + 1]
         # rows of TRAIN_SEQ_LEN scored alone (documents also cut at BOS), so no score depends on the batch or
         # world size; a short last batch is padded at the end (causal: no real token sees it): one shape
-        real, pad = window.numel() - 1, batch_seqs * seq_len - (window.numel() - 1)
-        x, y = (F.pad(w, (0, pad)).view(batch_seqs, seq_len) for w in (window[:-1], window[1:]))
+        real, pad = window.size - 1, batch_seqs * seq_len - (window.size - 1)
+        x, y = (np.pad(w, (0, pad)).reshape(batch_seqs, seq_len) for w in (window[:-1], window[1:]))
+        dev = to_device(dict(x=x, y=y, cu=rows_cu_seqlens(x, seq_len, hp.doc_isolation),
+                             nbytes=val.token_bytes.numpy()[a + 1 : a + 1 + real]), rt)
         with autocast_context(rt):
-            nll = model(x, y, reduction="none")[:real]
-        meter.add(nll, val.token_bytes[a + 1 : a + 1 + real].to(rt.device))
+            nll = model(dev["x"], dev["y"], reduction="none", cu_seqlens=cu_seqlens_input(dev["cu"]))[:real]
+        meter.add(nll, dev["nbytes"])
     model.train(was_training)
     return meter.result(rt)
 
@@ -2582,37 +2783,45 @@ def ngram_hints(tokens: Tensor, order: int, threshold: float) -> Tensor:
 
 def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
     """p'(t) = p(t) e^{beta [t = h]} / Z, Z = 1 + p(h)(e^beta - 1) (#1514): a renormalized boost of the hint,
-    never a function of the realized token. logp [n, V]; hints [n], -1 = unchanged."""
-    h = hints.clamp_min(0)[:, None]
-    log_z = torch.log1p(logp.gather(1, h).exp() * math.expm1(beta))
-    tilted = (logp - log_z).scatter_add(1, h, torch.full_like(log_z, beta))
-    return torch.where(hints[:, None] >= 0, tilted, logp)
+    never a function of the realized token. logp [..., V]; hints [...], -1 = unchanged."""
+    h = hints.clamp_min(0)[..., None]
+    log_z = torch.log1p(logp.gather(-1, h).exp() * math.expm1(beta))
+    tilted = (logp - log_z).scatter_add(-1, h, torch.full_like(log_z, beta))
+    return torch.where(hints[..., None] >= 0, tilted, logp)
 
 
 class StageMeters:
     """The meters of one eval stage, by label: the mode's distribution and any mixer's, each also tilted
-    under NGRAM_TILT_ENABLED. probe(label, positions, logp) sees every scored distribution (the tests)."""
+    under NGRAM_TILT_ENABLED (hints: the host array of ngram_hints). probe(label, positions, logp) sees every
+    scored distribution (the tests; it reads the mask on the host)."""
 
     def __init__(self, labels: list[str], val: ValidationData, hp: Hyperparameters, rt: Runtime,
-                 hints: Tensor | None, probe=None):
+                 hints: np.ndarray | None, probe=None):
         self.val, self.hp, self.hints, self.probe, self.counting = val, hp, hints, probe, True
         self.labels = [x for label in labels for x in [label] + ([f"{label}_tilt"] if hints is not None else [])]
         self.meters = {label: BpbMeter(rt.device) for label in self.labels}  # every rank reduces the same set
 
-    def add(self, label: str, logp: Tensor, positions: Tensor) -> None:
-        """logp [n, V]: log-probabilities for the targets at stream positions [n], fixed before any update."""
-        cpu_pos = positions.cpu()
-        targets = self.val.tokens[cpu_pos].to(logp.device, torch.int64)[:, None]
+    def add(self, label: str, logp: Tensor, dev: dict[str, Tensor], positions: np.ndarray) -> None:
+        """logp [..., V]: log-probabilities for the targets at stream `positions` (host), fixed before any update;
+        dev holds the targets, their bytes, the mask of real slots and the hints, in logp's leading shape."""
         scored = [(label, logp)]
         if self.hints is not None:
-            hints = self.hints[cpu_pos].to(logp.device)
-            scored.append((f"{label}_tilt", ngram_tilt(logp, hints, self.hp.ngram_tilt_beta)))
-        target_bytes = self.val.token_bytes[cpu_pos].to(logp.device)
+            scored.append((f"{label}_tilt", ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta)))
         for name, dist_ in scored:
             if self.counting:
-                self.meters[name].add(-dist_.gather(1, targets).squeeze(1), target_bytes)
+                nll = -dist_.gather(-1, dev["targets"][..., None]).squeeze(-1)
+                self.meters[name].add(nll, dev["nbytes"], dev["mask"])
             if self.probe is not None:
-                self.probe(name, cpu_pos, dist_)
+                real = dev["mask"].bool().cpu().numpy()
+                self.probe(name, torch.from_numpy(positions[real]), dist_[torch.from_numpy(real)])
+
+    def target_arrays(self, positions: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Host arrays of the targets at stream positions (any shape): ids, bytes of the real ones, hints."""
+        arrays = dict(targets=self.val.tokens.numpy()[positions], nbytes=self.val.token_bytes.numpy()[positions] * mask,
+                      mask=mask)
+        if self.hints is not None:
+            arrays["hints"] = self.hints[positions]
+        return arrays
 
 
 HEDGE_TRIGRAM_BUCKETS = 65_536  # #895's hash table rows
@@ -2680,20 +2889,35 @@ def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[i
     return windows
 
 
-def window_hidden(model: GPT, tokens: Tensor, windows: list[tuple[int, int, int]], span: int, device: torch.device,
-                  lora=None) -> tuple[Tensor, Tensor]:
-    """One forward over windows (a, s, e): rows tokens[a:e], right-padded with 0 (causal attention keeps
-    padding out of real tokens). Returns the hidden states of each row's scored positions (its last e - s)
-    as [B, C, D], C = the most scored, and a [B, C] mask of which slots are real."""
-    width = max(e - a for a, _, e in windows)
-    x = torch.stack([F.pad(tokens[a:e].long(), (0, width - (e - a))) for a, _, e in windows]).to(device)
-    lengths = torch.tensor([e - a for a, _, e in windows], device=device)
-    counts = torch.tensor([e - s for _, s, e in windows], device=device)
-    h = model.hidden(x, span=span, lora=lora)
-    slot = torch.arange(int(counts.max()), device=device)
-    mask = slot[None] < counts[:, None]
-    index = torch.where(mask, (lengths - counts)[:, None] + slot, lengths[:, None] - 1)
-    return h.gather(1, index[..., None].expand(-1, -1, h.size(-1))), mask
+WINDOW_WIDTH_BUCKET, SCORED_BUCKET = 16, 8  # padded row widths and scored slots: compiled shapes never 1, few kinds
+
+
+def window_arrays(windows: list[tuple[int, int, int]], meters: StageMeters, span: int,
+                  hp: Hyperparameters) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Host arrays of one forward over windows (a, s, e) of the val stream: rows tokens[a:e] right-padded with 0
+    (causal: padding never reaches a real token), `index` [B, C] the row positions whose next token is a scored
+    target s+1..e (C = the most scored; spare slots repeat the last and are masked), the targets' arrays and the
+    rows' cu_seqlens. Returns them and the targets' stream positions [B, C]."""
+    tokens, b = meters.val.tokens.numpy(), len(windows)
+    width = -(-max(e - a for a, _, e in windows) // WINDOW_WIDTH_BUCKET) * WINDOW_WIDTH_BUCKET
+    count = -(-max(e - s for _, s, e in windows) // SCORED_BUCKET) * SCORED_BUCKET
+    x, index = np.zeros((b, width), np.int32), np.zeros((b, count), np.int64)
+    positions, mask = np.zeros((b, count), np.int64), np.zeros((b, count), np.int32)
+    for i, (a, s, e) in enumerate(windows):
+        x[i, : e - a] = tokens[a:e]
+        slots = np.minimum(np.arange(count), e - s - 1)
+        index[i], positions[i], mask[i, : e - s] = s - a + slots, s + 1 + slots, 1
+    arrays = dict(x=x, index=index, cu=rows_cu_seqlens(x, span, hp.doc_isolation),
+                  **meters.target_arrays(positions, mask))
+    return arrays, positions
+
+
+def scored_logp(model: GPT, dev: dict[str, Tensor], span: int, lora=None) -> Tensor:
+    """log-probabilities [B, C, V] of a window batch's scored slots: one forward, the LM head only where scored.
+    The TTT chunk step compiles this (dynamic shapes) where the model is compiled."""
+    h = model.hidden(dev["x"], span=span, lora=lora, cu_seqlens=dev["cu"].int())
+    h = h.gather(1, dev["index"][..., None].expand(-1, -1, h.size(-1)))
+    return torch.log_softmax(model.logits(h, lora).float(), -1)
 
 
 @torch.no_grad()
@@ -2709,30 +2933,37 @@ def eval_sliding(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runti
     meters.counting = hedge is None or rt.is_main  # with Hedge every rank computes it all; rank 0 counts
     model.eval()
     for i in range(0, len(windows), hp.eval_batch_seqs):
-        batch = windows[i : i + hp.eval_batch_seqs]
+        host, positions = window_arrays(windows[i : i + hp.eval_batch_seqs], meters, seq_len, hp)
+        dev = to_device(host, rt)
         with autocast_context(rt):
-            h, mask = window_hidden(model, val.tokens, batch, seq_len, rt.device)
-            logp = torch.log_softmax(model.logits(h)[mask].float(), -1)
-        positions = torch.cat([torch.arange(s + 1, e + 1) for _, s, e in batch])
-        meters.add("sliding_window", logp, positions)
+            logp = scored_logp(model, dev, seq_len)
+        meters.add("sliding_window", logp, dev, positions)
         if hedge is not None:
-            prev1 = val.tokens[positions - 1].to(rt.device, torch.int64)
-            prev2 = val.tokens[(positions - 2).clamp_min(0)].to(rt.device, torch.int64)
-            mixed, experts = hedge.mix(logp, prev2, prev1)
-            meters.add("hedge_mixer", mixed, positions)
-            hedge.update(experts, prev2, prev1, val.tokens[positions].to(rt.device, torch.int64))
+            hedge_batch(hedge, logp, host["mask"], positions, meters, rt)
+
+
+def hedge_batch(hedge: HedgeMixer, logp: Tensor, mask: np.ndarray, positions: np.ndarray, meters: StageMeters,
+                rt: Runtime) -> None:
+    """The mixer on a window batch's scored targets in stream order (the real slots, flattened): scored, then
+    updated."""
+    flat = np.flatnonzero(mask.ravel())
+    positions, tokens = positions.ravel()[flat], meters.val.tokens.numpy()
+    host = dict(flat=flat, prev1=tokens[positions - 1], prev2=tokens[np.maximum(positions - 2, 0)],
+                **meters.target_arrays(positions, np.ones(positions.size, np.int32)))
+    dev = to_device(host, rt)
+    mixed, experts = hedge.mix(logp.view(-1, logp.size(-1))[dev["flat"]], dev["prev2"], dev["prev1"])
+    meters.add("hedge_mixer", mixed, dev, positions)
+    hedge.update(experts, dev["prev2"], dev["prev1"], dev["targets"])
 
 
 LORA_TARGETS = ("q", "k", "v", "o", "mlp")
-WARM_START_LANES = 8  # batch b inherits A from batch b - 8: the same chain at every world size dividing 8
 
 
 class BatchedLoRA(nn.Module):
     """Score-first TTT adapters (#1530; alpha/rank #1767; targets of #1855): per document of a batch and per
     layer application (looped repeats get their own) a delta (x A^T) B^T alpha/r on Q, K, V, beside the
     attention output and the MLP, and on the LM head before the softcap. A ~ U(+-1/sqrt(in)), B = 0, so a
-    fresh adapter changes nothing. The GPT forward calls it as lora(application, target, x); -1 = head.
-    `rows` picks the documents of the batch that the current forward holds (None: all)."""
+    fresh adapter changes nothing."""
 
     def __init__(self, model: GPT, hp: Hyperparameters, batch: int, seed: int):
         super().__init__()
@@ -2742,35 +2973,42 @@ class BatchedLoRA(nn.Module):
                   "head": (1, d, hp.vocab_size)}
         device, gen = model.tok_emb.weight.device, torch.Generator(model.tok_emb.weight.device).manual_seed(seed)
         self.scale, self.a, self.b = hp.ttt_lora_alpha / hp.ttt_lora_rank, nn.ParameterDict(), nn.ParameterDict()
-        self.rows: Tensor | None = None
-        for name, (n, fan_in, fan_out) in shapes.items():
+        for name, (n, fan_in, fan_out) in shapes.items():  # document first: a batch's first rows are contiguous
             if on.get(name, True):
                 bound = 1 / math.sqrt(fan_in)
-                a = torch.rand(n, batch, hp.ttt_lora_rank, fan_in, generator=gen, device=device) * 2 * bound - bound
+                a = torch.rand(batch, n, hp.ttt_lora_rank, fan_in, generator=gen, device=device) * 2 * bound - bound
                 self.a[name] = nn.Parameter(a)
-                self.b[name] = nn.Parameter(torch.zeros(n, batch, fan_out, hp.ttt_lora_rank, device=device))
+                self.b[name] = nn.Parameter(torch.zeros(batch, n, fan_out, hp.ttt_lora_rank, device=device))
 
-    def forward(self, app: int, target: str, x: Tensor) -> Tensor | None:
-        if target not in self.a:
-            return None
-        a, b = self.a[target][0 if target == "head" else app], self.b[target][0 if target == "head" else app]
-        if self.rows is not None:
-            a, b = a[self.rows], b[self.rows]
-        a, b = a.to(x.dtype), b.to(x.dtype)
-        return torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2)) * self.scale
+    def delta(self, rows: int | None = None):
+        """The adapters of the batch's first `rows` documents (views) as the GPT forward takes them:
+        lora(application, target, x), application -1 = the head."""
+        return functools.partial(lora_delta, {n: (self.a[n][:rows], self.b[n][:rows]) for n in self.a}, self.scale)
+
+
+def lora_delta(adapters: dict[str, tuple[Tensor, Tensor]], scale: float, app: int, target: str,
+               x: Tensor) -> Tensor | None:
+    if target not in adapters:
+        return None
+    a, b = (w[:, 0 if target == "head" else app].to(x.dtype) for w in adapters[target])
+    return torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2)) * scale
 
 
 def ttt_optimizer(lora: BatchedLoRA, hp: Hyperparameters) -> torch.optim.Optimizer:
     if hp.ttt_optimizer == "sgd":
         return torch.optim.SGD(lora.parameters(), lr=hp.ttt_lora_lr)
     return torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
-                             weight_decay=hp.ttt_weight_decay)
+                             weight_decay=hp.ttt_weight_decay, fused=True)  # fused: no host read of the step
 
 
 def chunk_size_of(num_targets: int, hp: Hyperparameters) -> int:
     """TTT_CHUNK_SIZE, or a smaller one of TTT_SHORT_DOC_CHUNKS for short documents (#2014)."""
     return next((c for longest, c in parse_short_doc_chunks(hp.ttt_short_doc_chunks) if num_targets <= longest),
                 hp.ttt_chunk_size)
+
+
+def chunk_count(doc: tuple[int, int], hp: Hyperparameters) -> int:
+    return -(-(doc[1] - doc[0]) // chunk_size_of(doc[1] - doc[0], hp))
 
 
 def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -> list[tuple[int, int, int]]:
@@ -2784,48 +3022,60 @@ def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -
     return out
 
 
-def score_chunk(model: GPT, lora: BatchedLoRA, val: ValidationData, windows: list, hp: Hyperparameters,
-                rt: Runtime, meters: StageMeters | None, label: str) -> Tensor:
-    """One forward over chunk windows (lora.rows: their documents). With meters, the scores are committed
-    before any step uses them; returns each document's mean NLL over its chunk [B], with grad."""
-    with autocast_context(rt):
-        h, mask = window_hidden(model, val.tokens, windows, hp.ttt_eval_seq_len, rt.device, lora)
-        logp = torch.log_softmax(model.logits(h, lora).float(), -1)  # [B, C, V]
-    starts = torch.tensor([s for _, s, _ in windows])
-    positions = (starts[:, None] + 1 + torch.arange(mask.size(1))).clamp(max=val.tokens.numel() - 1)
-    if meters is not None:
-        meters.add(label, logp[mask].detach(), positions[mask.cpu()])
-    nll = -logp.gather(2, val.tokens[positions].to(rt.device, torch.int64)[..., None]).squeeze(2)
-    return torch.where(mask, nll, 0.0).sum(1) / mask.sum(1)
+@functools.cache
+def compiled_scorer():
+    """scored_logp compiled once for the eval (dynamic shapes: the rows, widths and scored slots of TTT chunks
+    change every step; B = 1 gets its own graph), shared by the warm-up and the timed stages."""
+    return torch.compile(scored_logp, dynamic=True)
+
+
+def eval_scorer(hp: Hyperparameters, rt: Runtime):
+    return compiled_scorer() if compiles(hp, rt) else scored_logp
 
 
 def ttt_batch(model: GPT, val: ValidationData, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime,
               meters: StageMeters, label: str) -> None:
-    """Score-first LoRA TTT of one batch of documents: each chunk is scored with the adapters trained on
-    the document's earlier chunks, then trained on; a document's last chunk is scored, never trained on."""
+    """Score-first LoRA TTT of one batch of documents (ordered by chunk count, most first): each chunk is
+    scored with the adapters trained on the document's earlier chunks, then trained on; a document's last
+    chunk is scored, never trained on."""
     optimizer = ttt_optimizer(lora, hp)
-    steps = torch.tensor([-(-(e - s) // chunk_size_of(e - s, hp)) for s, e in docs])
-    for step in range(int(steps.max())):
-        live = (steps > step).nonzero().flatten()  # documents with a chunk at this step: the forward's rows
-        lora.rows = live.to(rt.device)
-        windows = chunk_windows([docs[i] for i in live.tolist()], step, hp)
-        train = (steps[live] > step + 1).to(rt.device)  # those with a later chunk
-        per_doc = score_chunk(model, lora, val, windows, hp, rt, meters, label)
-        for k in range(hp.ttt_grad_steps if bool(train.any()) else 0):
-            if k > 0:
-                per_doc = score_chunk(model, lora, val, windows, hp, rt, None, label)
-            optimizer.zero_grad(set_to_none=True)
-            (per_doc * train).sum().backward()
-            optimizer.step()
+    chunks = [chunk_count(d, hp) for d in docs]
+    for step in range(chunks[0]):
+        rows = sum(c > step for c in chunks)  # the documents still scoring: the first `rows`
+        host, positions = window_arrays(chunk_windows(docs[:rows], step, hp), meters, hp.ttt_eval_seq_len, hp)
+        host["train"] = np.array([c > step + 1 for c in chunks[:rows]], np.int32)  # those with a later chunk
+        ttt_step(model, lora.delta(rows), optimizer, host, positions, meters, label, hp, rt)
+
+
+def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], positions: np.ndarray,
+             meters: StageMeters, label: str, hp: Hyperparameters, rt: Runtime) -> None:
+    """One chunk step: positions, masks and counts were cut on the host and reach the device in one copy;
+    the scores are committed before the adapters step on them. Nothing here waits for the GPU."""
+    dev, score, span = to_device(host, rt), eval_scorer(hp, rt), hp.ttt_eval_seq_len
+    with autocast_context(rt):
+        logp = score(model, dev, span, adapters)
+    meters.add(label, logp.detach(), dev, positions)
+    if not host["train"].any():
+        return
+    weights = dev["mask"] * dev["train"][:, None] / dev["mask"].sum(1, keepdim=True)  # a document's mean
+    for k in range(hp.ttt_grad_steps):
+        if k > 0:
+            with autocast_context(rt):
+                logp = score(model, dev, span, adapters)
+        optimizer.zero_grad(set_to_none=True)
+        (-logp.gather(-1, dev["targets"][..., None]).squeeze(-1) * weights).sum().backward()
+        optimizer.step()
 
 
 def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
     """(batch index, documents): documents longest first (ties in stream order) in batches of TTT_BATCH_SIZE,
-    as #1855 orders them; TTT_EVAL_BATCHES keeps only the listed batches."""
+    as #1855 orders them, each batch ordered by chunk count (most first, so the documents still scoring at a
+    step are its first ones); TTT_EVAL_BATCHES keeps only the listed batches."""
     docs = sorted(val_documents(val.tokens), key=lambda d: (d[0] - d[1], d[0]))
-    batches = list(enumerate(docs[i : i + hp.ttt_batch_size] for i in range(0, len(docs), hp.ttt_batch_size)))
+    batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
+               for i in range(0, len(docs), hp.ttt_batch_size)]
     chosen = parse_batch_list(hp.ttt_eval_batches)
-    return [batches[b] for b in chosen if b < len(batches)] if chosen else batches
+    return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
 
 
 def phase_plan(num_batches: int, hp: Hyperparameters) -> list[tuple[int, int]]:
@@ -2844,11 +3094,12 @@ def phase_plan(num_batches: int, hp: Hyperparameters) -> list[tuple[int, int]]:
 
 
 def new_lora(model: GPT, hp: Hyperparameters, index: int, size: int, lanes: dict) -> BatchedLoRA:
-    """Fresh adapters seeded by the batch index (the same on any rank); TTT_WARM_START_A takes A from the
-    previous batch of the lane when it had as many documents."""
+    """Fresh adapters seeded by the batch index; TTT_WARM_START_A takes A from the previous batch this rank
+    scored when it had as many documents (#1767, as #1855 runs it: the chain is a rank's, so which rank
+    claims which batch moves the score slightly; TTT_WARM_START_A=0 makes any world size score the same)."""
     lora = BatchedLoRA(model, hp, size, seed=hp.seed * 1_000_003 + index)
-    carried = lanes.get(index % WARM_START_LANES) if hp.ttt_warm_start_a else None
-    if carried is not None and all(carried[n].shape == a.shape for n, a in lora.a.items()):
+    carried = lanes.get(size) if hp.ttt_warm_start_a else None
+    if carried is not None:
         with torch.no_grad():
             for n, a in lora.a.items():
                 a.copy_(carried[n])
@@ -2867,9 +3118,10 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
     """#1626's phased TTT: SGD with momentum on every base weight over the concatenated tokens of documents
     already scored, chunks of GLOBAL_TTT_CHUNK_TOKENS under a cosine LR, the last chunk not trained on (as
     the record); each chunk's sequences are split over ranks, gradients averaged, then clipped."""
-    stream = torch.cat([val.tokens[s:e] for s, e in docs] + [val.tokens[docs[-1][1] :][:1]])
-    seq_len, chunk, params = hp.ttt_eval_seq_len, hp.global_ttt_chunk_tokens, list(model.parameters())
-    steps = -(-(stream.numel() - 1) // chunk) - 1
+    tokens = val.tokens.numpy()
+    stream = np.concatenate([tokens[s:e] for s, e in docs] + [tokens[docs[-1][1] :][:1]])
+    chunk, params = hp.global_ttt_chunk_tokens, list(model.parameters())
+    steps = -(-(stream.size - 1) // chunk) - 1
     optimizer = torch.optim.SGD(params, lr=hp.global_ttt_lr, momentum=hp.global_ttt_momentum)
     model.requires_grad_(True)
     model.train()
@@ -2877,22 +3129,9 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
     for c in range(steps):
         for group in optimizer.param_groups:
             group["lr"] = global_ttt_lr_at(c, steps, hp)
-        tokens = stream[c * chunk : (c + 1) * chunk + 1]
-        n = tokens.numel() - 1
-        rows = -(-n // seq_len)
-        first, last = rows * rt.rank // rt.world_size, rows * (rt.rank + 1) // rt.world_size
         for _ in range(hp.global_ttt_epochs):
             optimizer.zero_grad(set_to_none=False)
-            for i in range(first, last, hp.global_ttt_batch_seqs):
-                window = tokens[i * seq_len : min(min(i + hp.global_ttt_batch_seqs, last) * seq_len, n) + 1]
-                window = window.to(rt.device, torch.int64)
-                full = (window.numel() - 1) // seq_len * seq_len  # whole rows, each alone: any rank split
-                for x, y in ((window[:full], window[1 : full + 1]), (window[full:-1], window[full + 1 :])):
-                    if x.numel():
-                        with autocast_context(rt):
-                            loss = model(x.view(-1, min(seq_len, x.numel())), y.view(-1, min(seq_len, y.numel())),
-                                         reduction="sum", span=seq_len)
-                        (loss * rt.world_size / n).backward()  # averaged over ranks: the chunk's mean
+            global_sgd_backward(model, stream[c * chunk : (c + 1) * chunk + 1], hp, rt)
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)  # a rank with no rows still joins the all-reduce
@@ -2900,37 +3139,75 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
             if hp.global_ttt_grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, hp.global_ttt_grad_clip)
             optimizer.step()
-    log(f"tttg: docs:{len(docs)} tokens:{stream.numel() - 1} steps:{steps} t:{time.perf_counter() - t0:.1f}s")
+    log(f"tttg: docs:{len(docs)} tokens:{stream.size - 1} steps:{steps} t:{time.perf_counter() - t0:.1f}s")
     model.requires_grad_(False)
     model.eval()
+
+
+def global_sgd_backward(model: GPT, tokens: np.ndarray, hp: Hyperparameters, rt: Runtime) -> None:
+    """This rank's share of one chunk's rows (TTT_EVAL_SEQ_LEN each, scored alone, so any rank split sums to
+    the same), in micro-batches of GLOBAL_TTT_BATCH_SEQS rows; gradients of the chunk's mean loss."""
+    seq_len, n = hp.ttt_eval_seq_len, tokens.size - 1
+    rows = -(-n // seq_len)
+    first, last = rows * rt.rank // rt.world_size, rows * (rt.rank + 1) // rt.world_size
+    for i in range(first, last, hp.global_ttt_batch_seqs):
+        window = tokens[i * seq_len : min(min(i + hp.global_ttt_batch_seqs, last) * seq_len, n) + 1]
+        full = (window.size - 1) // seq_len * seq_len  # whole rows, then a shorter last one
+        for x, y in ((window[:full], window[1 : full + 1]), (window[full:-1], window[full + 1 :])):
+            if x.size:
+                x, y = x.reshape(-1, min(seq_len, x.size)), y.reshape(-1, min(seq_len, y.size))
+                dev = to_device(dict(x=x, y=y, cu=rows_cu_seqlens(x, seq_len, hp.doc_isolation)), rt)
+                cu = cu_seqlens_input(dev["cu"])
+                with autocast_context(rt):
+                    loss = model(dev["x"], dev["y"], reduction="sum", span=seq_len, cu_seqlens=cu)
+                (loss * rt.world_size / n).backward()  # averaged over ranks: the chunk's mean
+
+
+class BatchClaims:
+    """Which TTT batch a rank scores next: a counter all ranks share in torch.distributed's store, so a rank
+    takes the next batch of the longest-first queue whenever it is free and no rank is fixed to the longest
+    documents (#1855 counts in a lock file, which needs one machine)."""
+
+    evals = itertools.count()  # every rank runs the same evals in the same order: one fresh key each
+
+    def __init__(self, rt: Runtime):
+        self.store = dist.distributed_c10d._get_default_store() if rt.distributed else None
+        self.key, self.taken = f"ttt_batch_claims_{next(BatchClaims.evals)}", -1
+
+    def next(self) -> int:
+        if self.store is None:
+            self.taken += 1
+            return self.taken
+        return self.store.add(self.key, 1) - 1
 
 
 def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, meters: StageMeters, log,
              trace: list | None = None) -> dict[str, float]:
-    """Score-first LoRA TTT over the queue; batch b runs on rank b % WORLD_SIZE (a static longest-first
-    split: any world size scores the same batches with the same adapters, no lock files), then phased
-    global SGD. The base weights are frozen except inside global SGD. Returns seconds per leg."""
+    """Score-first LoRA TTT over the queue, ranks claiming batches (BatchClaims), then phased global SGD: phase
+    k starts once every batch before its bound is scored, so a rank that claims a batch past the bound holds
+    it, joins the phase and scores it after. The base weights are frozen except inside global SGD. Returns
+    seconds per leg (this rank's)."""
     queue, label = ttt_queue(val, hp), meters.labels[0]
     phases = phase_plan(len(queue), hp)
     order = [d for _, docs in queue for d in docs]
     log(f"ttt: docs:{len(order)} batches:{len(queue)} world_size:{rt.world_size} phase_docs:{[d for _, d in phases]}")
-    mine = [b for b in range(len(queue)) if b % rt.world_size == rt.rank]
-    lanes, legs, t0 = {}, {}, time.perf_counter()
+    claims, lanes, legs, t0 = BatchClaims(rt), {}, {}, time.perf_counter()
     model.requires_grad_(False)
     model.eval()
+    b = claims.next()
     for k, (bound, prefix) in enumerate(phases + [(len(queue), 0)]):
-        while mine and mine[0] < bound:
-            b = mine.pop(0)
+        while b < bound:
             index, docs = queue[b]
             lora = new_lora(model, hp, index, len(docs), lanes)
             ttt_batch(model, val, docs, lora, hp, rt, meters, label)
-            lanes[index % WARM_START_LANES] = {n: a.detach().clone() for n, a in lora.a.items()}
+            lanes[len(docs)] = {n: a.detach() for n, a in lora.a.items()}
             if trace is not None:
                 trace.append(("scored", docs))
-            nll, tokens, nbytes = meters.meters[label].sums.tolist()  # this rank's running totals
-            loss, bpb = loss_and_bpb(nll, tokens, max(nbytes, 1))
+            nll, tokens, nbytes = meters.meters[label].sums.tolist()  # this rank's running totals: once a batch
+            loss, bpb = loss_and_bpb(nll, max(tokens, 1), max(nbytes, 1))
             log(f"ttp: b{b}/{len(queue)} docs:{len(docs)} dl:{docs[-1][1] - docs[-1][0]}-{docs[0][1] - docs[0][0]} "
                 f"rl:{loss:.4f} rb:{bpb:.4f} t:{time.perf_counter() - t0:.1f}s")
+            b = claims.next()
         legs[f"ttt_scoring_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
         if prefix:
             sgd_docs = order[:prefix]
@@ -2945,21 +3222,24 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
 
 
 def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
-    """A TTT batch (TTT_BATCH_SIZE documents of two chunks: a scored-and-trained step, a scored one) and a
-    batch of windows, on random tokens before the eval timers: kernels warm up without touching a val
-    token (#1530's warm-up on val tokens was flagged)."""
-    gen = torch.Generator().manual_seed(hp.seed)
-    doc = 2 * hp.ttt_chunk_size
-    fake_tokens = torch.randint(2, hp.vocab_size, (max(hp.ttt_batch_size * doc, 2 * hp.ttt_eval_seq_len) + 1,),
-                                generator=gen)
-    fake_tokens[: hp.ttt_batch_size * doc : doc] = BOS_ID
-    fake = ValidationData(fake_tokens, torch.ones_like(fake_tokens, dtype=torch.int16))
-    fake_hp = replace(hp, ngram_tilt_enabled=False, use_hedge=False)
+    """A TTT batch and a batch of windows on random tokens before the eval timers, so kernels warm up and the
+    compiled scorer builds its graphs without touching a val token (#1530's warm-up on val tokens was
+    flagged): one document long enough for a full TTT_EVAL_SEQ_LEN window, a half batch of three chunks and
+    a half of two, so the chunk steps run the whole batch, part of it and a single row."""
+    gen, c = torch.Generator().manual_seed(hp.seed), hp.ttt_chunk_size
+    half = hp.ttt_batch_size // 2
+    lengths = [hp.ttt_eval_seq_len + c] + [3 * c] * (half - 1) + [2 * c] * (hp.ttt_batch_size - half)
+    lengths = lengths[: hp.ttt_batch_size]
+    starts = np.cumsum([0] + lengths)
+    fake_tokens = torch.randint(2, hp.vocab_size, (max(int(starts[-1]), 2 * hp.ttt_eval_seq_len) + 1,), generator=gen)
+    fake_tokens[starts[:-1]] = BOS_ID
+    fake = ValidationData(fake_tokens.to(torch.int32), torch.ones_like(fake_tokens, dtype=torch.int16))
+    fake_hp = replace(hp, ngram_tilt_enabled=False, use_hedge=False, ttt_short_doc_chunks="")
     meters = StageMeters(["warmup", "sliding_window"], fake, fake_hp, rt, None)
     if hp.ttt_enabled:
-        docs = [(i * doc, (i + 1) * doc) for i in range(hp.ttt_batch_size)]
+        docs = [(int(s), int(e)) for s, e in zip(starts, starts[1:])]
         model.requires_grad_(False)
-        ttt_batch(model, fake, docs, new_lora(model, hp, 0, len(docs), {}), hp, rt, meters, "warmup")
+        ttt_batch(model, fake, docs, new_lora(model, hp, 0, len(docs), {}), fake_hp, rt, meters, "warmup")
         model.requires_grad_(True)
     if hp.sliding_window_enabled or hp.use_hedge:
         eval_sliding(model, fake, fake_hp, rt, meters)
@@ -2990,7 +3270,8 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
         model.hp = replace(model.hp, attn_backend="sdpa")  # the same attention (tests/test_gpu.py)
         log("eval_stages: attention on SDPA (FlexAttention needs torch.compile, which the eval stages skip)")
     t0 = time.perf_counter()
-    hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled else None
+    hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold).numpy() if hp.ngram_tilt_enabled \
+        else None
     timers["ngram_hints"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     eval_warmup(model, hp, rt)
@@ -3184,8 +3465,7 @@ def weights_crc32(model: nn.Module) -> int:
 
 def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     raw_model = build_model(hp, rt.device)
-    use_compile = hp.compile == "1" or (hp.compile == "auto" and rt.device.type == "cuda")
-    compiled = torch.compile(raw_model, dynamic=False, fullgraph=True) if use_compile else raw_model
+    compiled = torch.compile(raw_model, dynamic=False, fullgraph=True) if compiles(hp, rt) else raw_model
     model = compiled
     if rt.distributed:
         model = DDP(compiled, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)

@@ -1,12 +1,12 @@
-"""CPU training throughput of the baseline and default shapes, FLOPs per token, and a projected 8xH100 step.
+"""CPU training throughput of the baseline and default shapes, next to their FLOPs per token and the 8xH100
+step time scripts/gpu_plan.py projects for them.
 
-    python scripts/benchmark_throughput.py [--steps 2] [--mfu 0.40]
+    python scripts/benchmark_throughput.py [--steps 2]
 
 Measured: train tokens/s on this machine's CPU (fp32, one process, forward + backward + optimizer step on
-one TRAIN_SEQ_LEN row of random tokens). Computed: training FLOPs per token from the shapes (matmuls
-6 * params applied per token, causal attention 6 * T * d per layer application; looping counted for the
-fraction of training it is on). Projected, not measured: the 8xH100 step time at the stated MFU
-(989 TFLOP/s dense bf16 per H100 SXM), next to the step times the records reported.
+one TRAIN_SEQ_LEN row of random tokens, the last plan: looping on). Computed by gpu_plan.py: training FLOPs
+per token averaged over the stages by the share of training they run, and the mean ms/step at its MFU
+calibrated on #1855 (a projection, not a measurement), next to the step times the records reported.
 """
 
 import argparse
@@ -18,33 +18,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+import gpu_plan  # noqa: E402
 import train_gpt as tg  # noqa: E402
 
-H100_BF16_FLOPS = 989e12
 # ms/step on 8xH100 SXM as the records logged them (sota_stack.md section 7)
 REPORTED_MS = {"baseline": "43.5 (record log)", "top": "96 plain / 141 looped (#1855 log)"}
-
-
-def recipe(name: str) -> tg.Hyperparameters:
-    lines = (REPO / "records" / "recipes" / f"{name}.env").read_text().splitlines()
-    return tg.Hyperparameters.from_env(dict(l.split("=", 1) for l in lines if l and not l.startswith("#")))
-
-
-def plan_flops_per_token(model: tg.GPT, plan: tg.LayerPlan, hp: tg.Hyperparameters) -> float:
-    """Forward FLOPs per token of one plan: 2 per matmul weight applied, plus causal attention."""
-    block_matmul = sum(m.weight.numel() for m in model.blocks[0].modules() if isinstance(m, tg.CastedLinear))
-    head = hp.vocab_size * hp.model_dim
-    attention = 2 * hp.train_seq_len * hp.model_dim  # QK^T and AV over T/2 average causal context
-    return 2 * (block_matmul * len(plan.order) + head) + attention * len(plan.order)
-
-
-def train_flops_per_token(hp: tg.Hyperparameters) -> float:
-    """3x forward (backward costs two forwards), averaged over the plans by the share of training they run."""
-    model = tg.GPT(hp)
-    shares = [0.0] * len(model.plans)
-    for i in range(1000):
-        shares[tg.plan_index_at((i + 0.5) / 1000, hp)] += 1 / 1000
-    return 3 * sum(s * plan_flops_per_token(model, p, hp) for s, p in zip(shares, model.plans))
 
 
 def cpu_tokens_per_second(hp: tg.Hyperparameters, steps: int) -> float:
@@ -67,18 +46,17 @@ def cpu_tokens_per_second(hp: tg.Hyperparameters, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--mfu", type=float, default=0.40)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; projection at MFU {args.mfu:.0%}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print("| recipe | params | CPU train tok/s (measured) | train GFLOP/token | projected 8xH100 ms/step | reported ms/step |")
     print("|---|---|---|---|---|---|")
     for name in ("baseline", "top"):
-        hp = recipe(name)
-        params = sum(p.numel() for p in tg.GPT(hp).parameters())
-        flops = train_flops_per_token(hp)
-        projected_ms = 1000 * hp.train_batch_tokens * flops / (8 * H100_BF16_FLOPS * args.mfu)
+        hp = gpu_plan.hyperparameters(gpu_plan.recipe_env(name))
+        train = gpu_plan.training_plan(hp, gpu_plan.meta_model(hp), gpu_plan.modelled_lengths(), gpus=8)
+        flops = sum(s["share"] * s["flops_per_step"] for s in train["stages"]) / train["tokens_per_step"]
+        params = sum(p.numel() for p in gpu_plan.meta_model(hp).parameters())
         print(f"| {name} | {params:,} | {cpu_tokens_per_second(hp, args.steps):,.0f} | {flops / 1e9:.3f} | "
-              f"{projected_ms:.1f} (projection) | {REPORTED_MS[name]} |")
+              f"{train['projected_mean_ms_per_step']:.1f} (projection) | {REPORTED_MS[name]} |")
 
 
 if __name__ == "__main__":

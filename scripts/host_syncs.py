@@ -1,27 +1,23 @@
 """Host-device synchronizations and aten ops (a proxy for CUDA kernel launches) of one training step and one
-score-first LoRA TTT chunk step, counted on the CPU, so that a change to train_gpt.py can show "before" and
-"after" numbers. No GPU is needed; nothing is written outside a temporary directory.
+score-first LoRA TTT chunk step, counted on the CPU. No GPU is needed; nothing is written outside a temporary
+directory. tests/test_host_syncs.py holds train_gpt.py to the counts (one host sync a training step, none a
+TTT chunk step).
 
-    .venv/bin/python scripts/host_syncs.py [--what train|ttt|both|loader] [--rev HEAD | --source FILE]
-        [--ttt-docs 2,64] [--shard-tokens 100000000] [--reps 3] [--cpu-paths]
+    .venv/bin/python scripts/host_syncs.py [--what train|ttt|both] [--ttt-docs 2,64]
 
 --what train   the default recipe's structure (11 layers, loop, lanes, gates, XSA; every other knob default) at
                toy widths (MODEL_DIM=64, 8/4 heads, ROPE_DIMS=4, VOCAB_SIZE=512, TRAIN_SEQ_LEN=128,
                TRAIN_BATCH_TOKENS=8192, bf16 autocast, COMPILE=0): one tg.train_step of the looped stage after a
                warm-up step, each op attributed to the micro-batch (`micro`) in flight or to the once-a-step tail,
-               then train()'s per-step EMA update and a replica of its clock lines.
---what ttt     tg.ttt_batch over --ttt-docs documents of 3 chunks (TTT_CHUNK_SIZE=48, TTT_LORA_RANK=8, other TTT
-               knobs default) after a warm-up batch, each op attributed to the loop iteration (`step`) in flight:
-               step 0 also creates the AdamW state, step 1 is the steady scored-and-trained step, step 2 (the last
-               chunk) is scored only. Also the per-batch work outside the chunk loop: new_lora, ttt_batch before
-               its loop and a replica of eval_ttt's per-batch lines. Sizes do not change the counts; the number of
-               documents does a little (per-document host ops), hence 2 and 64 (TTT_BATCH_SIZE).
---what loader  seconds of the train loader's shard switch on a --shard-tokens shard, one thread, --reps times.
---rev REV      measure train_gpt.py as committed at REV (git show); --source FILE another copy; default: the
-               working tree's. Line numbers in the output are that file's. The replicas copy HEAD 5ec04d1's lines
-               and say "stale" when the measured file no longer has them.
---cpu-paths    keep torch's CPU optimizer paths. By default the paths CUDA takes: foreach kernels for optimizers
-               that pick their own (the TTT AdamW), fused AdamW where build_optimizers asks for fused on CUDA only.
+               then the loop's EMA update and its clock (tg.step_clock).
+--what ttt     tg.eval_ttt over one batch of --ttt-docs documents of 3 chunks (TTT_CHUNK_SIZE=48,
+               TTT_LORA_RANK=8, other TTT knobs default) after a warm-up eval, each op attributed to the chunk
+               step of ttt_batch in flight (`step`: 0 also creates the AdamW state, 1 is the steady
+               scored-and-trained step, 2 the last chunk, scored only) or to the batch's work outside the steps.
+
+The numbers before issue 15 came from this script as committed at f6034f4, run on train_gpt.py of 5ec04d1:
+    git show f6034f4:scripts/host_syncs.py > /tmp/host_syncs_before.py
+    .venv/bin/python /tmp/host_syncs_before.py --rev 5ec04d1
 
 What HostSyncs counts (a TorchDispatchMode, plus Python-level patches while it is active):
   - every aten op dispatched below autograd and autocast (forward, backward, optimizer): `total_ops`; those on
@@ -33,40 +29,32 @@ What HostSyncs counts (a TorchDispatchMode, plus Python-level patches while it i
     is_nonzero; and what the CPU cannot show as ops: item/tolist/numpy/cpu of a device tensor,
     torch.tensor/as_tensor(..., device=<device>), .to(<device>) of a host tensor without non_blocking (CUDA's
     blocking copy from pageable memory waits for the stream), a host tensor of 1+ dims inside a device op.
-    .to(<device>, non_blocking=True) of a host tensor is listed apart: no stream sync from pinned memory, maybe
-    a synchronous staging copy from pageable memory.
+    .to(<device>, non_blocking=True) of a host tensor is listed apart (train_gpt.py pins those on CUDA).
 Each event carries the innermost train_gpt.py frame (file:line function), else the innermost frame outside
-torch and the counter (the replicas here).
+torch and the counter.
 
 The convention: on this CPU every tensor is a CPU tensor, so each one stands for a device tensor, as it does
 when the host bookkeeping of the timed loops lives in numpy or Python; except the tensors the counter sees made
 on the host: by torch.tensor/as_tensor/from_numpy or a factory (arange, zeros, empty, ...) without a device or
 with device="cpu" (a string), by .cpu()/.to("cpu"), registered with host(), or computed only from host
-tensors. Their sync-type reads are listed apart as "sync-type reads of host tensors" (no GPU sync; the plain
-all-device convention would count them). A host tensor the counter cannot see as one (made before it started
-and not registered, or placed with a torch.device object, which always means the accelerator) is a device
-tensor here: ops on it are (over)counted as device ops and syncs. While active, .to()/.cpu() across the two
-sides return a copy, as on CUDA. Blind spots: torch.compile graphs (counted eager), the attention kernel (SDPA
-here; FA3 or FlexAttention on CUDA), CPU autocast's op lists (close to, not equal to CUDA's), syncs inside ops
-not listed above, NCCL, the caching allocator (cudaMalloc, cudaFree), ops on other threads (not counted: off
-the main thread; their Python-level events neither, but their host tensors are tracked).
+tensors. Their sync-type reads are listed apart as "sync-type reads of host tensors". A host tensor the counter
+cannot see as one (made before it started and not registered, or placed with a torch.device object, which
+always means the accelerator) is a device tensor here: ops on it are (over)counted as device ops and syncs.
+While active, .to()/.cpu() across the two sides return a copy, as on CUDA. Blind spots: torch.compile graphs
+(counted eager), the attention kernel (SDPA here; FA3 or FlexAttention on CUDA), CPU autocast's op lists
+(close to, not equal to CUDA's), syncs inside ops not listed above, NCCL, the caching allocator, ops on other
+threads (the loader's: not counted, but the host tensors they make are tracked).
 """
 
 import argparse
 import ast
-import atexit
 import contextlib
-import importlib.util
 import inspect
 import os
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -478,31 +466,11 @@ OWN_CODES = _codes([inspect.unwrap(f) for v in vars(HostSyncs).values() for f in
 
 SMALL = {"MODEL_DIM": "64", "NUM_HEADS": "8", "NUM_KV_HEADS": "4", "VOCAB_SIZE": "512", "ROPE_DIMS": "4",
          "TRAIN_SEQ_LEN": "128", "TRAIN_BATCH_TOKENS": str(8 * 1024), "AUTOCAST": "bf16", "COMPILE": "0"}
-CLAIM = "~10,300 aten ops (1,044 of them dtype copies) with at least 9 host syncs per TTT chunk step"
-
-
-def load_train_gpt(source: str | None, rev: str | None):
-    """train_gpt.py imported as `train_gpt`: the working tree's, a file, or the one committed at a revision."""
-    if rev is not None:
-        text = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:train_gpt.py"], check=True,
-                              capture_output=True).stdout
-        tmp = tempfile.mkdtemp(prefix="host_syncs_")
-        atexit.register(shutil.rmtree, tmp, True)
-        source = os.path.join(tmp, "train_gpt.py")
-        Path(source).write_bytes(text)
-    spec = importlib.util.spec_from_file_location("train_gpt", source or REPO / "train_gpt.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_gpt"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @contextlib.contextmanager
-def cuda_paths(enabled: bool):
-    """Optimizers that pick their implementation by device take CUDA's foreach path on the CPU too."""
-    if not enabled:
-        yield
-        return
+def cuda_paths():
+    """Optimizers that pick their implementation by device (SGD) take CUDA's foreach path on the CPU too."""
     import torch.optim.optimizer as optimizer_module
     orig = optimizer_module._get_foreach_kernels_supported_devices
     optimizer_module._get_foreach_kernels_supported_devices = lambda: [*orig(), "cpu"]
@@ -510,22 +478,6 @@ def cuda_paths(enabled: bool):
         yield
     finally:
         optimizer_module._get_foreach_kernels_supported_devices = orig
-
-
-def mirror_fused(optimizers: list, enabled: bool) -> None:
-    """build_optimizers asks for fused AdamW on CUDA only (fused=False here): switch it on before any step."""
-    for opt in optimizers if enabled else []:
-        if isinstance(opt, torch.optim.Adam | torch.optim.AdamW) and opt.defaults.get("fused") is False:
-            for group in opt.param_groups:
-                group["fused"], group["foreach"] = True, False
-
-
-def source_lines(func, snippets: list[str]) -> str:
-    """'file:first-last' of the lines of a function that contain the snippets (what a replica copies)."""
-    lines, start = inspect.getsourcelines(func)
-    found = [next((start + i for i, line in enumerate(lines) if s in line), None) for s in snippets]
-    name = os.path.basename(inspect.getsourcefile(func))
-    return f"{name}:{min(found)}-{max(found)}" if None not in found else f"{name}: lines not found, a stale replica"
 
 
 def write_train_shard(directory: str, num_tokens: int, bos_every: int, vocab: int, seed: int = 0) -> Path:
@@ -540,68 +492,45 @@ def write_train_shard(directory: str, num_tokens: int, bos_every: int, vocab: in
     return path
 
 
-def make_loader(tg, hp, rt):
-    """tg.TrainLoader as train() builds it (a loader that takes the batch size or DOC_ISOLATION gets them)."""
-    params = inspect.signature(tg.TrainLoader).parameters
-    extra = {k: v for k, v in (("global_tokens", hp.train_batch_tokens), ("doc_isolation", hp.doc_isolation))
-             if k in params}
-    return tg.TrainLoader(tg.train_pattern(hp), rt, **extra)
-
-
-CLOCK_SNIPPETS = ["elapsed = torch.tensor(", "diverged = (~torch.isfinite(loss))", ").tolist()"]
-
-
-def clock_lines(tg, loss, rt, train_ms: float, t0: float) -> tuple[float, float]:
-    """Replica of train()'s per-step clock after train_step (CLOCK_SNIPPETS): the clock and the divergence flag
-    all-reduced together and read back on the host."""
-    elapsed = torch.tensor(train_ms + 1000 * (time.perf_counter() - t0), device=rt.device, dtype=torch.float64)
-    diverged = (~torch.isfinite(loss)).to(torch.float64)
-    elapsed_ms, diverged = tg.all_reduce_(torch.stack([elapsed, diverged]), rt, tg.dist.ReduceOp.MAX).tolist()
-    return elapsed_ms, diverged
-
-
-def build_training(tg, data_dir: str, cpu_paths: bool):
+def training_step(tg, data_dir: str) -> dict[str, Tally]:
+    """One train_step of the looped stage after a warm-up step, split by micro-batch, then the loop's EMA
+    update and clock: {"step", "ema", "clock"}."""
     write_train_shard(data_dir, num_tokens=200_000, bos_every=100, vocab=int(SMALL["VOCAB_SIZE"]))
-    hp = tg.Hyperparameters.from_env({**SMALL, "DATA_PATH": data_dir})
-    rt = tg.Runtime(0, 1, 0, torch.device("cpu"), autocast=True)
-    model = tg.build_model(hp, rt.device)
-    optimizers = tg.build_optimizers(model, hp, rt)
-    mirror_fused(optimizers, not cpu_paths)
-    average = tg.WeightAverage(model, hp, lambda msg: None) if hp.ema_decay > 0 or hp.swa_enabled else None
-    return hp, rt, model, optimizers, make_loader(tg, hp, rt), average
-
-
-def measure_train(tg, cpu_paths: bool) -> None:
-    """One train_step of the looped stage after a warm-up step, then train()'s per-step EMA update and clock."""
-    with tempfile.TemporaryDirectory() as tmp, cuda_paths(not cpu_paths), HostSyncs(tg.__file__) as hs:
+    with cuda_paths(), HostSyncs(tg.__file__) as hs:
         with hs.paused():
-            hp, rt, model, optimizers, loader, average = build_training(tg, tmp, cpu_paths)
+            hp = tg.Hyperparameters.from_env({**SMALL, "DATA_PATH": data_dir})
+            rt = tg.Runtime(0, 1, 0, torch.device("cpu"), autocast=True)
+            model = tg.build_model(hp, rt.device)
+            optimizers = tg.build_optimizers(model, hp, rt)
+            average = tg.WeightAverage(model, hp, lambda msg: None)
+            loader = tg.TrainLoader(tg.train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
             stage = tg.Stage(plan=len(model.plans) - 1, span=hp.train_seq_len)
             tg.train_step(model, optimizers, loader, hp, rt, 100, 1.0, stage)  # optimizer state, first calls
         hs.split = (tg.train_step, "micro")
-        t0 = time.perf_counter()
         loss = tg.train_step(model, optimizers, loader, hp, rt, 101, 1.0, stage)
-        step = hs.take()
+        out = {"step": hs.take()}
         hs.split = None
-        if average is not None:
-            average.update(model, 102, 1.0, stage.plan == len(model.plans) - 1)
-        ema = hs.take()
-        clock_lines(tg, loss, rt, 0.0, t0)
-        clock = hs.take()
-        getattr(loader, "close", lambda: None)()
+        average.update(model, 102, 1.0, True)
+        out["ema"] = hs.take()
+        tg.step_clock(loss, 1.0, rt)
+        out["clock"] = hs.take()
+        with hs.paused():
+            loader.close()
+    out.update(stage=stage, applications=len(model.plans[stage.plan].order), micro_tokens=hp.train_batch_tokens // 8)
+    return out
+
+
+def print_training(m: dict) -> None:
+    step = m["step"]
     micro = {k: v for k, v in step.buckets.items() if k != "outside"}
-    alike = len({(t.total_ops, t.dtype_copies, len(t.syncs), len(t.transfers)) for t in micro.values()}) == 1
-    print(f"\n== one training step: looped stage (plan {stage.plan}, {len(model.plans[stage.plan].order)} "
-          f"layer applications), span {stage.span}, {rt.grad_accum_steps} micro-batches of "
-          f"{hp.train_batch_tokens // rt.grad_accum_steps} tokens, world size 1 ==")
+    print(f"\n== one training step: looped stage (plan {m['stage'].plan}, {m['applications']} layer applications), "
+          f"span {m['stage'].span}, {len(micro)} micro-batches of {m['micro_tokens']} tokens, world size 1 ==")
     print(step.report("tg.train_step", top=6))
-    print(micro[1].report(f"  one micro-batch (micro=1; all {len(micro)} alike: {alike})"))
-    tail = step.buckets.get("outside", Tally())
-    print(tail.report("  once per step, outside the micro-batch loop (grad clip, optimizers)"))
-    print(ema.report("EMA update (WeightAverage.update in train(), every step)"))
-    print(clock.report(f"clock of train() (replica of {source_lines(tg.train, CLOCK_SNIPPETS)})"))
-    print(f"per training step in all: {step.merged(ema, clock).summary()}")
-    print("  (+1 item() of the loss on logged steps: the first 10 and every TRAIN_LOG_EVERY)")
+    print(micro[1].report("  one micro-batch (micro=1)"))
+    print(step.buckets.get("outside", Tally()).report("  once per step, outside the micro-batch loop"))
+    print(m["ema"].report("EMA update (WeightAverage.update)"))
+    print(m["clock"].report("clock (tg.step_clock)"))
+    print(f"per training step in all: {step.merged(m['ema'], m['clock']).summary()}")
 
 
 def validation(tg, lengths: list[int], vocab: int, seed: int = 0):
@@ -612,150 +541,57 @@ def validation(tg, lengths: list[int], vocab: int, seed: int = 0):
     return tg.ValidationData(tokens, (tokens.long() % 3 + 1).to(torch.int16))
 
 
-LANES = 8  # train_gpt's WARM_START_LANES at HEAD 5ec04d1
-EVAL_TTT_SNIPPETS = ["lanes[index % WARM_START_LANES] =", "= meters.meters[label].sums.tolist()"]
-
-
-def eval_ttt_lines(tg, lora, meters, label: str, lanes: dict, index: int) -> tuple[float, float]:
-    """Replica of eval_ttt's per-batch lines after ttt_batch (EVAL_TTT_SNIPPETS)."""
-    lanes[index % LANES] = {n: a.detach().clone() for n, a in lora.a.items()}
-    nll, tokens, nbytes = meters.meters[label].sums.tolist()
-    return tg.loss_and_bpb(nll, tokens, max(nbytes, 1))
-
-
-def measure_ttt(tg, num_docs: int, cpu_paths: bool) -> dict:
-    """A warm-up TTT batch, then new_lora (warm-started A), one ttt_batch split by chunk step, eval_ttt's tail."""
-    with cuda_paths(not cpu_paths), HostSyncs(tg.__file__) as hs:
+def ttt_batch_steps(tg, num_docs: int) -> dict:
+    """eval_ttt over one batch of num_docs documents of 3 chunks, after a warm-up eval; ops split by the chunk
+    step of ttt_batch in flight ("outside": the batch's work around them)."""
+    with cuda_paths(), HostSyncs(tg.__file__) as hs:
         with hs.paused():
-            hp = tg.Hyperparameters.from_env({**SMALL, "TTT_LORA_RANK": "8"})
+            hp = tg.Hyperparameters.from_env({**SMALL, "TTT_LORA_RANK": "8", "TTT_BATCH_SIZE": str(num_docs)})
             rt = tg.Runtime(0, 1, 0, torch.device("cpu"), autocast=True)
             model = tg.build_model(hp, rt.device)
-            model.requires_grad_(False)
-            model.eval()
             lengths = np.random.default_rng(num_docs).integers(2 * hp.ttt_chunk_size + 1, 3 * hp.ttt_chunk_size + 1,
                                                               size=num_docs).tolist()  # 3 chunks each
             val = validation(tg, lengths, hp.vocab_size)
             hs.host(val.tokens, val.token_bytes)
-            meters, label = tg.StageMeters(["ttt"], val, hp, rt, None), "ttt"
-            index, docs = tg.ttt_queue(val, hp)[0]
-            warm = tg.new_lora(model, hp, index, len(docs), {})
-            tg.ttt_batch(model, val, docs, warm, hp, rt, meters, label)
-            carried = {n: a.detach().clone() for n, a in warm.a.items()}
-            lanes = {0: carried, len(docs): carried}  # keyed by lane (index % 8) and by batch size: either finds it
-        index += LANES  # the same lane: new_lora takes the previous batch's A
-        lora = tg.new_lora(model, hp, index, len(docs), lanes)
-        new = hs.take()
+            meters = tg.StageMeters(["ttt_phased"], val, hp, rt, None)
+            tg.eval_ttt(model, val, hp, rt, meters, lambda *a, **k: None)
         hs.split = (tg.ttt_batch, "step")
-        tg.ttt_batch(model, val, docs, lora, hp, rt, meters, label)
+        tg.eval_ttt(model, val, hp, rt, meters, lambda *a, **k: None)
         batch = hs.take()
-        hs.split = None
-        eval_ttt_lines(tg, lora, meters, label, lanes, index)
-        tail = hs.take()
-    return {"hp": hp, "lengths": lengths, "new": new, "batch": batch, "tail": tail}
+    return {"hp": hp, "lengths": lengths, "batch": batch}
 
 
-def print_ttt(tg, m: dict) -> None:
+def print_ttt(m: dict) -> None:
     hp, batch = m["hp"], m["batch"]
     steps = sorted(k for k in batch.buckets if k != "outside")
     print(f"\n== TTT: one batch of {len(m['lengths'])} documents of {min(m['lengths'])}-{max(m['lengths'])} targets "
           f"({len(steps)} chunk steps of {hp.ttt_chunk_size}), LoRA rank {hp.ttt_lora_rank}, "
           f"{hp.ttt_optimizer} adapters, {hp.ttt_grad_steps} grad step(s) per chunk ==")
-    print("per batch, outside the chunk loop:")
-    print(m["new"].report("  new_lora (A warm-started from the lane)"))
-    print(batch.buckets.get("outside", Tally()).report("  ttt_batch before its chunk loop"))
-    print(m["tail"].report(f"  eval_ttt after ttt_batch (replica of {source_lines(tg.eval_ttt, EVAL_TTT_SNIPPETS)})"))
+    print(batch.buckets.get("outside", Tally()).report("per batch, outside the chunk steps (eval_ttt, new_lora)"))
     names = {0: "scored and trained; AdamW state created", steps[-1]: "the last chunk: scored, not trained"}
     for k in steps:
         print(batch.buckets[k].report(f"chunk step {k} ({names.get(k, 'scored and trained: the steady state')})",
                                       top=6 if k == 1 else 0))
 
 
-def compare_ttt(results: dict[int, dict]) -> None:
-    """Chunk step 1 per document count, the per-document slope, and the issue's claim."""
-    print("\n== TTT chunk step 1 (scored and trained) by documents per batch ==")
-    rows = {n: m["batch"].buckets[1] for n, m in sorted(results.items())}
-    for n, t in rows.items():
-        print(f"  {n:3d} documents: {t.total_ops:,} aten ops, {t.dtype_copies:,} dtype copies, "
-              f"{len(t.syncs)} host syncs, {len(t.host_reads)} sync-type reads of host tensors")
-    if len(rows) > 1:
-        (n0, a), *_, (n1, b) = rows.items()
-        slope = lambda f: (f(b) - f(a)) / (n1 - n0)  # noqa: E731
-        print(f"  per extra document: {slope(lambda t: t.total_ops):+.2f} aten ops "
-              f"({slope(lambda t: t.host_ops):+.2f} on host tensors), {slope(lambda t: t.dtype_copies):+.2f} "
-              f"dtype copies, {slope(lambda t: len(t.syncs)):+.2f} host syncs")
-    print(f"  the issue's claim: {CLAIM}")
-
-
-def timed(fn, reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
-
-
-def measure_loader(tg, num_tokens: int, reps: int) -> None:
-    """Seconds of the train loader's shard switch on one thread (torchrun's one thread per process)."""
-    need, free = 2 * num_tokens + 1024, shutil.disk_usage(tempfile.gettempdir()).free
-    if free < 2 * need:
-        print(f"loader: {free / 2**30:.1f} GiB free in {tempfile.gettempdir()}, {need / 2**30:.1f} GiB needed: skipped")
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_train_shard(tmp, num_tokens, bos_every=957, vocab=8192)
-            hp = tg.Hyperparameters.from_env({**SMALL, "DATA_PATH": tmp})
-            rt = tg.Runtime(0, 1, 0, torch.device("cpu"), autocast=False)
-            runs = {"TrainLoader(...) construction": timed(lambda: make_loader(tg, hp, rt), reps)}
-            if hasattr(tg.TrainLoader, "_next_file"):
-                loader = make_loader(tg, hp, rt)
-                runs["TrainLoader._next_file() (main thread)"] = timed(loader._next_file, reps)
-                runs["  of which read_shard (memmap, astype int32)"] = timed(lambda: tg.read_shard(path), reps)
-                runs["  of which torch.nonzero(tokens == BOS)"] = timed(
-                    lambda: torch.nonzero(loader.tokens == tg.BOS_ID), reps)
-            if hasattr(tg, "first_bos"):
-                runs["first_bos(shard_array(path)) (the loader thread's switch)"] = timed(
-                    lambda: tg.first_bos(tg.shard_array(path), path), reps)
-    finally:
-        torch.set_num_threads(threads)
-    print(f"\n== train loader shard switch: {num_tokens:,} tokens (uint16, BOS every ~957), 1 thread, "
-          f"page cache warm (the shard was just written), {reps} repetitions ==")
-    for name, secs in runs.items():
-        print(f"  {name:<60} min {min(secs):.3f} s, median {statistics.median(secs):.3f} s "
-              f"[{', '.join(f'{s:.3f}' for s in secs)}]")
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--what", choices=("train", "ttt", "both", "loader"), default="both")
-    where = ap.add_mutually_exclusive_group()
-    where.add_argument("--rev", help="measure train_gpt.py as committed at this git revision")
-    where.add_argument("--source", help="measure this copy of train_gpt.py (default: the working tree's)")
+    ap.add_argument("--what", choices=("train", "ttt", "both"), default="both")
     ap.add_argument("--ttt-docs", default="2,64", help="documents per TTT batch, comma-separated (default 2,64)")
-    ap.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens of the --what loader shard")
-    ap.add_argument("--reps", type=int, default=3, help="repetitions of the --what loader timings")
-    ap.add_argument("--cpu-paths", action="store_true", help="keep torch's CPU optimizer paths (not CUDA's)")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    tg = load_train_gpt(args.source, args.rev)
-    print(f"train_gpt.py: {f'git {args.rev}' if args.rev else tg.__file__}; torch {torch.__version__}; "
-          f"{'CPU' if args.cpu_paths else 'CUDA'} optimizer paths")
+    import train_gpt as tg
+
+    print(f"train_gpt.py: {tg.__file__}; torch {torch.__version__}")
     if args.what in ("train", "both"):
-        measure_train(tg, args.cpu_paths)
+        with tempfile.TemporaryDirectory() as tmp:
+            print_training(training_step(tg, tmp))
     if args.what in ("ttt", "both"):
-        results = {}
         for n in sorted({int(x) for x in args.ttt_docs.split(",")}):
-            results[n] = measure_ttt(tg, n, args.cpu_paths)
-            print_ttt(tg, results[n])
-        if all(1 in m["batch"].buckets for m in results.values()):
-            compare_ttt(results)
-    if args.what == "loader":
-        measure_loader(tg, args.shard_tokens, args.reps)
+            print_ttt(ttt_batch_steps(tg, n))
 
 
 if __name__ == "__main__":

@@ -44,22 +44,30 @@ MUTATIONS = {
     "adam_betas": ("betas=(hp.beta1, hp.beta2)", "betas=(hp.beta1, 0.95)", FIDELITY),
     "xsa_counts_applications": ("xsa = [b >= hp.num_layers - hp.xsa_last_n for b in order]",
                                 "xsa = [i >= n - hp.xsa_last_n for i in range(n)]", FIDELITY),
-    "segment_cut_from_row_start": ("return (pos - doc_start) % span",  # cuts at BOS and every span of the row
-                                   "return torch.minimum(pos - doc_start, pos % span)", ["tests/test_segments.py"]),
+    "segment_cut_from_row_start": ("return np.repeat(docs, counts) + within * span",  # also every span of the row
+                                   "return np.union1d(np.repeat(docs, counts), np.arange(0, length, span))",
+                                   ["tests/test_segments.py"]),
+    "loader_bos_off_by_one": ("np.flatnonzero(row.numpy()[:-1] == BOS_ID)", "np.flatnonzero(row.numpy()[1:] == BOS_ID)",
+                              ["tests/test_segments.py"]),
     "bf16_hessians": ("        with fp32_context(x.device):  # else x^T x would be a bf16 matmul under autocast\n",
                       "        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):\n",
                       ["tests/test_numerics.py"]),
     "no_damping_retry": ("GPTQ_DAMPING = (0.01, 0.1, 1.0)", "GPTQ_DAMPING = (0.01,)", ["tests/test_numerics.py"]),
     # evaluation legality (#1017): each mutation makes one mode peek, double-count or skip
-    "ttt_trains_the_last_chunk": ("train = (steps[live] > step + 1)", "train = (steps[live] > step)", LEGALITY),
+    "ttt_trains_the_last_chunk": ("[c > step + 1 for c in chunks[:rows]]", "[c > step for c in chunks[:rows]]",
+                                  LEGALITY),
+    "ttt_scores_the_next_target": ("index[i], positions[i], mask[i, : e - s] = s - a + slots,",
+                                   "index[i], positions[i], mask[i, : e - s] = s - a + 1 + slots,", LEGALITY),
+    "ttt_claims_skip_a_batch": ("            self.taken += 1\n", "            self.taken += 2\n", LEGALITY),
+    "phase_before_its_batches_are_scored": ("        while b < bound:\n", "        while b < bound - 1:\n", LEGALITY),
     "ttt_window_sees_the_chunk_end": ("out.append((max(start, hi - hp.ttt_eval_seq_len), start + step * c, hi))",
                                       "out.append((max(start, hi + 1 - hp.ttt_eval_seq_len), start + step * c, "
                                       "min(hi + 1, end)))", LEGALITY),
-    "hedge_counts_before_mixing": ("            mixed, experts = hedge.mix(logp, prev2, prev1)\n",
-                                   "            hedge.update(None, prev2, prev1, val.tokens[positions].long())\n"
-                                   "            mixed, experts = hedge.mix(logp, prev2, prev1)\n", LEGALITY),
-    "tilt_hints_the_target": ("hints = self.hints[cpu_pos].to(logp.device)",
-                              "hints = self.val.tokens[cpu_pos].long().to(logp.device)", LEGALITY),
+    "hedge_counts_before_mixing": ("    mixed, experts = hedge.mix(",
+                                   "    hedge.update(None, dev[\"prev2\"], dev[\"prev1\"], dev[\"targets\"])\n"
+                                   "    mixed, experts = hedge.mix(", LEGALITY),
+    "tilt_hints_the_target": ('arrays["hints"] = self.hints[positions]',
+                              'arrays["hints"] = self.val.tokens.numpy()[positions].astype(np.int64)', LEGALITY),
     "ngram_hint_sees_the_target": ("                if counts:\n", "                if counts and ids[t + 1] in counts:\n",
                                    LEGALITY),
     "sliding_drops_the_tail": ("    while end < num_targets:\n", "    while end + stride <= num_targets:\n", LEGALITY),
@@ -73,7 +81,8 @@ MUTATIONS = {
     "resume_without_muon_momenta": ('zip(optimizers, [*shared["adam"], local["muon"]], strict=True)',
                                     'zip(optimizers[:-1], shared["adam"], strict=True)', RESUME),
     "resume_without_the_ema": ("average.sum[name].copy_(tensor)", "average.sum[name].copy_(average.sum[name])", RESUME),
-    "resume_loader_at_shard_start": ('self.pos = state["pos"]', "self.pos = self.pos", RESUME),
+    "resume_loader_at_shard_start": ('self.cursor = (state["file_index"], state["pos"])',
+                                     'self.cursor = (state["file_index"], None)', RESUME),
     "resume_without_rng": ('set_rng_state(local["rng"], rt)', "None", RESUME),
     "fingerprint_misses_the_optimizer": ('names[: names.index("quant_method")]', 'names[: names.index("vocab_size")]',
                                          RESUME),
@@ -96,7 +105,7 @@ def main() -> int:
     chosen = sys.argv[1:] or list(MUTATIONS)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for item in ("tests", "data", "records", "pytest.ini"):
+        for item in ("tests", "data", "records", "scripts", "pytest.ini"):
             (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, work / item)
         caught = [run(name, *MUTATIONS[name], work) for name in chosen]
     return 0 if all(caught) else 1

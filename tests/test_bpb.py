@@ -17,7 +17,7 @@ CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"),
 class ConstantNLL(nn.Module):
     """A stand-in model whose per-token NLL is known exactly: uniform over the vocabulary (ln V)."""
 
-    def forward(self, x, y, reduction="none"):
+    def forward(self, x, y, reduction="none", cu_seqlens=None):
         return torch.full((y.numel(),), math.log(TINY_VOCAB), dtype=torch.float64)
 
 
@@ -61,7 +61,7 @@ def test_hand_computed_three_documents(tiny_dataset, tmp_path):
 class TargetNLL(nn.Module):
     """NLL that depends on the target id, so scoring the wrong token or position changes the sum."""
 
-    def forward(self, x, y, reduction="none"):
+    def forward(self, x, y, reduction="none", cu_seqlens=None):
         return y.reshape(-1).double() * 1e-3
 
 

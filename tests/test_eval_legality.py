@@ -3,11 +3,14 @@ single pass (C4: every target scored exactly once), checked on each mode's per-p
 against a slow reference of score-first TTT, and against the synthetic corpus's exact entropy floor, which
 an honest mode cannot beat and a deliberately leaky one (train on a chunk, then score it) does."""
 
+import functools
 import json
 import math
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 import synthetic_corpus
 import train_gpt as tg
@@ -163,14 +166,14 @@ def reference_lora_ttt_nll(model, val, hp) -> float:
             lora = tg.BatchedLoRA(model, hp, 1, seed=0)
             with torch.no_grad():
                 for name, a in lora.a.items():
-                    a.copy_(batch.a[name][:, slot : slot + 1])
+                    a.copy_(batch.a[name][slot : slot + 1])
             opt = torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
                                     weight_decay=hp.ttt_weight_decay)
             for lo in range(0, end - start, hp.ttt_chunk_size):
                 hi = min(lo + hp.ttt_chunk_size, end - start)
                 a = start + max(0, hi - seq_len)
                 x, y = val.tokens[a : start + hi].long()[None], val.tokens[a + 1 : start + hi + 1].long()[None]
-                nll = model(x, y, reduction="none", span=seq_len, lora=lora)[-(hi - lo):]
+                nll = model(x, y, reduction="none", span=seq_len, lora=lora.delta())[-(hi - lo):]
                 total += float(nll.detach().sum())
                 if hi < end - start:
                     opt.zero_grad()
@@ -179,19 +182,41 @@ def reference_lora_ttt_nll(model, val, hp) -> float:
     return total
 
 
-def test_lora_ttt_equals_the_score_first_reference(tmp_path):
-    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "TTT_WARM_START_A": 0})
+def lora_ttt_total(env: dict, warm_up: bool = False) -> tuple[float, float, int]:
+    """(the eval's NLL total, the reference's, graphs compiled by the timed eval) on stream(seed=3)."""
     hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=3))
     model.requires_grad_(False)
     want = reference_lora_ttt_nll(model, val, hp)
-    meters = tg.StageMeters(["ttt_lora"], val, hp, CPU, None)
+    if warm_up:
+        tg.eval_warmup(model, hp, CPU)
+    graphs, meters = tg.compiled_graphs(), tg.StageMeters(["ttt_lora"], val, hp, CPU, None)
     tg.eval_ttt(model, val, hp, CPU, meters, lambda *a, **k: None)
     nll, tokens, _ = meters.meters["ttt_lora"].totals(CPU)
     assert tokens == val.tokens.numel() - 1
+    return nll, want, tg.compiled_graphs() - graphs
+
+
+def test_lora_ttt_equals_the_score_first_reference(tmp_path):
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "TTT_WARM_START_A": 0})
+    nll, want, _ = lora_ttt_total(env)
     assert nll == pytest.approx(want, rel=1e-5)
+    model, val = model_for(env), validation(stream(seed=3))
     with torch.no_grad():  # and TTT mattered: the frozen model scores differently
         frozen = float(model(val.tokens[:-1].long()[None], val.tokens[1:].long()[None], reduction="sum"))
     assert abs(frozen - want) > 1e-3
+
+
+def test_compiled_ttt_equals_the_reference_and_compiles_only_in_the_warm_up(tmp_path, monkeypatch):
+    """The TTT scorer compiled as on CUDA (COMPILE=1: dynamic shapes; aot_eager here, the same graphs and
+    guards without the CPU's slow codegen): the eval warm-up on random tokens builds every graph the timed
+    eval needs, and the totals equal the slow reference."""
+    monkeypatch.setattr(tg, "compiled_scorer",
+                        functools.cache(lambda: torch.compile(tg.scored_logp, dynamic=True, backend="aot_eager")))
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "TTT_WARM_START_A": 0, "COMPILE": 1})
+    torch._dynamo.reset()
+    nll, want, graphs_in_eval = lora_ttt_total(env, warm_up=True)
+    assert graphs_in_eval == 0
+    assert nll == pytest.approx(want, rel=1e-5)
 
 
 def test_phased_global_sgd_sees_only_fully_scored_documents(tmp_path):
@@ -211,6 +236,52 @@ def test_phased_global_sgd_sees_only_fully_scored_documents(tmp_path):
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # the phases did train
 
 
+def claiming_worker(rank: int, world: int, init_file: str, out: str, env: dict) -> None:
+    """One of two gloo ranks running phased TTT with batches claimed from the shared store."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    rt = tg.Runtime(rank, world, rank, torch.device("cpu"), False)
+    hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=4))
+    trace, meters = [], tg.StageMeters(["ttt_phased"], val, hp, rt, None)
+    tg.eval_ttt(model, val, hp, rt, meters, lambda *a, **k: None, trace)
+    torch.save(dict(trace=trace, totals=meters.meters["ttt_phased"].totals(rt)), f"{out}.{rank}")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_claimed_batches_on_two_ranks_score_each_document_once_and_phases_wait_for_them(tmp_path):
+    """Two ranks take batches from a shared counter: each batch is scored by exactly one rank, no rank scores
+    a batch past a phase's bound before that phase or one below it after, so every document a phase trains on
+    was scored before it on whichever rank; the totals are the one-process totals (warm-start A off: the only
+    rank-dependent state)."""
+    # the record's global-SGD LR: SMALL's 0.05 turns the gradients' other summation order into ~5e-6 of the total
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "PHASED_TTT_ENABLED": 1, "TTT_WARM_START_A": 0,
+                                          "GLOBAL_TTT_LR": 0.001})
+    mp.spawn(claiming_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out"), env), nprocs=2, join=True)
+    runs = [torch.load(tmp_path / f"out.{rank}", weights_only=False) for rank in range(2)]
+    hp, val = tg.Hyperparameters.from_env(env), validation(stream(seed=4))
+    queue = tg.ttt_queue(val, hp)
+    index = {tuple(docs): b for b, docs in queue}
+    bounds = [bound for bound, _ in tg.phase_plan(len(queue), hp)]
+    assert bounds == [1, 2] and len(queue) == 4
+    scored = []
+    for run in runs:
+        phase = 0
+        for event, docs in run["trace"]:
+            if event == "global_sgd":
+                phase += 1
+                continue
+            b = index[tuple(docs)]
+            assert (bounds[phase - 1] if phase else 0) <= b < (bounds[phase] if phase < len(bounds) else len(queue))
+            scored.append(b)
+        assert phase == len(bounds)  # every rank joined every phase
+    assert sorted(scored) == list(range(len(queue)))
+    one = tg.StageMeters(["ttt_phased"], val, hp, CPU, None)
+    tg.eval_ttt(model_for(env), val, hp, CPU, one, lambda *a, **k: None)
+    want = one.meters["ttt_phased"].totals(CPU)
+    assert runs[0]["totals"] == runs[1]["totals"] and runs[0]["totals"][1:] == want[1:]
+    assert runs[0]["totals"][0] == pytest.approx(want[0], rel=1e-6)  # global SGD: another summation order
+
+
 def test_a_documents_last_chunk_is_scored_but_never_trained_on(tmp_path):
     env = tiny_env(tmp_path, tmp_path, **SMALL)
     hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=5, lengths=(20, 7, 3)))
@@ -220,21 +291,23 @@ def test_a_documents_last_chunk_is_scored_but_never_trained_on(tmp_path):
     tg.ttt_batch(model, val, docs, lora, hp, CPU, meters, "ttt_lora")
     assert meters.meters["ttt_lora"].totals(CPU)[1] == 33
     for name, b in lora.b.items():  # B starts at 0 and moves only by gradient steps
-        assert torch.count_nonzero(b[:, 0]) > 0 and torch.count_nonzero(b[:, 1:]) == 0, name
+        assert torch.count_nonzero(b[0]) > 0 and torch.count_nonzero(b[1:]) == 0, name
 
 
 def leaky_ttt_batch(model, val, docs, lora, hp, rt, meters, label):
     """The forbidden order, built only here: train on each chunk, then score it."""
-    optimizer = tg.ttt_optimizer(lora, hp)
-    steps = torch.tensor([-(-(e - s) // tg.chunk_size_of(e - s, hp)) for s, e in docs])
-    for step in range(int(steps.max())):
-        live = (steps > step).nonzero().flatten()
-        lora.rows, windows = live, tg.chunk_windows([docs[i] for i in live.tolist()], step, hp)
+    optimizer, span = tg.ttt_optimizer(lora, hp), hp.ttt_eval_seq_len
+    chunks = [tg.chunk_count(d, hp) for d in docs]
+    for step in range(chunks[0]):
+        rows = sum(c > step for c in chunks)
+        host, positions = tg.window_arrays(tg.chunk_windows(docs[:rows], step, hp), meters, span, hp)
+        dev = tg.to_device(host, rt)
         for _ in range(hp.ttt_grad_steps):
             optimizer.zero_grad()
-            tg.score_chunk(model, lora, val, windows, hp, rt, None, label).sum().backward()
+            logp = tg.scored_logp(model, dev, span, lora.delta(rows))
+            (-logp.gather(-1, dev["targets"][..., None]).squeeze(-1) * dev["mask"]).sum().backward()
             optimizer.step()
-        tg.score_chunk(model, lora, val, windows, hp, rt, meters, label)
+        meters.add(label, tg.scored_logp(model, dev, span, lora.delta(rows)).detach(), dev, positions)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from conftest import NUMERIC_MODES, run_script, tiny_env
 EVAL = dict(TTT_ENABLED=1, TTT_CHUNK_SIZE=16, TTT_EVAL_SEQ_LEN=32, TTT_BATCH_SIZE=8, TTT_LORA_RANK=4,
             TTT_LORA_ALPHA=8, TTT_LORA_LR=0.003, PHASED_TTT_PREFIX_DOCS=40, PHASED_TTT_NUM_PHASES=2,
             GLOBAL_TTT_CHUNK_TOKENS=512, GLOBAL_TTT_BATCH_SEQS=4, SLIDING_WINDOW_ENABLED=1, EVAL_STRIDE=16,
-            USE_HEDGE=1, NGRAM_TILT_ENABLED=1)
+            USE_HEDGE=1, NGRAM_TILT_ENABLED=1,
+            TTT_WARM_START_A=0)  # a warm start comes from the rank's previous batch: with it, ranks change the score
 STAGES = ["final_int6_brotli_roundtrip", "quantized_sliding_window", "quantized_sliding_window_tilt",
           "quantized_hedge_mixer", "quantized_hedge_mixer_tilt", "quantized_ttt_phased", "quantized_ttt_phased_tilt"]
 

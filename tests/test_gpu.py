@@ -34,10 +34,12 @@ def small_model(seed: int = 1) -> tg.GPT:
 
 
 def loss_and_grad_norm(model, ids: torch.Tensor, plan_index: int, params) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss as train_step computes it: the segments cut on the host and passed in, as the loader does."""
     for p in params:
         p.grad = None
+    cu = torch.from_numpy(tg.rows_cu_seqlens(ids[:, :-1].cpu().numpy(), int(SMALL["TRAIN_SEQ_LEN"]), True))
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = model(ids[:, :-1], ids[:, 1:], plan_index=plan_index)
+        loss = model(ids[:, :-1], ids[:, 1:], plan_index=plan_index, cu_seqlens=tg.cu_seqlens_input(cu.cuda()))
     loss.backward()
     return loss.detach().float(), torch.sqrt(sum(p.grad.float().square().sum() for p in params if p.grad is not None))
 

@@ -1,17 +1,28 @@
-"""scripts/gpu_smoke.sh without a GPU: usage, refusals, the exact torchrun lines of --dry-run, and the
-summary parser (scripts/gpu_smoke_summary.py) on a log with train_gpt.py's real line shapes."""
+"""scripts/gpu_smoke.sh without a GPU: usage, refusals, the exact commands of --dry-run (tests, the
+gpu_bench.py stages, the vocab-8192 run, the default-recipe run, the summaries), the summary parser
+(scripts/gpu_smoke_summary.py) on a log and a bench output with train_gpt.py's and gpu_bench.py's real line
+shapes, and scripts/gpu_bench.py's CPU paths: its refusals, syncs and ttt at toy sizes, its data."""
 
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+import gpu_bench
+import gpu_plan
+import shard_io
+import train_gpt as tg
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_smoke.sh"
 SUMMARY = REPO / "scripts" / "gpu_smoke_summary.py"
+BENCH = REPO / "scripts" / "gpu_bench.py"
 
 spec = importlib.util.spec_from_file_location("gpu_smoke_summary", SUMMARY)
 summary = importlib.util.module_from_spec(spec)
@@ -28,8 +39,10 @@ def test_help_prints_usage():
     for flag in ("-h", "--help"):
         r = smoke(flag)
         assert r.returncode == 0 and r.stdout.startswith("Usage: bash scripts/gpu_smoke.sh")
-        for option in ("--gpus N", "--seconds S", "--skip-tests", "--out DIR", "--dry-run"):
+        for option in ("--gpus N", "--seconds S", "--sp8192-seconds S", "--skip-tests", "--skip LIST", "--out DIR",
+                       "--dry-run"):
             assert option in r.stdout
+        assert "tests, fa3, syncs, ttt, sp8192" in r.stdout
 
 
 def test_refuses_without_cuda_in_one_line(tmp_path):
@@ -39,8 +52,9 @@ def test_refuses_without_cuda_in_one_line(tmp_path):
     assert r.stdout == "" and not (tmp_path / "out").exists()
 
 
-def torchrun_line(stdout: str) -> str:
-    [line] = [l for l in stdout.splitlines() if "--nproc_per_node=" in l]
+def torchrun_line(stdout: str, run_id: str = "gpu_smoke") -> str:
+    """The dry run's torchrun line of one run: the default recipe's, or RUN_ID=gpu_smoke_sp8192's."""
+    [line] = [l for l in stdout.splitlines() if "--nproc_per_node=" in l and f"RUN_ID={run_id}" in l.split()]
     return line
 
 
@@ -79,6 +93,50 @@ def test_dry_run_without_gpus_flag_shows_eight(tmp_path):
     assert "no CUDA GPU visible here" in r.stdout
 
 
+def test_dry_run_shows_the_new_stages_in_order(tmp_path):
+    out = tmp_path / "smoke"
+    r = smoke("--dry-run", "--gpus", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+
+    def at(text: str) -> int:
+        [i] = [i for i, l in enumerate(lines) if text in l]
+        return i
+
+    fa3, syncs, ttt = (at(f"scripts/gpu_bench.py {cmd}") for cmd in ("fa3", "syncs --steps 5", "ttt"))
+    built = (REPO / "data" / "datasets" / "random_sp8192" / "data_info.json").exists()  # generated once
+    data = at("random-token sp8192 data already in" if built else "scripts/gpu_bench.py data --out "
+              "data/datasets/random_sp8192 --vocab 8192 --shards 3 --shard-tokens 16000000 --val-tokens 131072")
+    sp8192, default = (lines.index(torchrun_line(r.stdout, run)) for run in ("gpu_smoke_sp8192", "gpu_smoke"))
+    tests, s8192, summary = at("-m pytest -m gpu -q tests"), at("--title"), at("--bench")
+    assert tests < fa3 < syncs < ttt < data < sp8192 < default < s8192 < summary
+    assert r.stdout.count(f"# (output also appended to {out}/bench.txt)") == 3
+    words = torchrun_line(r.stdout, "gpu_smoke_sp8192").split()
+    for knob in ("DATA_PATH=./data/datasets/random_sp8192", "VOCAB_SIZE=8192",
+                 "TOKENIZER_PATH=./data/datasets/random_sp8192/tokenizer.model", "MAX_WALLCLOCK_SECONDS=75",
+                 "WARMUP_STEPS=5", "VAL_LOSS_EVERY=0", f"ARTIFACT_DIR={out}/sp8192"):
+        assert knob in words, knob
+    assert words[-3:] == ["--standalone", "--nproc_per_node=1", "train_gpt.py"]
+    assert f"scripts/gpu_smoke_summary.py {out}/sp8192/logs/gpu_smoke_sp8192.txt --console {out}/sp8192/console.txt" \
+        in lines[s8192]
+    assert lines[summary].endswith(f"--target-seconds 600 --bench {out}/bench.txt")
+    assert not out.exists()
+
+
+def test_dry_run_skips_and_sizes_the_new_stages(tmp_path):
+    r = smoke("--dry-run", "--skip", "fa3,ttt", "--skip=sp8192", "--skip-tests", "--sp8192-seconds=90",
+              "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    assert "gpu_bench.py fa3" not in r.stdout and "gpu_bench.py ttt" not in r.stdout
+    assert "gpu_bench.py syncs --steps 5" in r.stdout and "-m pytest" not in r.stdout
+    assert "# (fa3 benchmark skipped: --skip fa3)" in r.stdout
+    assert "# (vocab-8192 run skipped: --skip sp8192)" in r.stdout
+    assert not {"RUN_ID=gpu_smoke_sp8192", "--title", "gpu_bench.py data"} & set(r.stdout.split())
+    r = smoke("--dry-run", "--sp8192-seconds", "90", "--out", str(tmp_path / "o"))
+    assert "MAX_WALLCLOCK_SECONDS=90" in torchrun_line(r.stdout, "gpu_smoke_sp8192").split()
+    assert "MAX_WALLCLOCK_SECONDS=60" in torchrun_line(r.stdout).split()
+
+
 @pytest.mark.parametrize("gpus", ["3", "5", "6", "7", "0", "16", "two"])
 def test_a_gpu_count_that_does_not_divide_8_is_refused(gpus):
     for args in (("--gpus", gpus), ("--dry-run", "--gpus", gpus)):
@@ -93,6 +151,10 @@ def test_a_gpu_count_that_does_not_divide_8_is_refused(gpus):
     (["--gpus"], "--gpus needs a value"),
     (["--dry-run", "--seconds", "8"], "must exceed the GPTQ reserve"),
     (["--dry-run", "--seconds", "1.5"], "whole number of seconds"),
+    (["--dry-run", "--sp8192-seconds", "5"], "--sp8192-seconds 5 must exceed the GPTQ reserve"),
+    (["--dry-run", "--sp8192-seconds"], "--sp8192-seconds needs a value"),
+    (["--dry-run", "--skip", "fa3,bench"], "--skip bench: no such stage (the stages: tests, fa3, syncs, ttt, sp8192)"),
+    (["--dry-run", "--skip"], "--skip needs a value"),
 ])
 def test_bad_arguments_are_refused(args, message):
     r = smoke(*args)
@@ -134,13 +196,19 @@ target_tokens: 98764
 model_params:32275143
 train_loader:dataset:synthetic_sp1024 train_shards:1
 gptq:reserving 8s, effective=52000ms
-warmup_step:20/20 plan:1
+warmup_buckets:64,128,192,256 plan:0 span:2048
+warmup_step:20/20 plan:0 span:2048
+warmup_buckets:64,128,192,256 plan:1 span:2048
+warmup_step:20/20 plan:1 span:2048
 step:1/20000 train_loss:6.9310 train_time:118ms step_avg:118.00ms
 step:10/20000 train_loss:5.1234 train_time:1010ms step_avg:101.00ms
+stage_avg: plan:0 span:2048 steps:180 step_avg:100.20ms
 layer_loop:enabled step:180 frac:0.351 encoder:[0, 1, 2, 3, 4, 5, 3, 4] decoder:[5, 3, 4, 5, 6, 7, 8, 9, 10]
 step:200/20000 train_loss:3.0001 train_time:20500ms step_avg:102.50ms
 step:431/20000 val_loss:2.9012 val_bpb:1.2345 train_time:52040ms step_avg:120.74ms
+stage_avg: plan:1 span:2048 steps:251 step_avg:135.48ms
 stopping_early: wallclock_cap train_time:52040ms step:431/20000
+train_loader: shards_opened:3 open_ms:1.2 (its thread) main_thread_wait_ms:0.8 max_wait_ms:0.3 batches:3448
 ema:applying EMA weights
 diagnostic pre-quantization post-average val_loss:2.90062356 val_bpb:1.23001234
 compile:graphs_before_training:6 graphs_built_while_training:0
@@ -190,6 +258,111 @@ def test_summary_parser_extracts_the_numbers():
     assert s["vocab_size"] == 1024 and s["model_dim"] == 512
     assert s["ranks_reported"] == s["ranks_expected"] == 8 and s["ranks_same_stop_step"] and s["ranks_same_weights"]
     assert s["finished"] and s["warnings"] == [] and s["errors"] == []
+
+
+def test_summary_parses_the_per_stage_lines():
+    s = summary.parse(FAKE_LOG, "", target_seconds=600)
+    assert s["stage_avgs"] == [dict(plan=0, span=2048, steps=180, step_avg_ms=100.2),
+                               dict(plan=1, span=2048, steps=251, step_avg_ms=135.48)]
+    assert s["warmup_buckets"] == [dict(buckets=[64, 128, 192, 256], plan=p, span=2048) for p in (0, 1)]
+    assert (s["shard_opens"], s["shard_open_ms"], s["loader_wait_ms"], s["loader_max_wait_ms"], s["loader_batches"]) \
+        == (3, 1.2, 0.8, 0.3, 3448)
+    assert "train_loader:dataset:synthetic_sp1024" in FAKE_LOG  # the startup line does not match
+    text = summary.format_summary(s)
+    assert ("stages:      plan 0 span 2048: 180 steps at 100.20 ms/step; plan 1 span 2048: 251 steps at "
+            "135.48 ms/step") in text
+    assert ("warm-up:     cu_seqlens buckets 64,128,192,256 (plan 0 span 2048); 64,128,192,256 (plan 1 "
+            "span 2048)") in text
+    assert ("loader:      2 shard switches (3 shard opens, 1.2 ms on its thread); the steps waited 0.8 ms for 3448 "
+            "batches, at most 0.3 ms") in text and "late" not in text and "bench" not in s
+
+
+def test_summary_flags_a_loader_without_switch_or_late():
+    log = FAKE_LOG.replace("shards_opened:3 open_ms:1.2 (its thread) main_thread_wait_ms:0.8 max_wait_ms:0.3",
+                           "shards_opened:1 open_ms:0.2 main_thread_wait_ms:80.5 max_wait_ms:41.0")
+    text = summary.format_summary(summary.parse(log, ""))
+    assert "loader:      no shard switch (1 shard opens, 0.2 ms on its thread)" in text
+    assert "at most 41.0 ms  <- a batch came > 5 ms late" in text
+    new_lines = ("stage_avg", "warmup_buckets", "train_loader: ")
+    bare = "".join(l for l in FAKE_LOG.splitlines(True) if not l.startswith(new_lines))
+    s = summary.parse(bare, "")
+    assert s["stage_avgs"] == s["warmup_buckets"] == [] and "shard_opens" not in s
+    assert not {"stages:", "warm-up:", "loader:"} & {l[:8].strip() for l in summary.format_summary(s).splitlines()}
+
+
+# gpu_bench.py's output on a GPU (numbers imagined): plan 1 shows a stray sync and a recompile
+FAKE_BENCH = """\
+fa3: tokens:98304 span:2048 heads:8 kv_heads:4 head_dim:64 segments:128 entries_trimmed:129 entries_bucketed:192 \
+entries_worst:6194 ms_trimmed:1.210 ms_bucketed:1.230 ms_worst:4.870 bucketed_over_trimmed:1.017 max_abs_diff:0.000
+sync: stage:train plan:0 span:2048 at:train_gpt.py:2183 in:step_clock count:5
+syncs: plan:0 span:2048 steps:5 syncs:5 per_step:1.000 expected:1 graphs_built:0 step_ms:801.500 detector:cuda
+sync: stage:train plan:1 span:2048 at:train_gpt.py:1011 in:next_batch count:2
+sync: stage:train plan:1 span:2048 at:train_gpt.py:2183 in:step_clock count:5
+syncs: plan:1 span:2048 steps:5 syncs:7 per_step:1.400 expected:1 graphs_built:1 step_ms:1180.250 detector:cuda
+gpu_bench: error: a training step should sync once (step_clock) and build no graph
+ttt_step: rows:64 width:2048 scored:48 ms:180.500 peak_mib:23456 syncs:0 warmup_s:61.200
+ttt_step: rows:1 width:2048 scored:48 ms:9.800 peak_mib:1234 syncs:0 warmup_s:20.100
+ttt_projected: ranks:8 docs:50000 batches:782 chunk_steps:51234 fixed_ms:7.090 per_row_ms:2.710 scoring_s:401.200 \
+scoring_full_width_s:512.300 global_sgd_s:75.400 total_s:476.600 full_width_total_s:587.700 plan_total_s:470.000 \
+budget_s:600.000
+"""
+
+
+def test_summary_parses_every_gpu_bench_line():
+    b = summary.parse(FAKE_LOG, "", 600, FAKE_BENCH)["bench"]
+    assert b["fa3"]["segments"] == 128 and b["fa3"]["entries_bucketed"] == 192 and b["fa3"]["entries_worst"] == 6194
+    assert b["fa3"]["bucketed_over_trimmed"] == 1.017 and b["fa3"]["ms_worst"] == 4.87
+    assert b["sync_sites"][0] == {"stage": "train", "plan": 0, "span": 2048, "at": "train_gpt.py:2183",
+                                  "in": "step_clock", "count": 5}
+    assert [r["syncs"] for r in b["syncs"]] == [5, 7] and b["syncs"][1]["graphs_built"] == 1
+    assert b["syncs"][0]["detector"] == "cuda" and b["syncs"][0]["per_step"] == 1.0
+    assert [t["rows"] for t in b["ttt_steps"]] == [64, 1] and b["ttt_steps"][0]["peak_mib"] == 23456
+    assert b["ttt_projected"]["total_s"] == 476.6 and b["ttt_projected"]["ranks"] == 8
+    assert b["errors"] == ["gpu_bench: error: a training step should sync once (step_clock) and build no graph"]
+    text = summary.format_summary(summary.parse(FAKE_LOG, "", 600, FAKE_BENCH))
+    assert ("fa3:         98,304-token row, span 2048, 128 segments: bucketed cu_seqlens (192 entries) 1.23 ms "
+            "fwd+bwd, trimmed (129) 1.21 ms: 1.017x; old worst case (6,194) 4.87 ms") in text and "5% apart" not in text
+    assert "syncs:       plan 0 span 2048: 1.0 host syncs a step (5 in 5 steps, 1 expected), 0 graphs built" in text
+    assert ("plan 1 span 2048: 1.4 host syncs a step (7 in 5 steps, 1 expected), 1 graphs built, 1180.25 ms/step"
+            "  <- NOT") in text
+    lines = text.splitlines()
+    i = next(i for i, l in enumerate(lines) if "plan 1 span 2048: 1.4" in l)
+    assert lines[i + 1 : i + 4] == ["             sync at train_gpt.py:1011 (next_batch) x2",
+                                    "             sync at train_gpt.py:2183 (step_clock) x5", lines[i + 3]]
+    assert lines[i + 3].startswith("ttt step:")  # each stage's sync lines under it, the other stage's not
+    assert "ttt step:    64 rows x 2048 (48 scored): 180.5 ms, peak 23456 MiB, 0 host syncs\n" in text
+    assert "ttt step:    1 row x 2048 (48 scored): 9.8 ms, peak 1234 MiB, 0 host syncs\n" in text
+    assert ("ttt:         projected ~477 s on the busiest of 8 ranks (scoring 401 s + global SGD 75 s; 588 s if every "
+            "step cost a full window; gpu_plan's calibrated 470 s)") in text and "budget" not in text
+    assert text.rstrip().endswith("gpu_bench: error: a training step should sync once (step_clock) and build no graph")
+
+
+def test_summary_flags_bench_results_that_miss():
+    bench = FAKE_BENCH.replace("bucketed_over_trimmed:1.017", "bucketed_over_trimmed:1.230").replace(
+        "total_s:476.600", "total_s:655.000")
+    text = summary.format_summary(summary.parse(FAKE_LOG, "", 600, bench))
+    assert "4.87 ms  <- more than 5% apart" in text and "~655 s on the busiest" in text
+    assert "<- over the 600 s budget" in text
+    ttt_sync = FAKE_BENCH.replace("peak_mib:1234 syncs:0", "peak_mib:1234 syncs:1") + \
+        "sync: stage:ttt rows:1 at:train_gpt.py:3050 in:ttt_step count:1\n"
+    text = summary.format_summary(summary.parse(FAKE_LOG, "", 600, ttt_sync))
+    assert ("1 row x 2048 (48 scored): 9.8 ms, peak 1234 MiB, 1 host syncs  <- a chunk step waited for the GPU\n"
+            "             sync at train_gpt.py:3050 (ttt_step) x1\n") in text
+    assert "bench" not in summary.parse(FAKE_LOG, "", 600, "")
+    odd = summary.format_summary(summary.parse(FAKE_LOG, "", 600, "fa3: tokens:98304 span:2048\n"))
+    assert "bench:       unreadable gpu_bench line (KeyError: 'bucketed_over_trimmed')" in odd and "score:" in odd
+
+
+def test_summary_cli_with_bench_and_title(tmp_path):
+    log, bench = tmp_path / "run.txt", tmp_path / "bench.txt"
+    log.write_text(FAKE_LOG)
+    bench.write_text(FAKE_BENCH)
+    r = subprocess.run([sys.executable, str(SUMMARY), str(log), "--bench", str(bench), "--title", "vocab-8192 run"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("== vocab-8192 run ==") and "ttt step:" in r.stdout
+    missing = subprocess.run([sys.executable, str(SUMMARY), str(log), "--bench", str(tmp_path / "none.txt"), "--json"],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 0 and '"bench"' not in missing.stdout and '"stage_avgs"' in missing.stdout
 
 
 def test_summary_of_a_one_gpu_run_projects_ideal_scaling():
@@ -244,13 +417,28 @@ def test_summary_of_an_unfinished_run_fails(tmp_path):
     assert missing.returncode == 1 and "no log file" in missing.stderr
 
 
+BENCH_STUB = f"""import os, pathlib, sys
+LINES = {{"fa3": {FAKE_BENCH.splitlines()[0]!r}, "syncs": {chr(10).join(FAKE_BENCH.splitlines()[1:6])!r},
+         "ttt": {chr(10).join(FAKE_BENCH.splitlines()[7:])!r}, "data": "data: out:x vocab:8192"}}
+cmd = sys.argv[1]
+if cmd == "data":
+    out = pathlib.Path(sys.argv[sys.argv.index("--out") + 1])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data_info.json").write_text("{{}}")
+print(LINES[cmd])
+sys.exit(int(os.environ.get("FAKE_BENCH_RC_" + cmd.upper(), "0")))
+"""
+
+
 def fake_gpu_repo(tmp_path: Path, torchrun_rc: int = 0, visible: int = 8) -> tuple[Path, dict]:
     """A copy of the two scripts beside stubs: nvidia-smi, a .venv python that sees `visible` GPUs and passes the
-    GPU tests, and a torchrun that writes FAKE_LOG: the whole non-dry-run path, without a GPU."""
+    GPU tests, a gpu_bench.py printing FAKE_BENCH's lines, and a torchrun that writes FAKE_LOG: the whole
+    non-dry-run path, without a GPU."""
     repo, bin_dir = tmp_path / "repo", tmp_path / "bin"
     (repo / "scripts").mkdir(parents=True)
     for script in (SCRIPT, SUMMARY):
         (repo / "scripts" / script.name).write_text(script.read_text())
+    (repo / "scripts" / "gpu_bench.py").write_text(BENCH_STUB)
     (repo / "data" / "datasets" / "synthetic_sp1024").mkdir(parents=True)
     (repo / "data" / "datasets" / "synthetic_sp1024" / "floor.json").write_text("{}")
     (repo / "fake_log.txt").write_text(FAKE_LOG)
@@ -285,9 +473,19 @@ def test_full_run_with_stubbed_gpus(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "gpu tests: -m pytest -m gpu -q tests" in r.stdout
     assert f"--standalone --nproc_per_node=8 train_gpt.py ARTIFACT_DIR={out} VOCAB_SIZE=1024" in r.stdout
+    assert f"--standalone --nproc_per_node=8 train_gpt.py ARTIFACT_DIR={out}/sp8192 VOCAB_SIZE=8192" in r.stdout
     assert "step_avg 120.74 ms/step" in r.stdout and "makes ~4,903 steps" in r.stdout
     assert "1 of 8 reported" in r.stdout  # the stub's console, captured to console.txt
     assert (out / "console.txt").is_file() and (out / "pytest.txt").is_file()
+    assert (out / "sp8192" / "console.txt").is_file() and (out / "sp8192" / "logs" / "gpu_smoke_sp8192.txt").is_file()
+    order = [r.stdout.index(text) for text in ("[2/7] FA3", "[3/7] host syncs", "[4/7] TTT", "generating the random",
+                                               "[5/7] vocab-8192 run", "[6/7] training", "== gpu_smoke summary: vocab",
+                                               "== gpu_smoke summary ==")]
+    assert order == sorted(order)
+    assert (out / "bench.txt").read_text() == FAKE_BENCH.replace("gpu_bench: error: a training step should sync once "
+                                                                 "(step_clock) and build no graph\n", "")
+    assert "fa3:         98,304-token row" in r.stdout and "ttt:         projected ~477 s" in r.stdout
+    assert "wallclock:   tests" in r.stdout and "vocab-8192 run" in r.stdout
     again = subprocess.run(["bash", str(repo / "scripts" / "gpu_smoke.sh"), "--out", str(out)],
                            capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 2 and "already holds a smoke run" in again.stderr
@@ -311,9 +509,255 @@ def test_four_visible_gpus_default_to_four(tmp_path):
     assert r.returncode == 0 and "--nproc_per_node=4" in torchrun_line(r.stdout) and "showing" not in r.stdout
 
 
+def test_a_failed_bench_stage_runs_the_rest_and_fails(tmp_path):
+    repo, env = fake_gpu_repo(tmp_path)
+    (repo / "data" / "datasets" / "random_sp8192").mkdir(parents=True)
+    (repo / "data" / "datasets" / "random_sp8192" / "data_info.json").write_text("{}")
+    env.update(FAKE_BENCH_RC_FA3="2", FAKE_BENCH_RC_TTT="1")
+    r = subprocess.run(["bash", str(repo / "scripts" / "gpu_smoke.sh"), "--skip-tests", "--skip", "syncs",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 1 and "gpu_smoke: stages failed: fa3 (exit 2); ttt (exit 1)" in r.stderr
+    assert "[3/7] host syncs of training steps skipped (--skip syncs)" in r.stdout
+    assert "generating the random" not in r.stdout  # the data was there
+    assert "== gpu_smoke summary: vocab-8192 run on random tokens ==" in r.stdout
+    assert "== gpu_smoke summary ==" in r.stdout
+    bench = (tmp_path / "o" / "bench.txt").read_text().splitlines()
+    assert [l.split(":")[0] for l in bench] == ["fa3", "ttt_step", "ttt_step", "ttt_projected"]
+
+
 def test_a_failed_training_run_still_summarizes_and_fails(tmp_path):
     repo, env = fake_gpu_repo(tmp_path, torchrun_rc=3)
     r = subprocess.run(["bash", str(repo / "scripts" / "gpu_smoke.sh"), "--skip-tests", "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 1 and "gpu_smoke: the training run failed (exit 3)" in r.stderr
     assert "== gpu_smoke summary ==" in r.stdout and "GPU tests skipped" in r.stdout
+
+
+# -----------------------------------------------------------------------------------------------
+# scripts/gpu_bench.py on the CPU: refusals, the syncs and ttt paths at toy sizes, the pieces of each stage
+# -----------------------------------------------------------------------------------------------
+
+
+def bench(*args, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["fa3"], "fa3 needs a CUDA GPU"),
+    (["fa3", "--device", "cpu"], "fa3 needs a CUDA GPU"),
+    (["syncs"], "no CUDA GPU (torch.cuda.is_available() is False); --device cpu --small runs the CPU path"),
+    (["ttt"], "no CUDA GPU"),
+])
+def test_gpu_bench_refuses_without_cuda_in_one_line(args, message):
+    r = bench(*args)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith(f"gpu_bench: error: {message}") and r.stderr.count("\n") == 1
+
+
+def test_gpu_bench_syncs_runs_on_the_cpu():
+    r = bench("syncs", "--device", "cpu", "--small", "--steps", "2", "--warmup", "1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [l.split(":")[0] for l in lines] == ["syncs", "syncs"]  # no detector on a CPU: no sync lines
+    b = summary.parse_bench(r.stdout)
+    assert [(x["plan"], x["span"], x["steps"], x["syncs"], x["expected"], x["detector"]) for x in b["syncs"]] == \
+        [(0, 64, 2, 0, 1, "none"), (1, 64, 2, 0, 1, "none")]
+    assert all(x["graphs_built"] == 0 and x["step_ms"] > 0 for x in b["syncs"])
+
+
+def test_gpu_bench_ttt_runs_on_the_cpu():
+    r = bench("ttt", "--device", "cpu", "--small")
+    assert r.returncode == 0, r.stderr
+    b = summary.parse_bench(r.stdout)
+    assert [(t["rows"], t["width"], t["scored"], t["peak_mib"], t["syncs"]) for t in b["ttt_steps"]] == \
+        [(64, 64, 48, "-", "-"), (1, 64, 48, "-", "-")]
+    p = b["ttt_projected"]
+    assert p["ranks"] == 8 and p["docs"] == 50_000 and p["batches"] == 782 and p["budget_s"] == 600
+    assert 0 < p["scoring_s"] <= p["scoring_full_width_s"]
+    assert p["total_s"] == pytest.approx(p["scoring_s"] + p["global_sgd_s"], abs=0.01)
+    assert p["full_width_total_s"] == pytest.approx(p["scoring_full_width_s"] + p["global_sgd_s"], abs=0.01)
+    assert p["plan_total_s"] > 0 and p["global_sgd_s"] > 0
+    text = summary.format_summary(summary.parse(FAKE_LOG, "", 600, r.stdout))
+    assert "ttt step:    64 rows x 64 (48 scored)" in text and "ttt:         projected ~" in text
+    assert "peak - MiB, - host syncs" in text and "waited" not in text.split("ttt step:")[1]
+
+
+def sync_site():
+    warnings.warn("called a synchronizing CUDA operation")
+
+
+def test_sync_recorder_counts_sync_warnings_by_line():
+    with warnings.catch_warnings(record=True) as passed:
+        warnings.simplefilter("always")
+        with gpu_bench.SyncRecorder(target=__file__, cuda=False) as rec:
+            sync_site()
+            sync_site()
+            warnings.warn("an unrelated warning")
+        with gpu_bench.SyncRecorder(target="/no/such/file.py", cuda=False) as outside:
+            sync_site()
+    site = ("test_gpu_smoke.py", sync_site.__code__.co_firstlineno + 1, "sync_site")
+    assert rec.counts == {site: 2} and rec.total == 2
+    assert [str(w.message) for w in passed] == ["an unrelated warning"]  # others still reach the caller's filters
+    [where] = outside.counts  # no train_gpt.py frame: the innermost frame outside torch and warnings.py
+    assert where == site
+    [line] = rec.lines(stage="train", plan=1, span=2048)
+    assert line == f"sync: stage:train plan:1 span:2048 at:test_gpu_smoke.py:{site[1]} in:sync_site count:2"
+    assert summary.parse_bench(line)["sync_sites"] == [dict(stage="train", plan=1, span=2048,
+                                                            at=f"test_gpu_smoke.py:{site[1]}", **{"in": "sync_site"},
+                                                            count=2)]
+
+
+def test_fa3_boundaries_bucketed_trimmed_and_worst_case():
+    tokens, span = 98_304, 2048
+    cus = gpu_bench.fa3_boundaries(tokens, span, seed=0)
+    trimmed, bucketed, worst = cus["trimmed"], cus["bucketed"], cus["worst"]
+    segments = trimmed.size - 1
+    assert 60 < segments < 256 and trimmed[0] == 0 and trimmed[-1] == tokens and np.all(np.diff(trimmed) > 0)
+    assert np.all(np.diff(trimmed) <= span)  # documents are cut every span
+    assert bucketed.size % tg.CU_SEQLENS_BUCKET == 0 and bucketed.size - tg.CU_SEQLENS_BUCKET < trimmed.size
+    assert bucketed.size - trimmed.size >= 48  # the most padded of the drawn rows: bucketing's worst case
+    assert np.array_equal(bucketed[: trimmed.size], trimmed) and np.all(bucketed[trimmed.size :] == tokens)
+    assert worst.size == 1 + tokens // 16 + tokens // span + 1 and np.array_equal(worst[: trimmed.size], trimmed)
+    assert np.all(worst[trimmed.size :] == tokens) and all(c.dtype == np.int32 for c in cus.values())
+    assert np.array_equal(gpu_bench.fa3_boundaries(tokens, span, seed=0)["trimmed"], trimmed)  # fixed seed
+    assert not np.array_equal(gpu_bench.fa3_boundaries(tokens, span, seed=1)["trimmed"], trimmed)
+
+
+def test_ttt_documents_give_a_full_window_with_a_later_chunk():
+    hp = tg.Hyperparameters.from_env({})
+    fake, docs, step = gpu_bench.ttt_documents(hp, 64, seed=0)
+    assert step == 42 and len(docs) == 64  # 43 x 48 = 2064 targets: the window is the 2048 tokens before
+    windows = tg.chunk_windows(docs, step, hp)
+    assert all(e - a == hp.ttt_eval_seq_len and e - s == hp.ttt_chunk_size for a, s, e in windows)
+    assert all(tg.chunk_count(d, hp) > step + 1 for d in docs)  # trained on: a chunk follows
+    tokens = fake.tokens.numpy()
+    assert [int(tokens[s]) for s, _ in docs] == [tg.BOS_ID] * 64 and (tokens[1:docs[0][1]] != tg.BOS_ID).all()
+    assert [d for _, d in tg.ttt_queue(fake, hp)] == [sorted(docs)]
+
+
+def test_step_costs_chunk_like_gpu_plan():
+    hp = tg.Hyperparameters.from_env({})
+    lengths = gpu_plan.modelled_lengths()
+    steps, _ = gpu_plan.batch_work(lengths, hp, gpu_plan.ttt_shapes(hp, gpu_plan.meta_model(hp)))
+    costs, total = gpu_bench.step_costs(lengths, hp, fixed_s=1.0, per_row_s=0.0)
+    assert total == int(steps.sum()) and np.array_equal(costs, steps.astype(float))  # fixed cost: one a chunk step
+    full, _ = gpu_bench.step_costs(lengths, hp, fixed_s=0.0, per_row_s=1.0, full_width=True)
+    scaled, _ = gpu_bench.step_costs(lengths, hp, fixed_s=0.0, per_row_s=1.0)
+    first_batch_chunks = sum(-(-int(n) // tg.chunk_size_of(int(n), hp)) for n in lengths[: hp.ttt_batch_size])
+    assert full[0] == first_batch_chunks  # a row a chunk step of each document
+    assert np.all(scaled <= full) and scaled[-1] < full[-1]  # short documents: narrower windows
+
+
+def test_gpu_bench_data_builds_a_tokenizer_and_shards(tmp_path):
+    out = tmp_path / "sp"
+    r = bench("data", "--out", str(out), "--vocab", "1024", "--shards", "2", "--shard-tokens", "50000",
+              "--val-tokens", "20000")
+    assert r.returncode == 0, r.stderr
+    fields = summary.key_values(r.stdout.removeprefix("data: "))
+    assert fields["vocab"] == 1024 and fields["train_shards"] == 2 and fields["shard_tokens"] == 50_000
+    sp = tg.load_tokenizer(str(out / "tokenizer.model"), 1024)  # the checks train_gpt.py makes at startup
+    assert sp.bos_id() == 1 and sp.pad_id() == 0 and sp.eos_id() == 2 and sp.unk_id() == 3
+    paths = sorted(out.glob("fineweb_*.bin"))
+    assert [p.name for p in paths] == ["fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
+    train = shard_io.read_shard(paths[0])
+    assert train.size == 50_000 and train[0] == tg.BOS_ID and train.max() < 1024 and train.min() >= 1
+    assert set(np.unique(train[train < 4])) == {tg.BOS_ID}
+    assert 30 < (train == tg.BOS_ID).sum() < 80  # a BOS every ~957 tokens
+    assert shard_io.read_shard(paths[2]).size == 20_000 and (out / "data_info.json").is_file()
+
+
+class FakeEvent:
+    """torch.cuda.Event for the fa3 path on a CPU: each timed call takes `ms`, or (None) its cu_seqlens entries
+    / 100 ms, so bucketed vs trimmed is decided by the test, not by this machine's clock."""
+
+    ms: float | None = 1.0
+    entries = 0
+
+    def __init__(self, enable_timing=False):
+        pass
+
+    def record(self):
+        pass
+
+    def synchronize(self):
+        pass
+
+    def elapsed_time(self, other):
+        return FakeEvent.ms if FakeEvent.ms is not None else FakeEvent.entries / 100
+
+
+def fake_fa3(q, k, v, cu_q, cu_k, max_q, max_k, causal=False):
+    """FA3's varlen call by per-segment causal SDPA (GQA by repeat); empty padding segments add nothing."""
+    assert causal and cu_q is cu_k and max_q == max_k and cu_q.dtype == tg.torch.int32 and q.dtype == tg.torch.bfloat16
+    FakeEvent.entries = cu_q.numel()
+    rep, pieces = q.size(1) // k.size(1), []
+    for a, b in zip(cu_q[:-1].tolist(), cu_q[1:].tolist()):
+        assert 0 <= b - a <= max_q
+        if b > a:
+            qs, ks, vs = (x[a:b].transpose(0, 1) for x in (q, k, v))
+            y = tg.F.scaled_dot_product_attention(qs, ks.repeat_interleave(rep, 0), vs.repeat_interleave(rep, 0),
+                                                  is_causal=True)
+            pieces.append(y.transpose(0, 1))
+    return tg.torch.cat(pieces), None  # some builds return (out, lse)
+
+
+@pytest.fixture
+def one_thread():
+    """In-process CPU runs on one torch thread (two on a busy 2-core host: 10x slower), restored after."""
+    threads = tg.torch.get_num_threads()
+    tg.torch.set_num_threads(1)
+    yield
+    tg.torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("ms, rc", [(1.0, 0), (None, 1)])
+def test_fa3_path_with_a_fake_kernel(monkeypatch, capsys, one_thread, ms, rc):
+    monkeypatch.setattr(tg.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(tg.torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(gpu_bench, "bench_device", lambda name: tg.torch.device("cpu"))
+    monkeypatch.setattr(tg, "flash_attn_varlen_func", fake_fa3)
+    monkeypatch.setattr(FakeEvent, "ms", ms)
+    assert gpu_bench.main(["fa3", "--tokens", "2048", "--span", "256", "--reps", "1"]) == rc
+    out, err = capsys.readouterr()
+    f = summary.parse_bench(out)["fa3"]
+    assert (f["tokens"], f["span"], f["heads"], f["kv_heads"], f["head_dim"]) == (2048, 256, 8, 4, 64)
+    assert f["entries_trimmed"] == f["segments"] + 1 and f["entries_bucketed"] == 64
+    assert f["entries_worst"] == 1 + 2048 // 16 + 2048 // 256 + 1 and f["max_abs_diff"] == 0.0
+    if rc == 0:
+        assert f["bucketed_over_trimmed"] == 1.0 and err == ""
+    else:  # timed by entries: 64 bucketed vs ~5 trimmed
+        assert f["ms_bucketed"] == 0.64 and f["bucketed_over_trimmed"] > 1.05
+        assert err.startswith("gpu_bench: error: bucketed cu_seqlens take") and err.count("\n") == 1
+
+
+def test_fa3_refuses_without_flash_attention_3(monkeypatch, capsys):
+    monkeypatch.setattr(tg.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(tg, "flash_attn_varlen_func", None)
+    assert gpu_bench.main(["fa3"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == ("gpu_bench: error: FlashAttention-3 is not installed (import flash_attn_interface "
+                                 "failed)\n")
+
+
+def test_syncs_attributes_a_sync_to_its_train_gpt_line(monkeypatch, capsys, one_thread):
+    """On CUDA, step_clock's .tolist() raises the sync-debug warning; here a patched tolist raises it: the stage
+    must count one a step and name step_clock's line in train_gpt.py."""
+    original = tg.torch.Tensor.tolist
+
+    def syncing_tolist(self):
+        warnings.warn("called a synchronizing CUDA operation")
+        return original(self)
+
+    monkeypatch.setattr(tg.torch.Tensor, "tolist", syncing_tolist)
+    with warnings.catch_warnings():  # the unmeasured steps' syncs: not counted, not shown
+        warnings.filterwarnings("ignore", message=".*synchronizing CUDA operation")
+        assert gpu_bench.main(["syncs", "--device", "cpu", "--small", "--steps", "2", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out
+    source, first = inspect.getsourcelines(tg.step_clock)
+    line = first + next(i for i, text in enumerate(source) if ".tolist()" in text)
+    b = summary.parse_bench(out)
+    assert b["sync_sites"] == [dict(stage="train", plan=p, span=64, at=f"train_gpt.py:{line}", count=2,
+                                    **{"in": "step_clock"}) for p in (0, 1)]
+    assert [(r["syncs"], r["per_step"]) for r in b["syncs"]] == [(2, 1.0), (2, 1.0)]

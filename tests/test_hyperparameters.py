@@ -81,3 +81,17 @@ def test_seq4096_record_runs_as_env_vars():
     loss = model(x[:, :-1], x[:, 1:])
     loss.backward()
     assert torch.isfinite(loss) and abs(loss.item() - torch.log(torch.tensor(1024.0)).item()) < 0.1
+
+
+def test_ranks_wait_dist_timeout_seconds_at_a_collective(monkeypatch):
+    """The process group's timeout (NCCL's watchdog) is the knob's: a TTT phase waits for the slowest rank."""
+    seen = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(tg.dist, "init_process_group", lambda backend, **kwargs: seen.update(kwargs, backend=backend))
+    hp = tg.Hyperparameters.from_env({"DIST_TIMEOUT_SECONDS": "2400"})
+    assert tg.init_runtime(hp).world_size == 2
+    assert seen["timeout"].total_seconds() == 2400 and seen["backend"] == "gloo"
+    assert tg.Hyperparameters().dist_timeout_seconds >= 3 * tg.Hyperparameters().eval_budget_seconds
+    with pytest.raises(tg.HyperparameterError, match="DIST_TIMEOUT_SECONDS must be positive"):
+        tg.Hyperparameters.from_env({"DIST_TIMEOUT_SECONDS": "0"})

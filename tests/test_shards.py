@@ -44,7 +44,7 @@ def test_wrong_magic_is_an_error(tmp_path):
 
 def test_missing_glob_is_an_error(tmp_path):
     with pytest.raises(tg.DataError, match="no files match"):
-        tg.TrainLoader(str(tmp_path / "fineweb_train_*.bin"), CPU)
+        tg.TrainLoader(str(tmp_path / "fineweb_train_*.bin"), CPU, 1024)
 
 
 def test_val_token_out_of_vocab_is_an_error(tmp_path):

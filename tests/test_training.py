@@ -86,7 +86,7 @@ def test_warmup_restores_weights_and_optimizer_state(tiny_dataset, tmp_path):
     assert all(torch.equal(initial[k], v) for k, v in models.raw.state_dict().items())
     assert all(len(opt.state) == 0 for opt in optimizers)
     # ...and a real step does move the weights.
-    loader = tg.TrainLoader(str(tiny_dataset / "fineweb_train_*.bin"), CPU)
+    loader = tg.TrainLoader(str(tiny_dataset / "fineweb_train_*.bin"), CPU, hp.train_batch_tokens)
     tg.train_step(models.train, optimizers, loader, hp, CPU, 0, 1.0, tg.stage_at(0.0, hp))
     assert not all(torch.equal(initial[k], v) for k, v in models.raw.state_dict().items())
 
@@ -95,8 +95,8 @@ def test_training_never_reads_validation_shards(tiny_dataset, tmp_path, monkeypa
     """Every shard the training loop opens is a train shard; val is read once, before training."""
     hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, ITERATIONS=3, VAL_LOSS_EVERY=0))
     opened = []
-    real = tg.read_shard
-    monkeypatch.setattr(tg, "read_shard", lambda p: opened.append(str(p)) or real(p))
+    real = tg.shard_array
+    monkeypatch.setattr(tg, "shard_array", lambda p: opened.append(str(p)) or real(p))
     val = tg.load_validation(hp, CPU, log=quiet)
     opened.clear()
     models = models_for(hp)
