@@ -922,10 +922,10 @@ def segment_starts(bos: np.ndarray, length: int, span: int) -> np.ndarray:
     return np.repeat(docs, counts) + within * span
 
 
-def bucketed_cu_seqlens(starts: np.ndarray, total: int) -> np.ndarray:
+def bucketed_cu_seqlens(starts: np.ndarray, total: int, size: int | None = None) -> np.ndarray:
     """FA3's varlen boundaries (cu_seqlens, int32): the segment starts over the flattened batch, then its end,
-    padded with empty segments at the end to the next multiple of CU_SEQLENS_BUCKET entries."""
-    size = -(-(starts.size + 1) // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
+    padded with empty segments at the end to `size` entries, by default the next multiple of CU_SEQLENS_BUCKET."""
+    size = size or -(-(starts.size + 1) // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
     cu = np.full(size, total, dtype=np.int32)
     cu[: starts.size] = starts
     return cu
@@ -946,13 +946,19 @@ def cu_seqlens_input(cu: Tensor) -> Tensor:
     return cu
 
 
+def copy_to_device(t: Tensor, rt: Runtime) -> Tensor:
+    """A host tensor on the device without waiting for the GPU: pinned (a copy from pageable memory would wait
+    for the stream to drain), non_blocking. Already pinned tensors are not copied again on the host."""
+    if rt.device.type == "cuda" and not t.is_pinned():
+        t = t.pin_memory()
+    return t.to(rt.device, non_blocking=True)
+
+
 def to_device(arrays: dict[str, np.ndarray], rt: Runtime) -> dict[str, Tensor]:
-    """Host arrays on the device through one copy: packed as int32, pinned and non_blocking on CUDA (a copy from
-    pageable memory would wait for the GPU to drain). Returns int64 views, in the arrays' shapes."""
+    """Host arrays on the device through one copy (copy_to_device), packed as int32. Returns int64 views, in
+    the arrays' shapes."""
     flat = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.int32).ravel() for a in arrays.values()]))
-    if rt.device.type == "cuda":
-        flat = flat.pin_memory()
-    flat = flat.to(rt.device, non_blocking=True).long()
+    flat = copy_to_device(flat, rt).long()
     views, offsets = {}, np.cumsum([0] + [np.size(a) for a in arrays.values()])
     for (name, a), lo, hi in zip(arrays.items(), offsets, offsets[1:]):
         views[name] = flat[lo:hi].view(np.shape(a))
@@ -1000,11 +1006,9 @@ class TrainLoader:
         row, bos, self.cursor = item
         t = row.numel() - 1
         starts = segment_starts(bos if self.doc_isolation else np.zeros(0, np.int64), t, span)
-        cu = torch.from_numpy(bucketed_cu_seqlens(starts, t))
-        if self.rt.device.type == "cuda":
-            cu = cu.pin_memory()
-        row = row.to(self.rt.device, non_blocking=True).long()
-        return Batch(row[:-1][None], row[1:][None], cu_seqlens_input(cu.to(self.rt.device, non_blocking=True)))
+        cu = copy_to_device(torch.from_numpy(bucketed_cu_seqlens(starts, t)), self.rt)
+        row = copy_to_device(row, self.rt).long()  # pinned by the thread already
+        return Batch(row[:-1][None], row[1:][None], cu_seqlens_input(cu))
 
     def _start(self) -> tuple:
         buffer, stop = queue.Queue(maxsize=self.PREFETCH), threading.Event()
@@ -1827,9 +1831,7 @@ def warmup_buckets(rows: int, tokens: int, span: int) -> list[int]:
 def bucket_stand_in(rows: int, tokens: int, span: int, size: int, device: torch.device) -> Tensor:
     """A cu_seqlens of `size` entries for warm-up: every row cut every span, padded with empty segments."""
     starts = np.concatenate([np.arange(0, tokens, span) + r * tokens for r in range(rows)])
-    cu = np.full(size, rows * tokens, dtype=np.int32)
-    cu[: starts.size] = starts
-    return cu_seqlens_input(torch.from_numpy(cu).to(device))
+    return cu_seqlens_input(torch.from_numpy(bucketed_cu_seqlens(starts, rows * tokens, size)).to(device))
 
 
 def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
@@ -1846,14 +1848,15 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
         for stage in schedule_stages(hp):
             batch = loader.next_batch(stage.span)
             t = batch.x.size(1)
-            for size in warmup_buckets(1, t, stage.span):
+            buckets = warmup_buckets(1, t, stage.span)
+            for size in buckets:
                 cu = bucket_stand_in(1, t, stage.span, size, rt.device)
                 with autocast_context(rt):
                     loss = models.train(batch.x, batch.y, plan_index=stage.plan, span=stage.span, cu_seqlens=cu)
                 loss.backward()
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            log(f"warmup_buckets:{','.join(map(str, warmup_buckets(1, t, stage.span)))} plan:{stage.plan} "
+            log(f"warmup_buckets:{','.join(map(str, buckets))} plan:{stage.plan} "
                 f"span:{stage.span}")
             for i in range(hp.warmup_steps):
                 train_step(models.train, optimizers, loader, hp, rt, step=0, lr_scale=1.0, stage=stage)
@@ -2183,8 +2186,7 @@ def step_clock(loss: Tensor, elapsed_ms: float, rt: Runtime) -> tuple[float, flo
     """(clock, diverged, this rank's loss) after a step: the host clock goes to the device without a wait
     (pinned), the clock and the non-finite flag are MAX-reduced over ranks, and one copy brings all three
     back: the step's only host sync."""
-    clock = torch.tensor([elapsed_ms], dtype=torch.float64)
-    clock = (clock.pin_memory() if rt.device.type == "cuda" else clock).to(rt.device, non_blocking=True)
+    clock = copy_to_device(torch.tensor([elapsed_ms], dtype=torch.float64), rt)
     shared = all_reduce_(torch.cat([clock, (~torch.isfinite(loss)).double()[None]]), rt, dist.ReduceOp.MAX)
     return tuple(torch.cat([shared, loss.double()[None]]).tolist())
 
