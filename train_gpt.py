@@ -24,7 +24,9 @@ import copy
 import datetime
 import functools
 import difflib
+import fcntl
 import glob
+import hashlib
 import io
 import itertools
 import json
@@ -109,6 +111,8 @@ class Hyperparameters:
     val_batch_size: int = knob(524_288, "val tokens per forward across all ranks and accumulation steps")
     val_loss_every: int = knob(0, "validate every N steps (0 = only at the end)")
     train_log_every: int = knob(200, "log the train loss every N steps (and the first 10)")
+    eval_rows_by_doc: bool = knob(False, "diagnostic eval cuts a batch only at BOS and every TRAIN_SEQ_LEN of a "
+                                  "document, not at its rows (#1855)")
     # training length and schedule
     iterations: int = knob(20_000, "max optimizer steps")
     warmup_steps: int = knob(20, "compile warm-up steps per schedule stage, then weights/optimizer/loader reset")
@@ -126,6 +130,8 @@ class Hyperparameters:
     resume_enabled: bool = knob(False, "write resumable checkpoints at RESUME_SAVE_MINUTES of training (#2008); "
                                 "the clock pauses while one is written")
     resume_save_minutes: str = knob("", "training minutes of the checkpoints, e.g. 30,60,90")
+    resume_save_steps: str = knob("", "training steps of more checkpoints, e.g. 4000,8000 (a clock-free "
+                                  "schedule: tests, or runs compared step by step)")
     resume_dir: str = knob("", "where the checkpoints and resume_manifest.json go; empty = ARTIFACT_DIR/resume")
     resume_keep_last: int = knob(3, "checkpoints kept; an older one is deleted once a newer one is complete")
     resume_from: str = knob("", "continue the run saved here (a RESUME_DIR, or its resume_manifest.json): weights, "
@@ -151,6 +157,7 @@ class Hyperparameters:
     qk_gain_init: float = knob(5.0, "initial per-head gain on RMS-normed queries")
     tied_embed_init_std: float = knob(0.005, "std of the tied embedding init")
     ortho_init: bool = knob(True, "orthogonal init of Q, K, V and MLP-up (else PyTorch's default)")
+    rope_bf16_freqs: bool = knob(False, "RoPE frequencies rounded to bf16 (#1855)", model=True)
     # attention extras
     attn_backend: str = knob("auto", "attention kernel: auto = fa3 on CUDA if importable, else flex on CUDA, else sdpa",
                              choices=("auto", "sdpa", "flex", "fa3"))
@@ -201,6 +208,7 @@ class Hyperparameters:
     grad_clip_norm: float = knob(0.3, "global grad-norm clip (0 = off)")
     grad_clip_per_rank: bool = knob(False, "clip each rank's local gradient before averaging, as #1855 does "
                                     "(default: clip the averaged gradient)")
+    muon_keep_warmup_momentum: bool = knob(False, "Muon momentum keeps its compile warm-up value (#1855)")
     # weight averaging
     ema_decay: float = knob(0.9965, "EMA of the weights, loaded after training (0 = off)")
     swa_enabled: bool = knob(False, "#895 SWA: average checkpoints late in training instead of EMA")
@@ -247,7 +255,7 @@ class Hyperparameters:
     use_hedge: bool = knob(False, "#895's Hedge mixer over n-gram experts, inside the (sliding) window pass")
     hedge_eta: float = knob(0.1, "Hedge learning rate of the expert log-weights")
     ngram_tilt_enabled: bool = knob(False, "token-only n-gram tilt (#1514, #2135) on every stage's distribution")
-    ngram_tilt_order: int = knob(16, "longest context of the in-document n-gram hint")
+    ngram_tilt_order: int = knob(16, "n-gram order of the hint: its context is the ORDER-1 tokens before")
     ngram_tilt_threshold: float = knob(0.8, "hint only where its continuation has this share of the context's")
     ngram_tilt_beta: float = knob(2.625, "logit boost of the hinted token before renormalizing")
     ttt_enabled: bool = knob(True, "score-first per-document LoRA test-time training (#1530, #1855)")
@@ -272,8 +280,8 @@ class Hyperparameters:
     ttt_mlp_lora: bool = knob(True, "adapter beside the MLP (the LM-head adapter is always on)")
     ttt_eval_batches: str = knob("", "dev only: score only these TTT batch indices, e.g. 0,5,9 (labelled _partial)")
     phased_ttt_enabled: bool = knob(True, "global SGD of the base weights on fully scored documents (#1626)")
-    phased_ttt_prefix_docs: int = knob(2500, "documents (the head of the longest-first queue) global SGD uses")
-    phased_ttt_num_phases: int = knob(3, "phases; phase k trains on the first PREFIX_DOCS*k/PHASES documents")
+    phased_ttt_prefix_docs: int = knob(2500, "documents global SGD uses by the last phase")
+    phased_ttt_num_phases: int = knob(3, "phases; phase k trains on PREFIX_DOCS*k/PHASES scored documents")
     global_ttt_lr: float = knob(0.001, "global SGD learning rate (cosine decay over the chunks)")
     global_ttt_momentum: float = knob(0.9, "global SGD momentum")
     global_ttt_epochs: int = knob(1, "steps on each chunk, back to back")
@@ -282,6 +290,8 @@ class Hyperparameters:
     global_ttt_grad_clip: float = knob(1.0, "grad-norm clip of global SGD (0 = off)")
     global_ttt_warmup_start_lr: float = knob(0.0, "global SGD warm-up starting LR")
     global_ttt_warmup_chunks: int = knob(0, "chunks of linear global SGD warm-up")
+    global_ttt_stream: str = knob("queue", "global SGD's documents: the queue's first, back to back, or #1855's "
+                                  "shortest scored, each with its closing BOS", choices=("queue", "record"))
     # runtime
     compile: str = knob("auto", "torch.compile the model: auto = on for CUDA", choices=("auto", "0", "1"))
     autocast: str = knob("auto", "bf16 autocast: auto = CUDA or a CPU with native bf16",
@@ -324,9 +334,10 @@ class Hyperparameters:
                     "train_batch_tokens", "val_batch_size", "num_repeats", "eval_stride", "eval_batch_seqs",
                     "ngram_tilt_order", "ttt_lora_rank", "ttt_grad_steps", "ttt_chunk_size", "ttt_eval_seq_len",
                     "ttt_batch_size", "phased_ttt_num_phases", "global_ttt_chunk_tokens", "global_ttt_batch_seqs",
-                    "global_ttt_epochs", "dist_timeout_seconds")
+                    "global_ttt_epochs", "dist_timeout_seconds", "adam_eps")
         for name in positive:
             require(getattr(self, name) > 0, f"{name.upper()} must be positive")
+        check_ranges(self)
         require(self.model_dim % self.num_heads == 0, "MODEL_DIM must be divisible by NUM_HEADS")
         require(self.num_heads % self.num_kv_heads == 0, "NUM_HEADS must be divisible by NUM_KV_HEADS")
         head_dim = self.model_dim // self.num_heads
@@ -352,12 +363,16 @@ class Hyperparameters:
         require(self.schedule_horizon_seconds <= 0 or self.schedule_horizon_seconds > self.gptq_reserve_seconds,
                 "SCHEDULE_HORIZON_SECONDS must exceed GPTQ_RESERVE_SECONDS (or be 0)")
         require(self.eval_seq_len >= 0, "EVAL_SEQ_LEN must be >= 0 (0 = TRAIN_SEQ_LEN)")
+        window = self.eval_seq_len or self.train_seq_len  # the sliding pass fails on a wider stride, after training
+        require(not (self.sliding_window_enabled or self.use_hedge) or self.eval_stride <= window,
+                f"EVAL_STRIDE={self.eval_stride} must be <= the window, EVAL_SEQ_LEN or TRAIN_SEQ_LEN ({window})")
         parse_short_doc_chunks(self.ttt_short_doc_chunks)
         parse_batch_list(self.ttt_eval_batches)
         parse_minutes("EXPORT_MINUTES", self.export_minutes)
         parse_minutes("RESUME_SAVE_MINUTES", self.resume_save_minutes)
-        require(not self.resume_enabled or self.resume_save_minutes.strip(),
-                "RESUME_ENABLED=1 needs RESUME_SAVE_MINUTES (the training minutes to save at)")
+        parse_steps(self.resume_save_steps)
+        require(not self.resume_enabled or (self.resume_save_minutes + self.resume_save_steps).strip(),
+                "RESUME_ENABLED=1 needs RESUME_SAVE_MINUTES or RESUME_SAVE_STEPS (when to save)")
         require(self.resume_keep_last >= 1, "RESUME_KEEP_LAST must be >= 1")
         require(not (self.resume_from and self.eval_only_path), "RESUME_FROM trains on; EVAL_ONLY_PATH only scores")
         repeats = [r for _, r in parse_prog_depth(self.prog_depth)]
@@ -371,6 +386,24 @@ class Hyperparameters:
 
 class HyperparameterError(ValueError):
     pass
+
+
+# Decays, momenta and betas weigh the past by x per step: x >= 1 extrapolates (EMA_DECAY=1.5 exports weights
+# beyond any trained ones), x < 0 oscillates. Rates, decays and clips below 0 train away from the data.
+UNIT_KNOBS = ("ema_decay", "muon_momentum", "muon_momentum_warmup_start", "beta1", "beta2", "ttt_beta1",
+              "ttt_beta2", "global_ttt_momentum")
+NON_NEGATIVE_KNOBS = ("embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", "muon_wd", "embed_wd",
+                      "adam_wd", "grad_clip_norm", "ttt_lora_lr", "ttt_weight_decay", "global_ttt_lr",
+                      "global_ttt_grad_clip", "global_ttt_warmup_start_lr", "hedge_eta", "gptq_reserve_seconds")
+
+
+def check_ranges(hp) -> None:
+    for name in UNIT_KNOBS:
+        if not 0 <= getattr(hp, name) < 1:
+            raise HyperparameterError(f"{name.upper()}={getattr(hp, name)} must be in [0, 1)")
+    for name in NON_NEGATIVE_KNOBS:
+        if getattr(hp, name) < 0:
+            raise HyperparameterError(f"{name.upper()}={getattr(hp, name)} must be >= 0")
 
 
 def parse_prog_depth(spec: str) -> list[tuple[float, int]]:
@@ -420,6 +453,16 @@ def parse_minutes(name: str, spec: str) -> list[float]:
     if any(not 0 < m < math.inf for m in minutes):
         raise HyperparameterError(f"{name}={spec!r}: expected a comma list of positive minutes")
     return minutes
+
+
+def parse_steps(spec: str) -> list[int]:
+    try:
+        steps = sorted({int(v) for v in spec.split(",") if v.strip()})
+    except ValueError:
+        steps = [0]
+    if any(s <= 0 for s in steps):
+        raise HyperparameterError(f"RESUME_SAVE_STEPS={spec!r}: expected a comma list of positive steps")
+    return steps
 
 
 def parse_batch_list(spec: str) -> list[int]:
@@ -650,6 +693,8 @@ def check_knob_spelling(environ) -> None:
     for key in environ:
         if key in known or key in LAUNCHER_ENV or key.startswith(PROCESS_ENV_PREFIXES):
             continue
+        if key.upper() in known:  # env names are case-sensitive: num_layers=3 would be ignored
+            raise HyperparameterError(f"{key} is not read: knob names are upper case, set {key.upper()}")
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.88)
         if close:
             raise HyperparameterError(f"{key} is not a knob of train_gpt.py; did you mean {close[0]}?")
@@ -757,6 +802,14 @@ def synchronize(rt: Runtime) -> None:
         torch.cuda.synchronize()
 
 
+class OutputError(RuntimeError):
+    """A log or summary that cannot be written (a full disk): one line, exit 2."""
+
+
+# Where the run is and what it has written, for the one line of an interrupted run (Ctrl-C)
+RUN_STATE: dict = {"stage": "startup"}
+
+
 class Logger:
     """Rank 0 prints and appends to logs/<RUN_ID>.txt; other ranks stay silent. Lines are held in memory
     until open_file(), called once the startup checks passed, so a run refused at startup leaves no log."""
@@ -773,8 +826,7 @@ class Logger:
                 older = self.path.with_suffix(f".{k}.txt")
                 self.path.rename(older)
                 self.pending.append(f"log: the earlier log of this RUN_ID is now {older}\n")
-            with open(self.path, "w", encoding="utf-8") as f:
-                f.writelines(self.pending)
+            self.write(self.pending, "w")
             self.pending = None
 
     def __call__(self, msg: str, console: bool = True) -> None:
@@ -786,8 +838,15 @@ class Logger:
         if self.pending is not None:
             self.pending.append(msg + "\n")
             return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(msg + "\n")
+        self.write([msg + "\n"], "a")
+
+    def write(self, lines: list[str], mode: str) -> None:
+        try:
+            with open(self.path, mode, encoding="utf-8") as f:
+                f.writelines(lines)
+        except OSError as e:
+            path, self.path = self.path, None  # no more lines: the error line goes to stderr
+            raise OutputError(f"could not write the log {path} ({e.strerror}): the run stopped") from None
 
 
 def atomic_write_files(files: dict[Path, bytes]) -> None:
@@ -1143,6 +1202,20 @@ def load_tokenizer(path: str, vocab_size: int) -> spm.SentencePieceProcessor:
     return sp
 
 
+def check_shards_tokenizer(data_path: str, tokenizer_path: str) -> None:
+    """data/build_shards.py records the tokenizer's sha256: another tokenizer of the same size would count
+    other bytes per token and give a wrong val_bpb silently."""
+    info = Path(data_path) / "build_info.json"
+    try:
+        built = json.loads(info.read_text(encoding="utf-8")).get("tokenizer_sha256") if info.is_file() else None
+    except (OSError, ValueError, AttributeError) as e:
+        raise DataError(f"{info} is unreadable ({type(e).__name__}): rebuild the shards or remove it") from None
+    ours = hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest()
+    if built and built != ours:
+        raise DataError(f"tokenizer {tokenizer_path} (sha256 {ours[:12]}) is not the one the shards were built "
+                        f"with ({info}: {str(built)[:12]}): set TOKENIZER_PATH to that one")
+
+
 def token_bytes_from_luts(tokens: Tensor, luts: ByteLUTs) -> Tensor:
     """Bytes each token adds to the text when it is the target; position 0 follows nothing (a boundary)."""
     tokens = tokens.long()
@@ -1241,11 +1314,13 @@ class CastedLinear(nn.Linear):
         return F.linear(x, self.weight.to(x.dtype))
 
 
-def rotary_tables(positions: Tensor, rope_dims: int, base: float) -> tuple[Tensor, Tensor]:
+def rotary_tables(positions: Tensor, rope_dims: int, base: float, bf16_freqs: bool = False) -> tuple[Tensor, Tensor]:
     """cos/sin [B, 1, T, rope_dims/2] at each token's position inside its attention segment. RoPE scores
     depend only on offsets inside a segment, so this is the records' function (they use row positions)
     with small angles at any row length, and the same numbers whatever the packing."""
     inv_freq = 1.0 / base ** (torch.arange(0, rope_dims, 2, dtype=torch.float32, device=positions.device) / rope_dims)
+    if bf16_freqs:  # #1855 casts the model to bf16, buffers too, and restores only parameters to fp32 (up to 0.4%)
+        inv_freq = inv_freq.bfloat16().float()
     freqs = positions[:, None, :, None].float() * inv_freq
     return freqs.cos(), freqs.sin()
 
@@ -1317,7 +1392,7 @@ def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None,
     flat = torch.arange(b * t, dtype=torch.int32, device=ids.device)
     segment = torch.searchsorted(cu_seqlens, flat, right=True) - 1  # padding entries (= b * t) are never <= a token
     in_segment = (flat - cu_seqlens[segment]).view(b, t)
-    rope = rotary_tables(in_segment, hp.rope_dims or hp.model_dim // hp.num_heads, hp.rope_base)
+    rope = rotary_tables(in_segment, hp.rope_dims or hp.model_dim // hp.num_heads, hp.rope_base, hp.rope_bf16_freqs)
     span = min(span, t)
     backend = attention_backend(hp, ids.device)
     if backend == "fa3":
@@ -1858,20 +1933,27 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
                 opt.zero_grad(set_to_none=True)
             log(f"warmup_buckets:{','.join(map(str, buckets))} plan:{stage.plan} "
                 f"span:{stage.span}")
-            for i in range(hp.warmup_steps):
-                train_step(models.train, optimizers, loader, hp, rt, step=0, lr_scale=1.0, stage=stage)
+            for i in range(hp.warmup_steps):  # step i: #1855's momentum ramp, kept under MUON_KEEP_WARMUP_MOMENTUM
+                train_step(models.train, optimizers, loader, hp, rt, step=i, lr_scale=1.0, stage=stage)
                 if hp.warmup_steps <= 20 or (i + 1) % 10 == 0 or i + 1 == hp.warmup_steps:
                     log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{stage.plan} span:{stage.span}")
     finally:
         loader.close()
     rows, t = eval_batch_seqs(hp, rt), hp.train_seq_len
     x, y = torch.randint(0, hp.vocab_size, (2, rows, t), device=rt.device)
+    if hp.eval_rows_by_doc:  # eval_val's one flat row
+        x, y = x.reshape(1, -1), y.reshape(1, -1)
     for size in warmup_buckets(rows, t, t):
         with torch.no_grad(), autocast_context(rt):
             models.eval(x, y, reduction="none", cu_seqlens=bucket_stand_in(rows, t, t, size, rt.device))
     models.raw.load_state_dict(weights, strict=True)
     for opt, state in zip(optimizers, opt_states):
+        # #1855's sharded Muon keeps its momentum outside the optimizer state, so its restore leaves the warm-up's
+        kept = {p: s["momentum_buffer"] for p, s in opt.state.items()
+                if hp.muon_keep_warmup_momentum and isinstance(opt, Muon) and "momentum_buffer" in s}
         opt.load_state_dict(state)
+        for p, buf in kept.items():
+            opt.state[p]["momentum_buffer"] = buf
         opt.zero_grad(set_to_none=True)
 
 
@@ -1934,7 +2016,7 @@ CONTINUATION_KNOBS = frozenset({
     "data_dir", "data_path", "tokenizer_path", "val_bytes_path", "run_id", "artifact_dir", "attn_backend",
     "val_batch_size", "val_loss_every", "train_log_every", "iterations", "warmup_steps", "max_wallclock_seconds",
     "export_minutes", "export_eval", "schedule_horizon_seconds", "resume_enabled", "resume_save_minutes",
-    "resume_dir", "resume_keep_last", "resume_from"})
+    "resume_save_steps", "resume_dir", "resume_keep_last", "resume_from"})
 
 
 @dataclass
@@ -2002,24 +2084,36 @@ def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoad
         failed += 1
         why = str(e)
     written = all_reduce_(failed, rt).item() == 0  # also the barrier: every rank's file is on disk
+    digests = gather_digests(hashlib.sha256(buffer.getvalue()).digest(), rt)
     if written and rt.is_main:
         try:
-            write_manifest(directory, loop, hp, rt)
+            write_manifest(directory, loop, hp, rt, digests)
             prune_checkpoints(directory, hp.resume_keep_last)
         except OSError as e:
             written, why = False, str(e)
     if not written:
         log(f"warning: resume checkpoint of step {loop.step} not written ({why}); the previous one is untouched")
         return
+    RUN_STATE["checkpoint"] = f"{directory} (step {loop.step})"
     log(f"resume:saved step:{loop.step} train_time:{loop.train_ms:.0f}ms dir:{directory} "
         f"seconds:{time.perf_counter() - start:.2f}")
 
 
-def write_manifest(directory: Path, loop: LoopState, hp: Hyperparameters, rt: Runtime) -> None:
+def gather_digests(digest: bytes, rt: Runtime) -> list[str]:
+    """Every rank's file sha256, for rank 0's manifest: a flipped byte would otherwise load and train on."""
+    if not rt.distributed:
+        return [digest.hex()]
+    mine = torch.tensor(list(digest), dtype=torch.uint8, device=rt.device)
+    parts = [torch.empty_like(mine) for _ in range(rt.world_size)]
+    dist.all_gather(parts, mine)
+    return [bytes(p.cpu().tolist()).hex() for p in parts]
+
+
+def write_manifest(directory: Path, loop: LoopState, hp: Hyperparameters, rt: Runtime, digests: list[str]) -> None:
     manifest = dict(format=CHECKPOINT_FORMAT, step=loop.step, training_time_ms=loop.train_ms,
                     world_size=rt.world_size, timestamp=time.time(), exported_minutes=loop.exported,
                     rank_files={str(r): checkpoint_name(r, loop.step) for r in range(rt.world_size)},
-                    fingerprint=training_fingerprint(hp))
+                    sha256={str(r): d for r, d in enumerate(digests)}, fingerprint=training_fingerprint(hp))
     atomic_write_bytes(directory / RESUME_MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
@@ -2055,17 +2149,25 @@ def read_checkpoint(hp: Hyperparameters, rt: Runtime) -> dict:
         raise DataError(f"RESUME_FROM: the checkpoint was trained with {', '.join(changed)}; a continuation keeps "
                         "every training knob (it may change only its clock, horizon, outputs and logging)")
     files = {r: path.parent / manifest["rank_files"][str(r)] for r in {0, rt.rank}}
-    loaded = {r: load_checkpoint_file(f, r) for r, f in files.items()}
+    sums = manifest.get("sha256", {})  # absent in manifests written before checksums
+    loaded = {r: load_checkpoint_file(f, r, sums.get(str(r))) for r, f in files.items()}
     check_same_shards(loaded[0]["loader"]["shards"], shard_paths(train_pattern(hp)))
     return dict(manifest=manifest, shared=loaded[0], local=loaded[rt.rank])
 
 
-def load_checkpoint_file(path: Path, rank: int) -> dict:
+def load_checkpoint_file(path: Path, rank: int, sha256: str | None = None) -> dict:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"RESUME_FROM: {path}, listed in the manifest, is missing") from None
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+    except OSError as e:
+        raise DataError(f"RESUME_FROM: {path} cannot be read ({e.strerror})") from None
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:  # flipped bytes may still unpickle
+        raise DataError(f"RESUME_FROM: {path} does not match the sha256 its manifest records (damaged or "
+                        "replaced since the save)")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise DataError(f"RESUME_FROM: {path} is damaged ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("rank") != rank:
         raise DataError(f"RESUME_FROM: {path} is not rank {rank}'s checkpoint of format {CHECKPOINT_FORMAT}")
@@ -2110,6 +2212,7 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
     loop = LoopState(stage_at(0.0, hp))
     if checkpoint is not None:
         loop = restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
+    RUN_STATE.update(stage="training", loop=loop)
     try:
         steps = train_loop(models, optimizers, average, loader, loop, val, checkpoint is not None, hp, rt, log)
     finally:
@@ -2131,7 +2234,8 @@ def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: L
     and the loss come back in one copy after the MAX all-reduce that gives every rank the same clock."""
     cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
     milestones = (parse_minutes("EXPORT_MINUTES", hp.export_minutes),
-                  parse_minutes("RESUME_SAVE_MINUTES", hp.resume_save_minutes) if hp.resume_enabled else [])
+                  parse_minutes("RESUME_SAVE_MINUTES", hp.resume_save_minutes) if hp.resume_enabled else [],
+                  parse_steps(hp.resume_save_steps) if hp.resume_enabled else [])
     stop_at = loop.step if resumed and loop.train_ms >= cap_ms else None  # resumed past the cap
     stage_start = (loop.step, loop.train_ms)  # where the current stage's steps began: its own step_avg
     synchronize(rt)
@@ -2196,17 +2300,17 @@ def run_milestones(models: Models, optimizers, average, loader: TrainLoader, val
                    log) -> float:
     """The export and save minutes (milestones) the (all-reduced, so common) clock has reached: one export and
     one checkpoint at most per step, with the clock paused. Returns the seconds the clock was paused."""
-    minutes, (exports, saves) = elapsed_ms / 60_000, milestones
+    minutes, (exports, saves, save_steps) = elapsed_ms / 60_000, milestones
     export = next((m for m in exports if m <= minutes and m not in loop.exported), None)
     saves = [m for m in saves if m <= minutes and m not in loop.saved]
-    if export is None and not saves:
+    if export is None and not saves and loop.step not in save_steps:
         return 0.0
     synchronize(rt)
     start = time.perf_counter()
     if export is not None:
         periodic_export(models, average, val, hp, rt, log, export, loop.step, elapsed_ms)
         loop.exported.append(export)
-    if saves:
+    if saves or loop.step in save_steps:
         loop.saved += saves  # minutes passed together (a resume past several) make one checkpoint
         save_checkpoint(models, optimizers, average, loader, replace(loop, train_ms=elapsed_ms), hp, rt, log)
     return time.perf_counter() - start
@@ -2751,7 +2855,9 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
         # rows of TRAIN_SEQ_LEN scored alone (documents also cut at BOS), so no score depends on the batch or
         # world size; a short last batch is padded at the end (causal: no real token sees it): one shape
         real, pad = window.size - 1, batch_seqs * seq_len - (window.size - 1)
-        x, y = (np.pad(w, (0, pad)).reshape(batch_seqs, seq_len) for w in (window[:-1], window[1:]))
+        # EVAL_ROWS_BY_DOC: #1855's cut, one flat row: segments from the batch start and each BOS, every seq_len
+        shape = (1, -1) if hp.eval_rows_by_doc else (batch_seqs, seq_len)
+        x, y = (np.pad(w, (0, pad)).reshape(shape) for w in (window[:-1], window[1:]))
         dev = to_device(dict(x=x, y=y, cu=rows_cu_seqlens(x, seq_len, hp.doc_isolation),
                              nbytes=val.token_bytes.numpy()[a + 1 : a + 1 + real]), rt)
         with autocast_context(rt):
@@ -2761,25 +2867,45 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
     return meter.result(rt)
 
 
-def ngram_hints(tokens: Tensor, order: int, threshold: float) -> Tensor:
-    """Token-only n-gram hint per target (-1: none), from the document's earlier tokens only: the longest
-    context (<= order tokens) seen before in the document proposes its most frequent continuation if that
-    has >= threshold of the context's count. Ours is per document, so it is the same in any scoring order."""
-    hints = torch.full((tokens.numel(),), -1, dtype=torch.int64)
-    ids = tokens.tolist()
-    for start, end in val_documents(tokens):
-        seen: dict[tuple, dict[int, int]] = {}
-        for t in range(start, end):  # predict ids[t + 1] from ids[start..t]
-            for n in range(min(order, t - start + 1), 0, -1):
-                counts = seen.get(tuple(ids[t - n + 1 : t + 1]))
-                if counts:
-                    best = max(counts, key=counts.get)
-                    if counts[best] >= threshold * sum(counts.values()):
-                        hints[t + 1] = best
-                    break
-            for n in range(1, min(order, t - start + 1) + 1):  # learn the target once it is scored
-                ctx = seen.setdefault(tuple(ids[t - n + 1 : t + 1]), {})
-                ctx[ids[t + 1]] = ctx.get(ids[t + 1], 0) + 1
+def ngram_hints(tokens: Tensor, order: int, threshold: float) -> np.ndarray:
+    """#2135's token-only hint per stream position p (-1: none): the exact ORDER-1 tokens before p, seen
+    earlier in the stream, propose the continuation that first reached the most counts, if it holds
+    >= threshold of them. No back-off, no document bounds; causal in stream order, so any scoring order."""
+    t, ctx = tokens.numpy().astype(np.int64), order - 1
+    n, hints = t.size, np.full(t.size, -1, np.int64)
+    if n <= ctx:
+        return hints
+    # contexts and (context, token) pairs keyed by a random 64-bit linear hash (collisions ~1e-4 over 48M);
+    # int32 positions and dels keep the process under 4.5 GB at 48M tokens (scripts/tilt_bench.py)
+    coef = np.random.default_rng(2135).integers(1, 2**63, ctx + 1, dtype=np.uint64) | np.uint64(1)
+    u = t.astype(np.uint64) + np.uint64(1)
+    key = np.zeros(n - ctx, np.uint64)
+    for j in range(ctx):
+        key += u[j : n - ctx + j] * coef[j]
+    idx = np.arange(n - ctx, dtype=np.int32)
+
+    def runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order_ = np.argsort(keys, kind="stable").astype(np.int32)  # equal keys stay in stream order
+        s = keys[order_]
+        first = np.r_[True, s[1:] != s[:-1]]
+        return order_, first, idx - np.maximum.accumulate(np.where(first, idx, 0))  # earlier equal keys
+
+    by_pair, _, earlier = runs(key + u[ctx:] * coef[ctx])
+    count = np.empty_like(idx)
+    count[by_pair] = earlier + 1  # the pair's count once position p is learned
+    del u, by_pair, earlier
+    by_ctx, first, seen = runs(key)
+    del key
+    count = count[by_ctx]
+    # per context, in stream order: the running max count and the position that first reached it (#2135's
+    # table replaces its top token only on a strictly larger count); contexts lifted apart for one running max
+    lifted = np.cumsum(first, dtype=np.int64) * (n + 1) + count
+    best = np.maximum.accumulate(lifted)
+    leader = np.maximum.accumulate(np.where(np.r_[True, lifted[1:] > best[:-1]], idx, 0))
+    before = np.maximum(idx - 1, 0)  # the state before p: its context's previous entry
+    top = (best[before] - lifted + count).astype(np.float32)  # where seen > 0, `before` is in p's context
+    fire = (seen > 0) & (top / np.maximum(seen, 1).astype(np.float32) >= np.float32(threshold))
+    hints[ctx + by_ctx] = np.where(fire, t[ctx:][by_ctx][leader[before]], -1)
     return hints
 
 
@@ -3070,29 +3196,48 @@ def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], posit
 
 
 def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
-    """(batch index, documents): documents longest first (ties in stream order) in batches of TTT_BATCH_SIZE,
-    as #1855 orders them, each batch ordered by chunk count (most first, so the documents still scoring at a
-    step are its first ones); TTT_EVAL_BATCHES keeps only the listed batches."""
-    docs = sorted(val_documents(val.tokens), key=lambda d: (d[0] - d[1], d[0]))
+    """(batch index, documents), as #1855 queues them: documents sorted shortest first (ties in stream order),
+    cut into batches of TTT_BATCH_SIZE from the short end, the batches longest first (so a remainder batch of
+    the longest runs first); each batch ordered by chunk count (most first, so the documents still scoring
+    at a step are its first ones); TTT_EVAL_BATCHES keeps only the listed batches."""
+    docs = sorted(val_documents(val.tokens), key=lambda d: (d[1] - d[0], d[0]))
     batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
-               for i in range(0, len(docs), hp.ttt_batch_size)]
+               for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
     chosen = parse_batch_list(hp.ttt_eval_batches)
     return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
 
 
-def phase_plan(num_batches: int, hp: Hyperparameters) -> list[tuple[int, int]]:
-    """(queue batches scored before it, queue documents it trains on) per global-SGD phase: phase k trains
-    on the first PREFIX_DOCS*k/PHASES documents of the queue, once every batch holding them is scored, on
-    every rank at once. Only phases with batches left to score after them run."""
+def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
+    """(queue batches scored before it, documents it trains on) per global-SGD phase, given the queue's batch
+    sizes: phase k trains on PREFIX_DOCS*k/PHASES documents (phase_docs) once the first batches holding as
+    many are scored, on every rank at once. Only phases with batches left to score after them run."""
     if not hp.phased_ttt_enabled:
         return []
-    plan = []
+    plan, held = [], np.cumsum(sizes)
     for k in range(1, hp.phased_ttt_num_phases + 1):
         docs = hp.phased_ttt_prefix_docs * k // hp.phased_ttt_num_phases
-        bound = -(-docs // hp.ttt_batch_size)
-        if 0 < bound < num_batches:
+        bound = int(np.searchsorted(held, docs)) + 1  # the first batches holding `docs` documents
+        if 0 < docs and bound < len(sizes):
             plan.append((bound, docs))
     return plan
+
+
+def phase_docs(queue: list, bound: int, count: int, hp: Hyperparameters) -> list[tuple[int, int]]:
+    """The documents a phase trains on, of the batches scored before it: the first `count` in queue order, or
+    GLOBAL_TTT_STREAM=record's `count` shortest, shortest first (#1855 sorts the scored documents by their
+    original batch, which runs short to long, and cuts; the longest scored ones are left out)."""
+    scored = [d for _, docs in queue[:bound] for d in docs]
+    if hp.global_ttt_stream == "record":
+        scored = sorted(scored, key=lambda d: (d[1] - d[0], d[0]))
+    return scored[:count]
+
+
+def sgd_positions(docs: list[tuple[int, int]], hp: Hyperparameters) -> np.ndarray:
+    """The stream positions of global SGD's tokens (inputs, then each one's target): the documents back to
+    back and the last one's closing BOS, or under GLOBAL_TTT_STREAM=record each with its closing BOS, as
+    #1855's documents hold it (so BOS,BOS pairs at every boundary)."""
+    close = int(hp.global_ttt_stream == "record")
+    return np.concatenate([np.arange(s, e + close) for s, e in docs] + ([] if close else [[docs[-1][1]]]))
 
 
 def new_lora(model: GPT, hp: Hyperparameters, index: int, size: int, lanes: dict) -> BatchedLoRA:
@@ -3120,8 +3265,7 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
     """#1626's phased TTT: SGD with momentum on every base weight over the concatenated tokens of documents
     already scored, chunks of GLOBAL_TTT_CHUNK_TOKENS under a cosine LR, the last chunk not trained on (as
     the record); each chunk's sequences are split over ranks, gradients averaged, then clipped."""
-    tokens = val.tokens.numpy()
-    stream = np.concatenate([tokens[s:e] for s, e in docs] + [tokens[docs[-1][1] :][:1]])
+    stream = sgd_positions(docs, hp)
     chunk, params = hp.global_ttt_chunk_tokens, list(model.parameters())
     steps = -(-(stream.size - 1) // chunk) - 1
     optimizer = torch.optim.SGD(params, lr=hp.global_ttt_lr, momentum=hp.global_ttt_momentum)
@@ -3133,7 +3277,7 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
             group["lr"] = global_ttt_lr_at(c, steps, hp)
         for _ in range(hp.global_ttt_epochs):
             optimizer.zero_grad(set_to_none=False)
-            global_sgd_backward(model, stream[c * chunk : (c + 1) * chunk + 1], hp, rt)
+            global_sgd_backward(model, val, stream[c * chunk : (c + 1) * chunk + 1], hp, rt)
             for p in params:
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)  # a rank with no rows still joins the all-reduce
@@ -3146,10 +3290,12 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
     model.eval()
 
 
-def global_sgd_backward(model: GPT, tokens: np.ndarray, hp: Hyperparameters, rt: Runtime) -> None:
+def global_sgd_backward(model: GPT, val: ValidationData, positions: np.ndarray, hp: Hyperparameters,
+                        rt: Runtime) -> None:
     """This rank's share of one chunk's rows (TTT_EVAL_SEQ_LEN each, scored alone, so any rank split sums to
-    the same), in micro-batches of GLOBAL_TTT_BATCH_SEQS rows; gradients of the chunk's mean loss."""
-    seq_len, n = hp.ttt_eval_seq_len, tokens.size - 1
+    the same), in micro-batches of GLOBAL_TTT_BATCH_SEQS rows; gradients of the chunk's mean loss. The
+    chunk's tokens are read here from their stream positions, and only these (tests/test_eval_legality.py)."""
+    seq_len, n, tokens = hp.ttt_eval_seq_len, positions.size - 1, val.tokens.numpy()[positions]
     rows = -(-n // seq_len)
     first, last = rows * rt.rank // rt.world_size, rows * (rt.rank + 1) // rt.world_size
     for i in range(first, last, hp.global_ttt_batch_seqs):
@@ -3190,9 +3336,9 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     it, joins the phase and scores it after. The base weights are frozen except inside global SGD. Returns
     seconds per leg (this rank's)."""
     queue, label = ttt_queue(val, hp), meters.labels[0]
-    phases = phase_plan(len(queue), hp)
-    order = [d for _, docs in queue for d in docs]
-    log(f"ttt: docs:{len(order)} batches:{len(queue)} world_size:{rt.world_size} phase_docs:{[d for _, d in phases]}")
+    phases = phase_plan([len(docs) for _, docs in queue], hp)
+    log(f"ttt: docs:{sum(len(d) for _, d in queue)} batches:{len(queue)} world_size:{rt.world_size} "
+        f"phase_docs:{[d for _, d in phases]}")
     claims, lanes, legs, t0 = BatchClaims(rt), {}, {}, time.perf_counter()
     model.requires_grad_(False)
     model.eval()
@@ -3212,7 +3358,7 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
             b = claims.next()
         legs[f"ttt_scoring_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
         if prefix:
-            sgd_docs = order[:prefix]
+            sgd_docs = phase_docs(queue, bound, prefix, hp)
             if trace is not None:
                 trace.append(("global_sgd", sgd_docs))
             global_sgd(model, val, sgd_docs, hp, rt, log)
@@ -3272,8 +3418,7 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
         model.hp = replace(model.hp, attn_backend="sdpa")  # the same attention (tests/test_gpu.py)
         log("eval_stages: attention on SDPA (FlexAttention needs torch.compile, which the eval stages skip)")
     t0 = time.perf_counter()
-    hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold).numpy() if hp.ngram_tilt_enabled \
-        else None
+    hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled else None
     timers["ngram_hints"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     eval_warmup(model, hp, rt)
@@ -3320,6 +3465,7 @@ def log_header(hp: Hyperparameters, rt: Runtime, log: Logger) -> None:
 
 def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> ValidationData:
     sp = load_tokenizer(hp.tokenizer_path, hp.vocab_size)
+    check_shards_tokenizer(hp.data_path, hp.tokenizer_path)
     log(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={hp.tokenizer_path}")
     pattern = os.path.join(hp.data_path, "fineweb_val_*.bin")
     tokens = load_val_tokens(pattern, hp.train_seq_len, hp.vocab_size)
@@ -3370,6 +3516,27 @@ def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logge
     return quantized
 
 
+# `sha256sum -c` format. The set's files are renamed one by one, this listing last: a kill -9 between two
+# renames leaves the previous set's listing, which the files already replaced no longer match (EVAL_ONLY_PATH
+# and records/tool.py check refuse such a mixed set).
+OUTPUT_SUMS = "outputs.sha256"
+
+
+def output_sums(outputs: dict[Path, bytes]) -> bytes:
+    return "".join(f"{hashlib.sha256(data).hexdigest()}  {p.name}\n" for p, data in outputs.items()).encode()
+
+
+def check_output_set(path: Path) -> None:
+    listing = path.parent / OUTPUT_SUMS
+    try:
+        sums = {n.strip(): h for h, n in (ln.split(" ", 1) for ln in listing.read_text().splitlines() if ln)}
+    except (OSError, ValueError):  # no listing (a set written before them): nothing to compare
+        return
+    if path.name in sums and hashlib.sha256(path.read_bytes()).hexdigest() != sums[path.name]:
+        raise DataError(f"{path} does not match {listing}: an export was stopped between its renames (a mixed "
+                        "set); export again or score an intact artifact")
+
+
 def artifact_path(hp: Hyperparameters) -> Path:
     return Path(hp.artifact_dir) / f"final_model.{export_label(hp).split('_')[0]}.ptz"
 
@@ -3398,6 +3565,7 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
         outputs = {out_dir / "final_model.pt": buf.getvalue(), path: blob}
         if packed is not None:
             outputs[out_dir / "train_gpt_packed.py"] = packed
+        outputs[out_dir / OUTPUT_SUMS] = output_sums(outputs)  # renamed last: see check_output_set
         raw_bytes = sum(t.numel() * t.element_size() for t in state.values())
         log(f"Code size: {code_bytes} bytes")
         log(f"Serialized model {label.replace('_', '+')}: {len(blob)} bytes (raw:{raw_bytes} "
@@ -3416,6 +3584,7 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
     if rt.is_main:
         try:
             atomic_write_files(outputs)
+            RUN_STATE["artifact"] = path
             log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
         except OSError as e:  # a full disk or a vanished directory: the earlier outputs stay as they were
             failed += 1
@@ -3482,25 +3651,55 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
         scored = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
         if not scored.is_file():
             raise DataError(f"EVAL_ONLY_PATH: no artifact at {scored}")
+        check_output_set(scored)
     if rt.is_main:
         check_output_dir(Path(hp.artifact_dir), model)
+        lock_output_dir(Path(hp.artifact_dir))
+        if hp.eval_summary_json:  # written after the whole eval: a bad path must fail now
+            summary = Path(hp.eval_summary_json)
+            if summary.is_dir():
+                raise DataError(f"EVAL_SUMMARY_JSON={summary} is a directory")
+            check_writable(summary.parent, f"EVAL_SUMMARY_JSON={summary}: its folder")
     return (scored, 0, 0) if scored is not None else (None, *check_train_shards(train_pattern(hp), hp.vocab_size))
 
 
 def check_output_dir(out: Path, model: nn.Module) -> None:
     """Before training, not after it: ARTIFACT_DIR takes files and has room for the checkpoint, the artifact
     and their temps."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_probe.{os.getpid()}.tmp"
-        probe.write_bytes(b"0")
-        probe.unlink()
-    except OSError as e:
-        raise DataError(f"ARTIFACT_DIR={out} is not writable ({e.strerror})") from None
+    check_writable(out, f"ARTIFACT_DIR={out}")
     need = 2 * sum(t.numel() * t.element_size() for t in model.state_dict().values()) + 2 * ARTIFACT_CAP_BYTES
     free = shutil.disk_usage(out).free
     if free < need:
         raise DataError(f"ARTIFACT_DIR={out} has {free >> 20} MiB free; the outputs need about {need >> 20} MiB")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write_probe.{os.getpid()}.tmp"
+        probe.write_bytes(b"0")
+        probe.unlink()
+    except OSError as e:
+        raise DataError(f"{what} is not writable ({e.strerror})") from None
+
+
+OUTPUT_LOCKS: dict[str, int] = {}  # ARTIFACT_DIRs this process holds: the lock lives as long as the process
+
+
+def lock_output_dir(out: Path) -> None:
+    """Two live runs sharing ARTIFACT_DIR would interleave their logs and overwrite each other's outputs. The
+    directory itself is flocked (no lock file to leave behind); the kernel drops the lock when the run dies."""
+    key = os.path.realpath(out)
+    if key in OUTPUT_LOCKS:
+        return
+    fd = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataError(f"ARTIFACT_DIR={out} is in use by another live run: wait for it to end, or give this run "
+                        "its own ARTIFACT_DIR") from None
+    OUTPUT_LOCKS[key] = fd
 
 
 def compiled_graphs() -> int:
@@ -3513,6 +3712,7 @@ def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperpar
     """What a grader runs: load the artifact from disk, score the round trip, then every enabled eval stage
     (eval_stages); the last stage's _exact line is the headline. EVAL_SUMMARY_JSON gets every stage."""
     start = time.perf_counter()
+    RUN_STATE["stage"] = f"the eval of {path} (round trip)"
     load_artifact_into(models.raw, path, hp)
     synchronize(rt)
     t0 = time.perf_counter()
@@ -3521,6 +3721,7 @@ def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperpar
     timers["roundtrip"] = time.perf_counter() - t0
     first = stage_row(f"final_{export_label(hp)}_roundtrip{'_partial' if val.partial else ''}", val_loss, val_bpb,
                       val.tokens.numel() - 1, val.token_bytes[1:].sum(), timers["roundtrip"], log)
+    RUN_STATE["stage"] = f"the eval stages of {path}"
     rows, stage_timers = eval_stages(models.raw, val, hp, rt, log, probe, trace)
     timers.update(stage_timers, total=time.perf_counter() - start)
     log("eval_timers: " + " ".join(f"{k}:{v:.1f}s" for k, v in timers.items()))
@@ -3531,11 +3732,17 @@ def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperpar
     if hp.eval_summary_json and rt.is_main:
         summary = dict(artifact=str(path), world_size=rt.world_size, stages=[first] + rows, timers=timers,
                        hyperparameters={f.name: getattr(hp, f.name) for f in fields(hp)})
-        atomic_write_bytes(Path(hp.eval_summary_json), json.dumps(summary, indent=1).encode())
+        try:
+            atomic_write_bytes(Path(hp.eval_summary_json), json.dumps(summary, indent=1).encode())
+        except OSError as e:
+            raise OutputError(f"could not write EVAL_SUMMARY_JSON={hp.eval_summary_json} ({e.strerror}); "
+                              "the log has every stage") from None
     return ([first] + rows)[-1]["val_bpb"]
 
 
 def main() -> None:
+    RUN_STATE.clear()
+    RUN_STATE["stage"] = "startup"
     hp = Hyperparameters.from_env()
     rt = init_runtime(hp)
     run_id = hp.run_id or str(uuid.uuid4())
@@ -3556,6 +3763,7 @@ def main() -> None:
         log(f"gptq:reserving {hp.gptq_reserve_seconds:g}s, effective={training_cap_ms(hp):.0f}ms")
     checkpoint = read_checkpoint(hp, rt) if hp.resume_from else None
     optimizers = build_optimizers(models.raw, hp, rt)
+    RUN_STATE["stage"] = "the compile warm-up"
     compile_warmup_and_restore(models, optimizers, hp, rt, log)
     graphs = compiled_graphs()
     result = train(models, optimizers, val, hp, rt, log, checkpoint)
@@ -3564,6 +3772,7 @@ def main() -> None:
     if rt.device.type == "cuda":
         log(f"peak memory allocated: {torch.cuda.max_memory_allocated() // 2**20} MiB "
             f"reserved: {torch.cuda.max_memory_reserved() // 2**20} MiB")
+    RUN_STATE["stage"] = "the export"
     val_bpb = score_artifact(models, export_artifact(models.raw, hp, rt, log), val, hp, rt, log)
     # Every rank reports, so a desynchronized replica or stop step is visible, not averaged away.
     switches = ",".join(map(str, result.plan_switch_steps)) or "-"
@@ -3591,10 +3800,26 @@ def run_cli() -> int:
         if dist.is_initialized():
             dist.barrier()  # no rank tears down gloo's sockets while another still uses them (SIGABRT at exit)
             dist.destroy_process_group()
-    except (HyperparameterError, DataError, ArtifactError, TrainingError) as e:
+    except (HyperparameterError, DataError, ArtifactError, TrainingError, OutputError) as e:
         report_error(f"error: {e}")
         return 2
+    except KeyboardInterrupt:
+        report_error(f"error: {interrupted()}")
+        return 130
+    except OSError as e:  # a fault no check foresaw (a full disk): still one line
+        report_error(f"error: {e}")
+        return 1
     return 0
+
+
+def interrupted() -> str:
+    """Where Ctrl-C stopped the run and what it leaves (files are only ever replaced whole)."""
+    where, loop = RUN_STATE["stage"], RUN_STATE.get("loop")
+    if where == "training":
+        where = f"training at step {loop.step}"
+    kept = [f"{k} {RUN_STATE[k]}" for k in ("checkpoint", "artifact") if k in RUN_STATE]
+    return (f"interrupted (Ctrl-C) during {where}; kept: {', '.join(kept) or 'no new output'} (earlier outputs "
+            "are whole)")
 
 
 def report_error(line: str) -> None:

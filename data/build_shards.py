@@ -13,9 +13,10 @@ validation split and the rest the training split, so the two are disjoint by
 construction; --val-docs must be smaller than the number of documents. The
 tokenizer is trained on the training documents only. An output directory that
 already holds a build (shards, tokenizer, build_info.json) is refused unless
---overwrite; every file is written to a temp name and renamed, build_info.json
-last (a rebuild deletes the old one first, so a directory without it is an
-unfinished build).
+--overwrite. The build is written to a sibling folder .<name>.building.<pid> and
+moved in at the end, build_info.json last (a rebuild deletes the old one first,
+so a directory without it is an unfinished build); a full disk or another write
+error removes that folder and leaves DIR as it was (one line, exit 1).
 
 Every document is written as [BOS] + its token ids (no EOS), val first into
 fineweb_val_*.bin, then train into fineweb_train_*.bin. DIR receives:
@@ -476,7 +477,7 @@ def existing_build_files(out_dir: str | os.PathLike) -> list[Path]:
     return found + sorted(out_dir.glob("fineweb_*.bin"))
 
 
-def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> list[Path]:
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} exists and is not a directory")
     existing = existing_build_files(out_dir)
@@ -484,13 +485,19 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         names = ", ".join(path.name for path in existing[:4]) + (", ..." if len(existing) > 4 else "")
         raise ValueError(f"--out {out_dir} already holds a build ({len(existing)} files: {names}); "
                          "pass --overwrite to replace it, or choose another --out")
+    return existing
+
+
+def _install_build(staging: Path, out_dir: Path, existing: list[Path]) -> None:
+    """Move a finished build from its staging folder into out_dir. A rebuild first removes the old
+    build_info.json (moved in last, so its absence marks an unfinished build) and every old shard (a smaller
+    rebuild must leave nothing stale for the trainer's globs); the tokenizer files are replaced."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    # A rebuild first removes the old build_info.json (written last, so its absence marks an unfinished
-    # build) and every old shard (a smaller rebuild must leave nothing stale for the trainer's globs).
-    # The tokenizer files are replaced, not removed: --tokenizer may point at out_dir/tokenizer.model.
     for path in existing:
         if path.name not in ("tokenizer.model", "tokenizer.vocab"):
             path.unlink()
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == "build_info.json"):
+        os.replace(path, out_dir / path.name)
 
 
 def _check_build_tokenizer(sp: spm.SentencePieceProcessor, name: str, use_caseops: bool) -> None:
@@ -528,7 +535,25 @@ def build_dataset(
         if not Path(tokenizer).is_file():
             raise ValueError(f"--tokenizer file not found: {tokenizer}")
         _check_build_tokenizer(load_tokenizer(tokenizer, vocab_size), str(tokenizer), use_caseops)
-    _prepare_out_dir(out_dir, overwrite)
+    existing = _prepare_out_dir(out_dir, overwrite)
+    # Built in a sibling folder and moved in at the end: a full disk or a crash leaves out_dir as it was.
+    staging = out_dir.parent / f".{out_dir.name}.building.{os.getpid()}"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        info = _build(docs, staging, val_docs, vocab_size, tokenizer, tokens_per_shard, normalization, seed,
+                      input_files, use_caseops)
+        _install_build(staging, out_dir, existing)
+    except OSError as error:
+        raise ValueError(f"could not write the build ({error.strerror or error}): {out_dir} is as it was, "
+                         "the partial build removed") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def _build(docs, out_dir: Path, val_docs: int, vocab_size, tokenizer, tokens_per_shard: int, normalization: str,
+           seed: int, input_files, use_caseops: bool) -> dict:
     if tokenizer is not None:
         model_path = install_tokenizer(tokenizer, out_dir)
         normalization = "from_tokenizer"

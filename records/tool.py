@@ -14,6 +14,7 @@ scipy load inside `significance`, matplotlib inside `plot`.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -450,6 +451,16 @@ def check_log(log: Log, shipped: bytes | None, args, fail) -> None:
                  "CODE_PACKING=raw, or run the stub and ship it as train_gpt.py)")
 
 
+def mixed_outputs(folder: Path) -> list[str]:
+    """train_gpt.py's outputs.sha256 (renamed after the set): a file that no longer matches it was replaced
+    by an export stopped between its renames, beside the previous set's other files."""
+    listing = folder / "outputs.sha256"
+    lines = listing.read_text(encoding="utf-8", errors="replace").splitlines() if listing.is_file() else []
+    pairs = [line.partition("  ")[::2] for line in lines if line.strip()]
+    return [name for digest, name in pairs if (folder / name).is_file()
+            and hashlib.sha256((folder / name).read_bytes()).hexdigest() != digest]
+
+
 def cmd_check(args) -> int:
     folder = Path(args.dir)
     failures = []
@@ -478,6 +489,9 @@ def cmd_check(args) -> int:
     for seed in sorted({s for s in seeds if seeds.count(s) > 1}):
         fail(str(folder), "seed", f"seed {seed} has more than one log: "
              f"{', '.join(g.name for g in logs if g.seed == seed)}")
+    for name in mixed_outputs(folder):
+        fail(name, "outputs", "does not match its sha256 in outputs.sha256: a mixed set (an export stopped "
+             "between its renames); export again")
     shipped = (folder / "train_gpt.py").read_bytes() if (folder / "train_gpt.py").is_file() else None
     for log in logs:
         check_log(log, shipped, args, fail)

@@ -380,7 +380,7 @@ def ttt_projection(hp: tg.Hyperparameters, big: dict, one: dict, ranks: int = 8)
     lengths, meta = gpu_plan.modelled_lengths(), gpu_plan.meta_model(hp)
     costs, steps = step_costs(lengths, hp, fixed, per_row)
     bound_costs, _ = step_costs(lengths, hp, fixed, per_row, full_width=True)
-    phases = gpu_plan.global_sgd_plan(hp, meta, lengths, len(costs), ranks, gpu_plan.CALIBRATION)
+    phases = gpu_plan.global_sgd_plan(hp, meta, lengths, ranks, gpu_plan.CALIBRATION)
     bounds = [p["after_batch"] for p in phases] + [len(costs)]
     scoring = sum(leg["dynamic"] for leg in gpu_plan.scoring_legs(costs, bounds, ranks))
     bound = sum(leg["dynamic"] for leg in gpu_plan.scoring_legs(bound_costs, bounds, ranks))

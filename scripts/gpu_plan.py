@@ -96,7 +96,7 @@ class Calibration:
 
 
 CALIBRATION = Calibration(train_mfu=0.2728, activation_bytes=23_603.0, reserved_over_allocated=1.1295,
-                          sgd_step_overhead_s=0.1115, ttt_mfu=0.1172,
+                          sgd_step_overhead_s=0.1115, ttt_mfu=0.1078,
                           entropy_efficiency=(("gptq", 0.5662), ("gptq_norans", 0.5714), ("gptq_lite", 0.9006),
                                               ("int8", 0.7776)))
 
@@ -364,13 +364,20 @@ def ttt_shapes(hp: tg.Hyperparameters, model: tg.GPT) -> dict:
                 head=d * hp.vocab_size, head_lora=r * (d + hp.vocab_size))
 
 
+def batch_cuts(docs: int, size: int) -> list[int]:
+    """Where tg.ttt_queue's batches start in a longest-first list: a remainder batch first, then full ones."""
+    return [0] + list(range(docs % size or size, docs + 1, size))
+
+
 def chunk_steps(lengths: np.ndarray, hp: tg.Hyperparameters):
-    """Per TTT batch (TTT_BATCH_SIZE documents, longest first) as ttt_batch runs it, per chunk step s: the rows
-    still scoring (the documents with a chunk s), the widest window (up to TTT_EVAL_SEQ_LEN tokens of prefix),
-    the most scored positions and whether any row has a later chunk (then a backward follows)."""
+    """Per TTT batch (lengths longest first, cut into TTT_BATCH_SIZE from the short end as tg.ttt_queue does, so
+    a remainder batch of the longest comes first) as ttt_batch runs it, per chunk step s: the rows still
+    scoring (the documents with a chunk s), the widest window (up to TTT_EVAL_SEQ_LEN tokens of prefix), the
+    most scored positions and whether any row has a later chunk (then a backward follows)."""
     chunk = np.array([tg.chunk_size_of(int(n), hp) for n in lengths])
-    for i in range(0, len(lengths), hp.ttt_batch_size):
-        n, c = lengths[i : i + hp.ttt_batch_size], chunk[i : i + hp.ttt_batch_size]
+    cuts = batch_cuts(len(lengths), hp.ttt_batch_size)
+    for i, j in zip(cuts, cuts[1:]):
+        n, c = lengths[i:j], chunk[i:j]
         chunks = -(-n // c)
         s = np.arange(int(chunks.max()))[:, None]
         live = chunks[None, :] > s
@@ -411,15 +418,18 @@ def busiest_static(costs: np.ndarray, ranks: int, first: int) -> float:
     return float(max(costs[index == r].sum() for r in range(ranks)))
 
 
-def global_sgd_plan(hp: tg.Hyperparameters, model: tg.GPT, lengths: np.ndarray, batches: int, gpus: int,
+def global_sgd_plan(hp: tg.Hyperparameters, model: tg.GPT, lengths: np.ndarray, gpus: int,
                     cal: Calibration) -> list[dict]:
-    """Per phase (tg.phase_plan): the queue's first documents (the longest), in GLOBAL_TTT_CHUNK_TOKENS
-    steps, the last chunk skipped; each rank trains its share of the rows with the full training plan."""
-    plan = []
-    for bound, docs in tg.phase_plan(batches, hp):
-        tokens = int(lengths[:docs].sum())
+    """Per phase (tg.phase_plan): the queue's first documents (the longest), or under GLOBAL_TTT_STREAM=record
+    the shortest of the batches scored before it (tg.phase_docs), in GLOBAL_TTT_CHUNK_TOKENS steps, the last
+    chunk skipped; each rank trains its share of the rows with the full training plan."""
+    plan, cuts = [], batch_cuts(len(lengths), hp.ttt_batch_size)
+    for bound, docs in tg.phase_plan(np.diff(cuts), hp):
+        scored = lengths[: cuts[bound]]
+        used = scored[len(scored) - docs :] if hp.global_ttt_stream == "record" else lengths[:docs]
+        tokens = int(used.sum())
         steps = max(0, -(-tokens // hp.global_ttt_chunk_tokens) - 1) * hp.global_ttt_epochs
-        f = train_flops_per_token(hp, model, tg.Stage(len(model.plans) - 1, hp.ttt_eval_seq_len), lengths[:docs])
+        f = train_flops_per_token(hp, model, tg.Stage(len(model.plans) - 1, hp.ttt_eval_seq_len), used)
         rank_flops = hp.global_ttt_chunk_tokens / gpus * (f["matmul"] + f["attention"])
         per_step = cal.sgd_step_overhead_s + rank_flops / (H100_BF16_FLOPS * cal.train_mfu)
         plan.append(dict(after_batch=bound, docs=docs, tokens=tokens, steps=steps, projected_seconds=steps * per_step))
@@ -444,7 +454,7 @@ def ttt_plan(hp: tg.Hyperparameters, model: tg.GPT, lengths: np.ndarray, gpus: i
         return dict(enabled=False, legs=[], projected_seconds_dynamic=0.0, projected_seconds_static=0.0)
     steps, flops = batch_work(lengths, hp, ttt_shapes(hp, model))
     costs = steps * TTT_STEP_OVERHEAD_S + flops / (H100_BF16_FLOPS * cal.ttt_mfu)
-    phases = global_sgd_plan(hp, model, lengths, len(costs), gpus, cal)
+    phases = global_sgd_plan(hp, model, lengths, gpus, cal)
     scoring = scoring_legs(costs, [p["after_batch"] for p in phases] + [len(costs)], gpus)
     legs = []
     for k, leg in enumerate(scoring):
@@ -592,7 +602,7 @@ def calibrate() -> Calibration:
     row = top.train_batch_tokens // 8
     activation = (RECORD_ALLOCATED_MIB * MIB - bare["projected_allocated"]) / (row * bare["max_applications"])
     steps, flops = batch_work(lengths, top, ttt_shapes(top, model))
-    phases = global_sgd_plan(top, model, lengths, len(steps), 8, cal)
+    phases = global_sgd_plan(top, model, lengths, 8, cal)
     # FLOP seconds of an SGD step (~6 ms of the record's ~118; our documents, not the record's, set them)
     sgd_compute = sum(p["projected_seconds"] for p in phases) / max(1, sum(p["steps"] for p in phases))
     bounds = [p["after_batch"] for p in phases] + [len(steps)]

@@ -68,12 +68,23 @@ MUTATIONS = {
                                    "    mixed, experts = hedge.mix(", LEGALITY),
     "tilt_hints_the_target": ('arrays["hints"] = self.hints[positions]',
                               'arrays["hints"] = self.val.tokens.numpy()[positions].astype(np.int64)', LEGALITY),
-    "ngram_hint_sees_the_target": ("                if counts:\n", "                if counts and ids[t + 1] in counts:\n",
-                                   LEGALITY),
+    "ngram_hint_sees_the_target": ("before = np.maximum(idx - 1, 0)", "before = idx", LEGALITY),  # counts x_p
+    "tilt_uses_the_next_hint": ('arrays["hints"] = self.hints[positions]',
+                                'arrays["hints"] = self.hints[np.minimum(positions + 1, self.hints.size - 1)]', LEGALITY),
     "sliding_drops_the_tail": ("    while end < num_targets:\n", "    while end + stride <= num_targets:\n", LEGALITY),
     "plain_eval_drops_the_tail": ("total_seqs = -(-n // seq_len)", "total_seqs = n // seq_len", LEGALITY),
-    "global_sgd_on_unscored_docs": ("sgd_docs = order[:prefix]", "sgd_docs = order[: prefix + hp.ttt_batch_size]",
-                                    LEGALITY),
+    "global_sgd_on_unscored_docs": ("sgd_docs = phase_docs(queue, bound, prefix, hp)",
+                                    "sgd_docs = phase_docs(queue, bound + 1, prefix + hp.ttt_batch_size, hp)", LEGALITY),
+    "phase_bound_floor": ("bound = int(np.searchsorted(held, docs)) + 1", "bound = int(np.searchsorted(held, docs))",
+                          LEGALITY),
+    "global_sgd_reads_past_its_documents": ("([] if close else [[docs[-1][1]]])",
+                                            "([] if close else [np.arange(docs[-1][1], docs[-1][1] + 17)])", LEGALITY),
+    "global_sgd_prepends_the_next_document": ("return np.concatenate([np.arange(s, e + close) for s, e in docs]",
+                                              "return np.concatenate([np.arange(docs[-1][1], docs[-1][1] + 16)] + "
+                                              "[np.arange(s, e + close) for s, e in docs]", LEGALITY),
+    "ttt_counts_the_rescores": ("                logp = score(model, dev, span, adapters)\n",
+                                "                logp = score(model, dev, span, adapters)\n"
+                                "            meters.add(label, logp.detach(), dev, positions)\n", LEGALITY),
     "hedge_entropy_expert": ("return torch.stack([logp, uni, bi, tri])",
                              "return torch.stack([logp, uni, bi, tri, (logp.exp() * logp).sum(-1, keepdim=True)"
                              ".expand_as(logp)])", LEGALITY),

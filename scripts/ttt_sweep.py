@@ -65,10 +65,19 @@ def env_value(value, where: str) -> str:
     raise SweepError(f"{where}: value must be a string or a number, not {type(value).__name__}")
 
 
+def read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SweepError(f"{what} {path} is not UTF-8 text (at byte {e.start})") from None
+    except OSError as e:
+        raise SweepError(f"{what} {path} cannot be read ({e.strerror})") from None
+
+
 def load_variants(path: Path) -> list[dict]:
     if not path.is_file():
         raise SweepError(f"variants file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "variants file")
     try:
         if path.suffix == ".toml":
             data = tomllib.loads(text)
@@ -122,7 +131,7 @@ def load_env_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise SweepError(f"base env file {path} does not exist")
     env = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path, "base env file").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -121,3 +121,55 @@ def test_lut_rules_on_special_pieces(tiny_dataset):
     # The space byte of "▁" is charged after a normal token and not after BOS.
     counted = tg.token_bytes_from_luts(torch.tensor([sp.bos_id(), space_id, sp.piece_to_id("a"), space_id]), luts)
     assert counted.tolist() == [0, 0, 1, 1]
+
+
+class SegmentProbe(nn.Module):
+    """Records each forward's row shape and segments (cu_seqlens pairs, empty padding dropped); NLL as TargetNLL."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, y, reduction="none", cu_seqlens=None):
+        cu = cu_seqlens.tolist()
+        self.calls.append((tuple(x.shape), [(a, b) for a, b in zip(cu, cu[1:]) if a < b]))
+        return y.reshape(-1).double() * 1e-3
+
+
+def record_1855_segments(tokens: list[int], span: int, batch_tokens: int) -> list[tuple[int, int]]:
+    """#1855's eval_val restated: the stream is read in batches of batch_tokens inputs, and a batch's flat row is
+    cut where a segment starts: at the batch start, at each BOS, and span tokens after a segment's start."""
+    cuts, start = [], 0
+    for p, t in enumerate(tokens):
+        if p % batch_tokens == 0 or t == tg.BOS_ID or p - start == span:
+            cuts.append(p)
+            start = p
+    return list(zip(cuts, cuts[1:] + [len(tokens)]))
+
+
+@pytest.mark.parametrize("val_batch", [64, 4096])  # 4 rows of 16 a batch, or the whole stream in one
+def test_eval_rows_by_doc_cuts_documents_as_1855(tiny_dataset, tmp_path, val_batch):
+    """EVAL_ROWS_BY_DOC=1 (top.env): the diagnostic eval's segments are #1855's (documents of 1 to 70 tokens,
+    cut every TRAIN_SEQ_LEN=16 from their start, not at row boundaries), and every target is scored once."""
+    gen = torch.Generator().manual_seed(0)
+    stream = []
+    for length in (1, 5, 16, 17, 40, 3, 33, 70, 2, 15, 48, 9):
+        stream += [tg.BOS_ID] + torch.randint(2, TINY_VOCAB, (length - 1,), generator=gen).tolist()
+    shard_io.write_shard(tmp_path / "fineweb_val_000000.bin", stream)
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, DATA_PATH=tmp_path, TRAIN_SEQ_LEN=16,
+                                              VAL_BATCH_SIZE=val_batch, EVAL_ROWS_BY_DOC=1,
+                                              TOKENIZER_PATH=tiny_dataset / "tokenizer.model"))
+    val = tg.load_validation(hp, CPU, log=lambda *a, **k: None)
+    probe = SegmentProbe()
+    val_loss, _ = tg.eval_val(probe, val, hp, CPU)
+    n, batch_tokens = len(stream) - 1, tg.eval_batch_seqs(hp, CPU) * 16
+    got = [(a + i * batch_tokens, min(b + i * batch_tokens, n)) for i, (shape, segs) in enumerate(probe.calls)
+           for a, b in segs if a + i * batch_tokens < n]  # the last batch's padding joins its last segment
+    assert all(shape == (1, batch_tokens) for shape, _ in probe.calls)  # one flat row a batch
+    assert got == record_1855_segments(stream[:-1], 16, batch_tokens)
+    if val_batch == 4096:  # one batch: exactly each document in pieces of 16 from its start
+        docs = [i for i, t in enumerate(stream) if t == tg.BOS_ID] + [n]
+        assert got == [(p, min(p + 16, b)) for a, b in zip(docs, docs[1:]) for p in range(a, b, 16)]
+    assert any(a % 16 for a, _ in got)  # not the fixed rows of the default
+    targets = torch.tensor(stream[1:], dtype=torch.float64)
+    assert val_loss == pytest.approx(float(targets.sum() * 1e-3) / n, rel=1e-12)  # each target once

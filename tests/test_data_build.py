@@ -265,3 +265,27 @@ def test_tokenizer_with_other_bos_id_is_refused(built, tmp_path):
     with pytest.raises(SystemExit, match="bos_id is -1"):
         build_shards.main(["--input", str(source), "--out", str(tmp_path / "o"), "--tokenizer", str(model),
                            "--val-docs", "5"])
+
+
+def test_a_full_disk_during_a_build_leaves_the_earlier_build_and_no_partial_folder(built, tmp_path, monkeypatch):
+    _, source, out, _ = built
+    args = ["--input", str(source), "--out", str(tmp_path / "o"), "--tokenizer", str(out / "tokenizer.model"),
+            "--val-docs", str(VAL_DOCS), "--tokens-per-shard", "3000"]
+    build_shards.main(args)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
+    real = shard_io.write_split
+
+    def full_disk(out_dir, split, *a, **k):
+        if split == "train":  # the val shards are written, then the disk is full
+            (Path(out_dir) / "fineweb_train_000000.bin.tmp").write_bytes(b"half")
+            raise OSError(28, "No space left on device")
+        return real(out_dir, split, *a, **k)
+
+    monkeypatch.setattr(build_shards.shard_io, "write_split", full_disk)
+    for target, overwrite in ((tmp_path / "o", ["--overwrite"]), (tmp_path / "new", [])):
+        with pytest.raises(SystemExit) as exit_info:
+            build_shards.main([*args[:3], str(target), *args[4:], *overwrite])
+        assert str(exit_info.value) == (f"build_shards: error: could not write the build (No space left on device): "
+                                        f"{target} is as it was, the partial build removed")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before  # the earlier build, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no partial folder, no new/, no temp file

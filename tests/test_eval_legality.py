@@ -7,6 +7,7 @@ import functools
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -18,10 +19,11 @@ from conftest import cpu_runtime, randomized_model, tiny_env
 
 VOCAB = 64
 CPU = cpu_runtime()
-# every mode small enough for a 2-core CI: 2x32 model, 8-target chunks, windows of 32, 3-document batches
+# every mode small enough for a 2-core CI: 2x32 model, 8-target chunks, windows of 32, 3-document batches;
+# phases after 2 and 5 documents: prefixes that are not multiples of the batch size
 SMALL = dict(VOCAB_SIZE=VOCAB, TRAIN_SEQ_LEN=32, VAL_BATCH_SIZE=768, EVAL_SEQ_LEN=32, EVAL_STRIDE=8,
              EVAL_BATCH_SEQS=4, TTT_ENABLED=1, TTT_CHUNK_SIZE=8, TTT_EVAL_SEQ_LEN=32, TTT_BATCH_SIZE=3,
-             TTT_LORA_RANK=4, TTT_LORA_ALPHA=8, TTT_LORA_LR=0.01, PHASED_TTT_ENABLED=0, PHASED_TTT_PREFIX_DOCS=6,
+             TTT_LORA_RANK=4, TTT_LORA_ALPHA=8, TTT_LORA_LR=0.01, PHASED_TTT_ENABLED=0, PHASED_TTT_PREFIX_DOCS=5,
              PHASED_TTT_NUM_PHASES=2, GLOBAL_TTT_CHUNK_TOKENS=64, GLOBAL_TTT_BATCH_SEQS=2, GLOBAL_TTT_LR=0.05,
              NGRAM_TILT_ORDER=4, NGRAM_TILT_THRESHOLD=0.5)
 MODES = {  # mode -> (env overrides, the label whose distributions it scores)
@@ -30,8 +32,10 @@ MODES = {  # mode -> (env overrides, the label whose distributions it scores)
     "tilt": (dict(SLIDING_WINDOW_ENABLED=1, NGRAM_TILT_ENABLED=1, TTT_ENABLED=0), "sliding_window_tilt"),
     "lora_ttt": (dict(TTT_WARM_START_A=1), "ttt_lora"),
     "lora_ttt_short_doc_chunks": (dict(TTT_SHORT_DOC_CHUNKS="2@10,4@40"), "ttt_lora"),  # #2014's smaller chunks
+    "lora_ttt_two_steps": (dict(TTT_GRAD_STEPS=2), "ttt_lora"),  # re-scores between the steps are not scores
     "phased_ttt": (dict(PHASED_TTT_ENABLED=1, TTT_WARM_START_A=1), "ttt_phased"),
     "phased_ttt_tilt": (dict(PHASED_TTT_ENABLED=1, NGRAM_TILT_ENABLED=1), "ttt_phased_tilt"),
+    "phased_ttt_record_stream": (dict(PHASED_TTT_ENABLED=1, GLOBAL_TTT_STREAM="record"), "ttt_phased"),
 }
 
 
@@ -78,17 +82,32 @@ def run_mode(mode: str, tokens: torch.Tensor, tmp_path, monkeypatch, numeric_mod
     return dists, counts, {r["label"]: r for r in rows}
 
 
+def split_points(mode: str, tokens: torch.Tensor, tmp_path) -> list[int]:
+    """Where the future-token test cuts: mid-stream, and for phased modes 3 tokens into the first document
+    scored after each phase (global SGD reaching past the documents it may use is seen there)."""
+    points = [int(tokens.numel() * 0.45)]
+    if MODES[mode][0].get("PHASED_TTT_ENABLED"):
+        hp = hparams(tmp_path, **MODES[mode][0])
+        queue = tg.ttt_queue(validation(tokens), hp)
+        points += [queue[bound][1][0][0] + 3 for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp)]
+    return points
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_future_tokens_change_no_earlier_score(mode, tmp_path, monkeypatch, numeric_mode):
     """Tokens from t on are changed: no distribution up to and including position t's (which scores the
     changed token x_t) may move, so neither a later token nor the realized one is read."""
     tokens = stream()
-    t = int(tokens.numel() * 0.45)
+    a, *_ = run_mode(mode, tokens, tmp_path, monkeypatch, numeric_mode)
+    for t in split_points(mode, tokens, tmp_path):
+        future_tokens_keep_earlier_scores(mode, tokens, t, a, tmp_path, monkeypatch, numeric_mode)
+
+
+def future_tokens_keep_earlier_scores(mode, tokens, t, a, tmp_path, monkeypatch, numeric_mode):
     assert tokens[t] != tg.BOS_ID
     changed = tokens.clone()
     future = changed[t:] != tg.BOS_ID  # documents keep their boundaries: same queue, batches and shapes
     changed[t:][future] = (changed[t:][future] + 7) % (VOCAB - 2) + 2
-    a, *_ = run_mode(mode, tokens, tmp_path, monkeypatch, numeric_mode)
     b, *_ = run_mode(mode, changed, tmp_path, monkeypatch, numeric_mode)
     assert torch.equal(a[1 : t + 1], b[1 : t + 1]), f"{mode}: a distribution up to position {t} reads x_t or later"
     assert not torch.equal(a[t + 1 :], b[t + 1 :])  # the change is seen where it is allowed to be
@@ -219,21 +238,41 @@ def test_compiled_ttt_equals_the_reference_and_compiles_only_in_the_warm_up(tmp_
     assert nll == pytest.approx(want, rel=1e-5)
 
 
-def test_phased_global_sgd_sees_only_fully_scored_documents(tmp_path):
-    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "PHASED_TTT_ENABLED": 1})
+@pytest.mark.parametrize("stream_order", ["queue", "record"])
+@pytest.mark.parametrize("prefix", [5, 6])  # 2 and 5 documents a phase (not multiples of the batch), 3 and 6
+def test_global_sgd_trains_only_on_token_positions_already_scored(prefix, stream_order, tmp_path, monkeypatch):
+    """Every stream position a global-SGD step reads (input or target) was scored before it, or is the BOS
+    that opens a document whose first target was: checked at token level, step by step, against the
+    positions the meters scored so far; and the documents are the ones the record's rule picks."""
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "PHASED_TTT_ENABLED": 1, "PHASED_TTT_PREFIX_DOCS": prefix,
+                                          "GLOBAL_TTT_STREAM": stream_order})
     hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=4))
+    tokens, scored, read = val.tokens, torch.zeros(val.tokens.numel(), dtype=torch.bool), []
+    original = tg.global_sgd_backward
+
+    def record(model_, val_, positions, hp_, rt):
+        p = torch.from_numpy(positions)
+        known = scored[p] | ((tokens[p] == tg.BOS_ID) & scored[(p + 1).clamp_max(tokens.numel() - 1)])
+        assert bool(known.all()), f"global SGD read unscored positions {p[~known].tolist()}"
+        read.append(p)
+        original(model_, val_, positions, hp_, rt)
+
+    def probe(name, positions, logp):
+        scored[positions] = True
+
+    monkeypatch.setattr(tg, "global_sgd_backward", record)
     trace, before = [], {k: v.clone() for k, v in model.state_dict().items()}
-    tg.eval_ttt(model, val, hp, CPU, tg.StageMeters(["ttt_phased"], val, hp, CPU, None), lambda *a, **k: None, trace)
-    queue = [d for _, docs in tg.ttt_queue(val, hp) for d in docs]
-    scored, phases = set(), []
-    for event, docs in trace:
-        if event == "scored":
-            scored.update(docs)
-        else:
-            assert set(docs) <= scored, "global SGD trained on a document not yet fully scored"
-            phases.append(docs)
-    assert phases == [queue[:3], queue[:6]]  # PREFIX_DOCS * k / PHASES of the queue, whoever scored them
-    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # the phases did train
+    meters = tg.StageMeters(["ttt_phased"], val, hp, CPU, None, probe)
+    tg.eval_ttt(model, val, hp, CPU, meters, lambda *a, **k: None, trace)
+    assert len(read) > 0 and any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    queue = tg.ttt_queue(val, hp)
+    scored_docs = [[d for _, docs in queue[:bound] for d in docs] for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp)]
+    counts = [prefix * k // 2 for k in (1, 2)]
+    if stream_order == "record":  # #1855: the scored documents by length, shortest first, cut to the count
+        want = [sorted(docs, key=lambda d: (d[1] - d[0], d[0]))[:n] for docs, n in zip(scored_docs, counts)]
+    else:
+        want = [[d for _, docs in queue for d in docs][:n] for n in counts]
+    assert [docs for event, docs in trace if event == "global_sgd"] == want
 
 
 def claiming_worker(rank: int, world: int, init_file: str, out: str, env: dict) -> None:
@@ -261,7 +300,7 @@ def test_claimed_batches_on_two_ranks_score_each_document_once_and_phases_wait_f
     hp, val = tg.Hyperparameters.from_env(env), validation(stream(seed=4))
     queue = tg.ttt_queue(val, hp)
     index = {tuple(docs): b for b, docs in queue}
-    bounds = [bound for bound, _ in tg.phase_plan(len(queue), hp)]
+    bounds = [bound for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp)]
     assert bounds == [1, 2] and len(queue) == 4
     scored = []
     for run in runs:
@@ -358,9 +397,53 @@ def test_tilt_is_the_renormalized_boost_of_the_hint():
         assert torch.allclose(got[i].exp(), want / want.sum())
 
 
-def test_ngram_hints_read_only_earlier_tokens_of_the_document():
-    tokens = torch.tensor([1, 5, 6, 7, 5, 6, 7, 5, 6, 1, 5, 6, 9])
-    hints = tg.ngram_hints(tokens, order=3, threshold=0.8)
-    # hints[j] proposes tokens[j] from tokens[:j] of its document: "5" was followed by 6, so after the second
-    # "5" comes the hint 6; longer contexts take over once seen; the new document (BOS at 9) starts from nothing
-    assert hints.tolist() == [-1, -1, -1, -1, -1, 6, 7, 5, 6, 7, -1, -1, -1]
+def slow_2135_hints(tokens: list[int], order: int, threshold: float) -> list[int]:
+    """#2135's token-only rule (its online_ngram_state.c, restated): at position p the exact ORDER-1 tokens
+    before p, over the whole stream so far; the continuation that first reached the top count is the hint if
+    top / total >= threshold in float32. Then p is learned."""
+    ctx, hints, counts, top = order - 1, [-1] * len(tokens), {}, {}
+    for p in range(ctx, len(tokens)):
+        key = tuple(tokens[p - ctx : p])
+        seen = counts.setdefault(key, {})
+        if seen and np.float32(top[key][1]) / np.float32(sum(seen.values())) >= np.float32(threshold):
+            hints[p] = top[key][0]
+        seen[tokens[p]] = seen.get(tokens[p], 0) + 1
+        if key not in top or seen[tokens[p]] > top[key][1]:
+            top[key] = (tokens[p], seen[tokens[p]])
+    return hints
+
+
+def test_ngram_hints_are_2135s_rule():
+    tokens = [1, 5, 6, 7, 5, 6, 7, 5, 6, 1, 5, 6, 9, 5, 6]
+    # a context seen once proposes what followed it (p = 6, 7, 8, 11); "5 6" at p = 9 has 7 twice: 7; at p = 12
+    # it was followed by 7, 7, 1: 2/3 < 0.8, none; document bounds play no part (p = 11 reads across a BOS)
+    assert tg.ngram_hints(torch.tensor(tokens), order=3, threshold=0.8).tolist() == \
+        [-1, -1, -1, -1, -1, -1, 7, 5, 6, 7, -1, 6, -1, -1, -1]
+    gen = np.random.default_rng(0)
+    for order, threshold in [(1, 0.3), (2, 0.5), (3, 0.8), (5, 0.6), (16, 0.8)]:
+        phrases = gen.integers(0, 6, (5, 4))  # phrases, and copies of the first 300 tokens with 5 % noise
+        base = np.where(gen.random(300) < 0.2, gen.integers(0, 6, 300), phrases[gen.integers(0, 5, 75)].ravel())
+        tokens = np.concatenate([base] + [np.where(gen.random(300) < 0.05, gen.integers(0, 6, 300), base)] * 3)
+        got = tg.ngram_hints(torch.tensor(tokens, dtype=torch.int32), order, threshold)
+        want = slow_2135_hints(tokens.tolist(), order, threshold)
+        assert got.tolist() == want and sum(h >= 0 for h in want) > 20, (order, threshold)
+
+
+@pytest.mark.parametrize("mode", ["tilt", "phased_ttt_tilt"])
+def test_the_tilt_at_each_position_uses_that_positions_hint(mode, tmp_path, monkeypatch):
+    """The tilted distribution at position p is the mode's own distribution at p boosted by the hint the
+    independent reference builds for p from tokens[:p] (not p+1's, not p-1's)."""
+    tokens = stream(seed=6)
+    overrides, label = MODES[mode]
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, **overrides})
+    hp, val = tg.Hyperparameters.from_env(env), validation(tokens)
+    dists = {}
+
+    def probe(name, positions, logp):
+        dists.setdefault(name, torch.zeros(tokens.numel(), VOCAB))[positions] = logp.float()
+
+    tg.eval_stages(model_for(env), val, hp, CPU, lambda *a, **k: None, probe=probe)
+    hints = torch.tensor(slow_2135_hints(tokens.tolist(), hp.ngram_tilt_order, hp.ngram_tilt_threshold))
+    assert int((hints[1:] >= 0).sum()) > 50
+    want = tg.ngram_tilt(dists[label.removesuffix("_tilt")][1:], hints[1:], hp.ngram_tilt_beta)
+    assert torch.allclose(dists[label][1:], want, atol=1e-5)

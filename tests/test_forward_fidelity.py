@@ -193,3 +193,39 @@ def test_skip_merge_lerps_towards_the_stream_by_the_gate():
     assert torch.allclose(tg.skip_merge(x, skip, w, g), (1 - s) * (w * skip) + s * x)
     assert torch.allclose(tg.skip_merge(x, skip, w, None), x + w * skip)
     assert F.mse_loss(tg.skip_merge(x, skip, w, g), s * (w * skip) + (1 - s) * x) > 1e-3  # direction matters
+
+
+def record_1855_rope(seq_len: int, rope_dims: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """#1855's Rotary after GPT(h).to(device).bfloat16() and restore_fp32_params: the inv_freq buffer, built
+    in fp32 as 1 / base^(2i/d), is left in bf16 (only parameters go back to fp32); the cache reads it back with
+    .float() and takes cos/sin of positions x frequencies in fp32 (then casts to q's dtype at use)."""
+    inv_freq = (1.0 / base ** (torch.arange(0, rope_dims, 2, dtype=torch.float32) / rope_dims)).to(torch.bfloat16)
+    freqs = torch.outer(torch.arange(seq_len, dtype=torch.float32), inv_freq.float())
+    return freqs.cos(), freqs.sin()
+
+
+def test_rope_bf16_freqs_are_the_records_rounded_frequencies():
+    """ROPE_BF16_FREQS=1 (top.env): our tables at positions 0..T-1 of one segment equal #1855's, bit for bit;
+    without it they are the exact frequencies, up to 0.4% apart (0.031622 -> 0.031738 at i=3 of 16 dims)."""
+    ids = torch.randint(2, 64, (1, 16), generator=torch.Generator().manual_seed(0))  # no BOS: one segment
+    env = {**LOOPED, "ROPE_DIMS": "16", "MODEL_DIM": "64"}
+    want = record_1855_rope(16, 16, 10_000.0)
+    cos, sin = tg.attention_context(ids, tg.Hyperparameters.from_env({**env, "ROPE_BF16_FREQS": "1"})).rope
+    assert torch.equal(cos[0, 0], want[0]) and torch.equal(sin[0, 0], want[1])
+    exact_cos, exact_sin = tg.attention_context(ids, tg.Hyperparameters.from_env(env)).rope
+    assert not torch.equal(exact_cos[0, 0], want[0]) and not torch.equal(exact_sin[0, 0], want[1])
+    exact = 10_000.0 ** (-torch.arange(0, 16, 2, dtype=torch.float64) / 16)
+    rounded = exact.to(torch.bfloat16).double()
+    assert 0.003 < ((rounded - exact).abs() / exact).max() < 0.004
+    assert abs(float(rounded[3]) - 0.031738) < 1e-6
+
+
+def test_rope_bf16_freqs_change_the_logits_of_the_same_weights():
+    """Artifacts of one setting are not interchangeable with the other's: the same weights give other logits."""
+    model = randomized(LOOPED)
+    bf16 = tg.build_model(tg.Hyperparameters.from_env({**LOOPED, "ROPE_BF16_FREQS": "1"}), torch.device("cpu"))
+    bf16.load_state_dict(model.state_dict())
+    ids = token_ids()
+    with torch.no_grad():
+        a, b = model.logits(model.hidden(ids)), bf16.logits(bf16.hidden(ids))
+    assert 0 < (a - b).abs().max() < 1.0

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 import shard_io
+import torch
+import train_gpt as tg
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_plan.py"
@@ -155,3 +157,20 @@ def test_val_shards_give_the_real_document_lengths(tmp_path, capsys):
     assert plan["documents"]["count"] == 4 and plan["documents"]["targets"] == 3_100 - 1
     assert plan["documents"]["longest"] == 2_000
     assert plan["ttt"]["batches"] == 1
+
+
+@pytest.mark.parametrize("stream_order", ["queue", "record"])
+def test_the_plan_cuts_batches_and_picks_sgd_documents_as_the_evaluation_does(stream_order):
+    """chunk_steps' batches are ttt_queue's (cut from the short end, the remainder of the longest first) and a
+    phase's global-SGD tokens are phase_docs' documents, on a stream of known document lengths."""
+    hp = gpu_plan.hyperparameters({"TTT_BATCH_SIZE": "4", "TTT_CHUNK_SIZE": "4", "PHASED_TTT_PREFIX_DOCS": "6",
+                                   "PHASED_TTT_NUM_PHASES": "2", "GLOBAL_TTT_STREAM": stream_order})
+    lengths = np.array([30, 25, 22, 17, 12, 10, 9, 5, 3, 2])  # targets per document, longest first
+    tokens = np.concatenate([np.r_[tg.BOS_ID, np.full(n - 1, 5)] for n in lengths] + [[tg.BOS_ID]])
+    val = tg.ValidationData(torch.from_numpy(tokens.astype(np.int32)), torch.ones(tokens.size, dtype=torch.int16))
+    queue = tg.ttt_queue(val, hp)
+    steps = [len(b["rows"]) for b in gpu_plan.chunk_steps(lengths, hp)]
+    assert steps == [max(tg.chunk_count(d, hp) for d in docs) for _, docs in queue] == [8, 6, 3]
+    plan = gpu_plan.global_sgd_plan(hp, gpu_plan.meta_model(hp), lengths, 8, gpu_plan.CALIBRATION)
+    want = [sum(e - s for s, e in tg.phase_docs(queue, bound, docs, hp)) for bound, docs in tg.phase_plan([len(d) for _, d in queue], hp)]
+    assert [p["tokens"] for p in plan] == want and want == ([77, 116] if stream_order == "queue" else [39, 116])

@@ -645,7 +645,8 @@ def test_step_costs_chunk_like_gpu_plan():
     assert total == int(steps.sum()) and np.array_equal(costs, steps.astype(float))  # fixed cost: one a chunk step
     full, _ = gpu_bench.step_costs(lengths, hp, fixed_s=0.0, per_row_s=1.0, full_width=True)
     scaled, _ = gpu_bench.step_costs(lengths, hp, fixed_s=0.0, per_row_s=1.0)
-    first_batch_chunks = sum(-(-int(n) // tg.chunk_size_of(int(n), hp)) for n in lengths[: hp.ttt_batch_size])
+    first = lengths[: len(lengths) % hp.ttt_batch_size or hp.ttt_batch_size]  # the remainder batch, longest
+    first_batch_chunks = sum(-(-int(n) // tg.chunk_size_of(int(n), hp)) for n in first)
     assert full[0] == first_batch_chunks  # a row a chunk step of each document
     assert np.all(scaled <= full) and scaled[-1] < full[-1]  # short documents: narrower windows
 

@@ -17,9 +17,16 @@ def read_env_file(path: Path) -> dict:
 
 
 def test_defaults_are_the_top_recipe():
-    """Defaults reproduce #1855 without CaseOps; records/recipes/top.env spells out the same values."""
+    """Defaults reproduce #1855 without CaseOps; records/recipes/top.env spells out the same values, plus the five
+    knobs that restore #1855's own numerics where we differ on purpose (README, 'Where we differ')."""
     hp = tg.Hyperparameters.from_env({})
-    assert dataclasses.replace(tg.Hyperparameters.from_env(read_env_file(RECIPES / "top.env")), run_id="") == hp
+    top = tg.Hyperparameters.from_env(read_env_file(RECIPES / "top.env"))
+    record_numerics = dict(grad_clip_per_rank=True, rope_bf16_freqs=True, muon_keep_warmup_momentum=True,
+                           eval_rows_by_doc=True)
+    assert {k: getattr(top, k) for k in record_numerics} == record_numerics
+    assert top.global_ttt_stream == "record"
+    assert dataclasses.replace(top, run_id="", global_ttt_stream="queue",
+                               **{k: not v for k, v in record_numerics.items()}) == hp
     assert (hp.vocab_size, hp.num_layers, hp.mlp_mult, hp.rope_dims, hp.qk_gain_init) == (8192, 11, 4.0, 16, 5.0)
     assert (hp.matrix_lr, hp.muon_wd, hp.warmdown_frac, hp.min_lr, hp.ema_decay) == (0.026, 0.095, 0.85, 0.10, 0.9965)
 

@@ -149,3 +149,42 @@ def test_iteration_warmdown_without_a_cap():
 def test_muon_momentum_warmup_is_linear():
     hp = tg.Hyperparameters.from_env({})
     assert [tg.muon_momentum_at(s, hp) for s in (0, 750, 1500, 5000)] == pytest.approx([0.92, 0.945, 0.97, 0.97])
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_warmup_momentum_is_kept_only_under_the_knob(tiny_dataset, tmp_path, monkeypatch, keep):
+    """#1855 (8 ranks) keeps Muon's momentum in sharded buffers outside the optimizer state, so restoring the
+    state after the compile warm-up leaves them as the warm-up made them: training starts with 2 x WARMUP_STEPS
+    steps of momentum (steps 0..W-1 of its ramp, once per plan). MUON_KEEP_WARMUP_MOMENTUM=1 keeps exactly that
+    recursion, buf = mu_k * buf + g_k, restated here from each warm-up step's gradient; without it the buffers
+    are gone (the first step starts from zero). The weights and AdamW state are restored either way."""
+    from conftest import tiny_env
+
+    env = tiny_env(tiny_dataset, tmp_path, NUM_LAYERS=3, NUM_LOOPS=1, LOOP_START=1, LOOP_END=1, WARMUP_STEPS=3,
+                   ENABLE_LOOPING_AT=0.5, MUON_KEEP_WARMUP_MOMENTUM=int(keep))
+    hp = tg.Hyperparameters.from_env(env)
+    model = tg.build_model(hp, CPU.device)
+    models = tg.Models(model, model, model)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizers = tg.build_optimizers(model, hp, CPU)
+    muon = optimizers[-1]
+    steps = []  # (momentum, {param: grad}) of each Muon step
+    real_step = tg.Muon.step
+    monkeypatch.setattr(tg.Muon, "step", lambda self, closure=None: steps.append(
+        (self.param_groups[0]["momentum"], {p: p.grad.clone() for p in self.param_groups[0]["params"]}))
+        or real_step(self, closure))
+    tg.compile_warmup_and_restore(models, optimizers, hp, CPU, log=lambda *a, **k: None)
+
+    ramp = [(1 - i / 1500) * 0.92 + i / 1500 * 0.97 for i in range(3)]
+    assert [mu for mu, _ in steps] == pytest.approx(ramp * 2)  # two plans, steps 0..2 of the ramp each
+    assert all(torch.equal(initial[k], v) for k, v in model.state_dict().items())
+    assert all(len(opt.state) == 0 for opt in optimizers[:-1])
+    if not keep:
+        assert len(muon.state) == 0
+        return
+    for p in muon.param_groups[0]["params"]:
+        buf = torch.zeros_like(p)
+        for mu, grads in steps:
+            buf = buf * mu + grads[p]
+        assert buf.abs().max() > 0
+        assert torch.allclose(muon.state[p]["momentum_buffer"], buf, rtol=1e-6, atol=0)

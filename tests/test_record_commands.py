@@ -353,3 +353,51 @@ def test_top_caseops_recipe_is_top_on_caseops_data():
     assert caseops.model_config() == top.model_config()
     assert caseops.data_path.endswith("fineweb10B_sp8192_lossless_caps_caseops_v1_reserved")
     assert caseops.val_bytes_path == caseops.data_path + "/fineweb_val_bytes_*.bin"
+
+
+def test_top_recipe_sets_the_records_numerics():
+    """top.env is #1855: the knobs that turn each of our on-purpose differences back into its computation."""
+    hp = tg.Hyperparameters.from_env(recipe("top.env"))
+    assert (hp.grad_clip_per_rank, hp.rope_bf16_freqs, hp.muon_keep_warmup_momentum, hp.eval_rows_by_doc,
+            hp.global_ttt_stream) == (True, True, True, True, "record")
+
+
+# The frontier after #1855 (unmerged, 2026-05), layered on top.env. Neither log's model_params line could be
+# found; the count is #1855's 35,945,671 plus AsymLogit's two learned caps (#1923: softcap_pos, softcap_neg).
+FRONTIER = {
+    "pr2014.env": dict(
+        stages=[tg.Stage(0, 1024), tg.Stage(0, 2048), tg.Stage(1, 2048), tg.Stage(1, 3072)],
+        knobs={"train_seq_len": 3072, "ttt_eval_seq_len": 3072, "qk_gain_init": 5.25, "asym_logit_rescale": True,
+               "ttt_q_lora": False, "ttt_k_lora": True, "ttt_v_lora": False, "ttt_batch_size": 24,
+               "phased_ttt_num_phases": 1, "phased_ttt_prefix_docs": 2500, "ngram_tilt_enabled": False},
+        chunks={256: 8, 257: 24, 2000: 24, 2001: 48}, phases=[(105, 2500)]),  # 2500 documents = 105 batches of 24
+    "pr2135.env": dict(
+        stages=[tg.Stage(0, 2048), tg.Stage(1, 2048)],
+        knobs={"ngram_tilt_enabled": True, "ngram_tilt_order": 16, "ngram_tilt_threshold": 0.8,
+               "ngram_tilt_beta": 2.625, "asym_logit_rescale": True, "gptq_calibration_batches": 32,
+               "ttt_lora_rank": 80, "ttt_lora_lr": 8e-5, "ttt_weight_decay": 2.0, "ttt_k_lora": False,
+               "ttt_q_lora": True, "ttt_v_lora": True, "matrix_lr": 0.028, "lqer_asym_group": 32,
+               "ttt_eval_seq_len": 2560, "smear_gate_enabled": True},
+        chunks={1: 48, 256: 48, 5000: 48}, phases=[(40, 2500)]),  # 2500 documents = 40 batches of 64
+}
+
+
+@pytest.mark.parametrize("name", FRONTIER)
+def test_frontier_recipe_builds_the_records_model_and_plan(name):
+    """#2014 and #2135 on top.env: #1855's model plus AsymLogit, its layer plan, and each record's context stages,
+    TTT chunk sizes by document length and global-SGD phases (one, on a 2,500-document prefix)."""
+    want = FRONTIER[name]
+    hp = tg.Hyperparameters.from_env({**recipe("top.env"), **recipe(name)})
+    with torch.device("meta"):
+        model = tg.GPT(hp)
+    plan = model.plans[-1]
+    assert sum(p.numel() for p in model.parameters()) == 35_945_671 + 2
+    assert plan.order == LOOPED and all(plan.xsa)
+    assert [i for i, on in enumerate(plan.parallel) if on] == list(range(14, 17))
+    assert tg.schedule_stages(hp) == want["stages"]
+    assert {k: getattr(hp, k) for k in want["knobs"]} == want["knobs"]
+    assert {n: tg.chunk_size_of(n, hp) for n in want["chunks"]} == want["chunks"]
+    sizes = [50_000 % hp.ttt_batch_size] + [hp.ttt_batch_size] * (50_000 // hp.ttt_batch_size)  # #1855's queue
+    assert tg.phase_plan(sizes, hp) == want["phases"]
+    # top.env's #1855 numerics come along
+    assert hp.grad_clip_per_rank and hp.rope_bf16_freqs and hp.muon_keep_warmup_momentum and hp.eval_rows_by_doc

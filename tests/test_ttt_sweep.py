@@ -131,7 +131,7 @@ def test_dry_run_prints_the_commands_and_runs_nothing(setup):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("case", ["unknown_key", "duplicate_id", "missing_artifact"])
+@pytest.mark.parametrize("case", ["unknown_key", "duplicate_id", "missing_artifact", "not_utf8"])
 def test_bad_input_is_one_line_and_exit_2(setup, tmp_path, case):
     work, artifact = setup
     variants = json.loads(json.dumps(VARIANTS))
@@ -139,14 +139,16 @@ def test_bad_input_is_one_line_and_exit_2(setup, tmp_path, case):
         variants["variants"][1]["envs"] = {"TTT_LORA_RANK": 8}
     elif case == "duplicate_id":
         variants["variants"][1]["id"] = "v0"
-    else:
+    elif case == "missing_artifact":
         artifact = tmp_path / "missing.ptz"
     (tmp_path / "v.json").write_text(json.dumps(variants))
+    if case == "not_utf8":  # a variants file saved in Latin-1
+        (tmp_path / "v.json").write_bytes(json.dumps(variants).replace("LoRA", "LoRA\u00e9").encode("latin-1"))
     result = sweep("--artifact", artifact, "--variants", tmp_path / "v.json", "--out", tmp_path / "out")
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert {"unknown_key": "envs", "duplicate_id": "duplicate id 'v0'", "missing_artifact": "missing.ptz"}[case] \
-        in result.stderr
+    assert {"unknown_key": "envs", "duplicate_id": "duplicate id 'v0'", "missing_artifact": "missing.ptz",
+            "not_utf8": f"variants file {tmp_path / 'v.json'} is not UTF-8 text (at byte "}[case] in result.stderr
     assert not (tmp_path / "out").exists()
 
 
