@@ -367,10 +367,10 @@ class Hyperparameters:
         require(not (self.sliding_window_enabled or self.use_hedge) or self.eval_stride <= window,
                 f"EVAL_STRIDE={self.eval_stride} must be <= the window, EVAL_SEQ_LEN or TRAIN_SEQ_LEN ({window})")
         parse_short_doc_chunks(self.ttt_short_doc_chunks)
-        parse_batch_list(self.ttt_eval_batches)
+        eval_batch_list(self)
         parse_minutes("EXPORT_MINUTES", self.export_minutes)
         parse_minutes("RESUME_SAVE_MINUTES", self.resume_save_minutes)
-        parse_steps(self.resume_save_steps)
+        parse_int_list("RESUME_SAVE_STEPS", self.resume_save_steps, 1, "positive steps")
         require(not self.resume_enabled or (self.resume_save_minutes + self.resume_save_steps).strip(),
                 "RESUME_ENABLED=1 needs RESUME_SAVE_MINUTES or RESUME_SAVE_STEPS (when to save)")
         require(self.resume_keep_last >= 1, "RESUME_KEEP_LAST must be >= 1")
@@ -455,24 +455,19 @@ def parse_minutes(name: str, spec: str) -> list[float]:
     return minutes
 
 
-def parse_steps(spec: str) -> list[int]:
+def parse_int_list(name: str, spec: str, least: int, what: str) -> list[int]:
+    """'3,1,2' -> [1, 2, 3]: a comma list of distinct ints >= least (RESUME_SAVE_STEPS, TTT_EVAL_BATCHES)."""
     try:
-        steps = sorted({int(v) for v in spec.split(",") if v.strip()})
+        values = sorted({int(v) for v in spec.split(",") if v.strip()})
     except ValueError:
-        steps = [0]
-    if any(s <= 0 for s in steps):
-        raise HyperparameterError(f"RESUME_SAVE_STEPS={spec!r}: expected a comma list of positive steps")
-    return steps
+        values = [least - 1]
+    if any(v < least for v in values):
+        raise HyperparameterError(f"{name}={spec!r}: expected a comma list of {what}")
+    return values
 
 
-def parse_batch_list(spec: str) -> list[int]:
-    try:
-        batches = sorted({int(v) for v in spec.split(",") if v.strip()})
-    except ValueError:
-        batches = [-1]
-    if any(b < 0 for b in batches):
-        raise HyperparameterError(f"TTT_EVAL_BATCHES={spec!r}: expected a comma list of batch indices >= 0")
-    return batches
+def eval_batch_list(hp) -> list[int]:
+    return parse_int_list("TTT_EVAL_BATCHES", hp.ttt_eval_batches, 0, "batch indices >= 0")
 
 
 def parse_knob(name: str, raw: str, kind: type, choices: tuple):
@@ -2235,7 +2230,8 @@ def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: L
     cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
     milestones = (parse_minutes("EXPORT_MINUTES", hp.export_minutes),
                   parse_minutes("RESUME_SAVE_MINUTES", hp.resume_save_minutes) if hp.resume_enabled else [],
-                  parse_steps(hp.resume_save_steps) if hp.resume_enabled else [])
+                  parse_int_list("RESUME_SAVE_STEPS", hp.resume_save_steps, 1, "positive steps") if hp.resume_enabled
+                  else [])
     stop_at = loop.step if resumed and loop.train_ms >= cap_ms else None  # resumed past the cap
     stage_start = (loop.step, loop.train_ms)  # where the current stage's steps began: its own step_avg
     synchronize(rt)
@@ -3203,7 +3199,7 @@ def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[
     docs = sorted(val_documents(val.tokens), key=lambda d: (d[1] - d[0], d[0]))
     batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
-    chosen = parse_batch_list(hp.ttt_eval_batches)
+    chosen = eval_batch_list(hp)
     return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
 
 
@@ -3413,7 +3409,7 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
                 trace: list | None = None) -> tuple[list[dict], dict[str, float]]:
     """The stages after the round trip, in the records' order (window pass, then TTT, which changes the
     weights, last); returns their rows and timers."""
-    rows, timers, partial = [], {}, val.partial or bool(parse_batch_list(hp.ttt_eval_batches))
+    rows, timers, partial = [], {}, val.partial or bool(eval_batch_list(hp))
     if attention_backend(model.hp, rt.device) == "flex":  # fast only compiled, and these stages run eager
         model.hp = replace(model.hp, attn_backend="sdpa")  # the same attention (tests/test_gpu.py)
         log("eval_stages: attention on SDPA (FlexAttention needs torch.compile, which the eval stages skip)")
