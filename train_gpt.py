@@ -12,7 +12,7 @@ Every knob is an environment variable (see Hyperparameters); all resolved values
 Artifact: final_model.int6.ptz (GPTQ + LQER, rANS + brotli by default; .int8.ptz for the baseline export) =
 our own container (magic, version, compressor id, CRC32) around a JSON header, byte-shuffled raw arrays
 and rANS-coded weight codes, so loading never unpickles and a corrupt file fails loudly. The counted
-code is the packed two-line stub train_gpt_packed.py that the run writes (CODE_PACKING=lzma), which
+code is the packed two-line stub train_gpt_packed.py that the run writes (CODE_PACKING=brotli), which
 runs identically.
 
 Sections, in data-flow order: hyperparameters, runtime, data, metric (exact BPB), model, optimizer,
@@ -27,6 +27,7 @@ import difflib
 import fcntl
 import glob
 import hashlib
+import importlib
 import io
 import itertools
 import json
@@ -35,6 +36,7 @@ import math
 import os
 import pickle
 import queue
+import re
 import shutil
 import struct
 import subprocess
@@ -56,14 +58,6 @@ from torch import Tensor, nn
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-try:  # optional compressors: COMPRESSOR=brotli / zstd need them, zlib and lzma are stdlib
-    import brotli
-except ImportError:
-    brotli = None
-try:
-    import zstandard
-except ImportError:
-    zstandard = None
 try:  # FlashAttention-3 (Hopper wheels; the records' kernel since #1530): ATTN_BACKEND=fa3, or auto on CUDA
     from flash_attn_interface import flash_attn_varlen_func
 except ImportError:
@@ -86,218 +80,194 @@ torch.fx.experimental._config.use_duck_shape = False
 # -----------------------------------------------------------------------------------------------
 
 
-def knob(default, doc: str, choices: tuple = (), model: bool = False):
-    """One env-var knob: default, one-line meaning, allowed values; model=True if it changes the
-    function the weights compute (stored in the artifact and checked when it is loaded)."""
-    return field(default=default, metadata={"doc": doc, "choices": choices, "model": model})
+def knob(default, bounds: str = "", model: bool = False):
+    """One env-var knob: its default, its allowed interval such as "[0, 1)", and model=True if it changes the
+    function the weights compute (stored in the artifact). Its meaning is the comment on its line (--help)."""
+    return field(default=default, metadata={"bounds": bounds, "choices": (), "model": model})
+
+
+def choice(default: str, *others: str, model: bool = False):
+    """A knob that takes one of a few words, the first being the default."""
+    return field(default=default, metadata={"bounds": "", "choices": (default, *others), "model": model})
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
     # data (empty paths are derived from DATA_DIR and VOCAB_SIZE as #1775/#1855 derive them; the log shows them)
-    data_dir: str = knob("./data", "root of datasets/ and tokenizers/, for the paths left empty")
-    caseops_enabled: bool = knob(False, "CaseOps data (#1855): the derived paths are the record's CaseOps dataset "
-                                 "and tokenizer, and VAL_BYTES_PATH defaults to the shards' byte sidecar")
-    data_path: str = knob("", "dir with fineweb_{train,val}_*.bin shards; empty = "
-                          "DATA_DIR/datasets/fineweb10B_sp{VOCAB_SIZE}")
-    tokenizer_path: str = knob("", "SentencePiece model for byte LUTs; empty = "
-                               "DATA_DIR/tokenizers/fineweb_{VOCAB_SIZE}_bpe.model")
-    val_bytes_path: str = knob("", "glob of per-val-token byte sidecar shards (transformed tokenizers); empty = "
-                               "none, or DATA_PATH/fineweb_val_bytes_*.bin under CASEOPS_ENABLED")
-    run_id: str = knob("", "name of the log file logs/<RUN_ID>.txt; empty = random uuid")
-    artifact_dir: str = knob(".", "where logs/ and final_model.* are written")
-    seed: int = knob(1337, "seed for weights and any sampling")
+    data_dir: str = knob("./data")  # root of datasets/ and tokenizers/, for the paths left empty
+    caseops_enabled: bool = knob(False)  # #1855's CaseOps dataset/tokenizer paths; val bytes from its sidecar
+    data_path: str = knob("")  # fineweb_{train,val}_*.bin dir; empty = DATA_DIR/datasets/fineweb10B_sp{VOCAB_SIZE}
+    tokenizer_path: str = knob("")  # SentencePiece model; empty = DATA_DIR/tokenizers/fineweb_{VOCAB_SIZE}_bpe.model
+    val_bytes_path: str = knob("")  # glob of per-val-token byte sidecars (CaseOps: DATA_PATH/fineweb_val_bytes_*.bin)
+    run_id: str = knob("")  # name of the log file logs/<RUN_ID>.txt; empty = random uuid
+    artifact_dir: str = knob(".")  # where logs/ and final_model.* are written
+    seed: int = knob(1337)  # seed for weights and any sampling
     # validation cadence
-    val_batch_size: int = knob(524_288, "val tokens per forward across all ranks and accumulation steps")
-    val_loss_every: int = knob(0, "validate every N steps (0 = only at the end)")
-    train_log_every: int = knob(200, "log the train loss every N steps (and the first 10)")
-    eval_rows_by_doc: bool = knob(False, "diagnostic eval cuts a batch only at BOS and every TRAIN_SEQ_LEN of a "
-                                  "document, not at its rows (#1855)")
+    val_batch_size: int = knob(524_288, "(0, inf)")  # val tokens per forward across all ranks and accumulation steps
+    val_loss_every: int = knob(0)  # validate every N steps (0 = only at the end)
+    train_log_every: int = knob(200)  # log the train loss every N steps (and the first 10)
+    eval_rows_by_doc: bool = knob(False)  # diagnostic eval cuts rows only at BOS and every TRAIN_SEQ_LEN (#1855)
     # training length and schedule
-    iterations: int = knob(20_000, "max optimizer steps")
-    warmup_steps: int = knob(20, "compile warm-up steps per schedule stage, then weights/optimizer/loader reset")
-    train_batch_tokens: int = knob(786_432, "tokens per optimizer step across all ranks")
-    train_seq_len: int = knob(2048, "longest attention segment (documents are cut every N tokens); eval row length")
-    max_wallclock_seconds: float = knob(600.0, "training time cap, eval excluded (<= 0: no cap)")
-    gptq_reserve_seconds: float = knob(8.0, "seconds cut from the cap for post-training calibration (#1868)")
-    export_minutes: str = knob("", "export an artifact at these training minutes, e.g. 10,20,30 (#2008): "
-                               "ARTIFACT_DIR/export_{M}min/ and a line of ARTIFACT_DIR/exports.jsonl; the clock "
-                               "pauses, training is unchanged")
-    export_eval: bool = knob(False, "also score each export's weights before quantization (#2008 EXPORT_MODE=full)")
-    schedule_horizon_seconds: float = knob(0.0, "#2008: warm-down, looping, depth and context stages follow this "
-                                           "horizon (minus GPTQ_RESERVE_SECONDS), not the cap, which still stops "
-                                           "training (0 = the cap)")
-    resume_enabled: bool = knob(False, "write resumable checkpoints at RESUME_SAVE_MINUTES of training (#2008); "
-                                "the clock pauses while one is written")
-    resume_save_minutes: str = knob("", "training minutes of the checkpoints, e.g. 30,60,90")
-    resume_save_steps: str = knob("", "training steps of more checkpoints, e.g. 4000,8000 (a clock-free "
-                                  "schedule: tests, or runs compared step by step)")
-    resume_dir: str = knob("", "where the checkpoints and resume_manifest.json go; empty = ARTIFACT_DIR/resume")
-    resume_keep_last: int = knob(3, "checkpoints kept; an older one is deleted once a newer one is complete")
-    resume_from: str = knob("", "continue the run saved here (a RESUME_DIR, or its resume_manifest.json): weights, "
-                            "averages, optimizer states, RNG, data position and schedule state")
-    warmdown_frac: float = knob(0.85, "LR decays linearly over this last fraction of training (0: use ITERS)")
-    warmdown_iters: int = knob(0, "baseline schedule: decay over the last N steps, wallclock-projected")
-    min_lr: float = knob(0.10, "LR multiplier floor of the fractional warm-down (#1787)")
+    iterations: int = knob(20_000, "[0, inf)")  # max optimizer steps
+    warmup_steps: int = knob(20, "[0, inf)")  # compile warm-up steps per stage; then weights, optimizer, loader reset
+    train_batch_tokens: int = knob(786_432, "(0, inf)")  # tokens per optimizer step across all ranks
+    train_seq_len: int = knob(2048, "(0, inf)")  # longest attention segment (documents cut every N); eval row length
+    max_wallclock_seconds: float = knob(600.0)  # training time cap, eval excluded (<= 0: no cap)
+    gptq_reserve_seconds: float = knob(8.0, "[0, inf)")  # seconds cut from the cap for GPTQ calibration (#1868)
+    export_minutes: str = knob("")  # export an artifact at these training minutes, e.g. 10,20 (#2008); clock paused
+    export_eval: bool = knob(False)  # also score each export's weights before quantization (#2008 EXPORT_MODE=full)
+    schedule_horizon_seconds: float = knob(0.0)  # schedules follow this horizon, the cap still stops (#2008; 0 = cap)
+    resume_enabled: bool = knob(False)  # write resumable checkpoints at RESUME_SAVE_MINUTES/STEPS (#2008)
+    resume_save_minutes: str = knob("")  # training minutes of the checkpoints, e.g. 30,60,90
+    resume_save_steps: str = knob("")  # training steps of more checkpoints, e.g. 4000,8000
+    resume_dir: str = knob("")  # where the checkpoints and resume_manifest.json go; empty = ARTIFACT_DIR/resume
+    resume_keep_last: int = knob(3, "[1, inf)")  # checkpoints kept (older deleted once a newer one is complete)
+    resume_from: str = knob("")  # continue the run saved in this RESUME_DIR (or its resume_manifest.json)
+    warmdown_frac: float = knob(0.85, "[0, 1]")  # LR decays linearly over this last fraction of training (0: use ITERS)
+    warmdown_iters: int = knob(0)  # baseline schedule: decay over the last N steps, wallclock-projected
+    min_lr: float = knob(0.10, "[0, 1]")  # LR multiplier floor of the fractional warm-down (#1787)
     # model shape
-    vocab_size: int = knob(8192, "token vocabulary; must equal the tokenizer's", model=True)
-    num_layers: int = knob(11, "physical transformer blocks", model=True)
-    model_dim: int = knob(512, "residual width", model=True)
-    num_heads: int = knob(8, "query heads", model=True)
-    num_kv_heads: int = knob(4, "key/value heads (GQA)", model=True)
-    mlp_mult: float = knob(4.0, "MLP hidden width = MLP_MULT * MODEL_DIM", model=True)
-    mlp_negative_slope: float = knob(0.5, "MLP act = leaky_relu(x, slope)^2; 0 = the baseline relu^2", model=True)
-    tie_embeddings: bool = knob(True, "share the input embedding with the output head", model=True)
-    rope_base: float = knob(10_000.0, "RoPE base frequency", model=True)
-    rope_dims: int = knob(16, "rotate only the first N dims of each head (0 = all)", model=True)
-    ln_scale: bool = knob(True, "scale block inputs by 1/sqrt(layer+1)", model=True)
-    logit_softcap: float = knob(30.0, "logits = c * tanh(z / c)", model=True)
-    asym_logit_rescale: bool = knob(False, "AsymLogit: learned caps for positive and negative logits, init "
-                                    "LOGIT_SOFTCAP (#1923/#1945/#2135; theirs act on eval/TTT only)", model=True)
-    qk_gain_init: float = knob(5.0, "initial per-head gain on RMS-normed queries")
-    tied_embed_init_std: float = knob(0.005, "std of the tied embedding init")
-    ortho_init: bool = knob(True, "orthogonal init of Q, K, V and MLP-up (else PyTorch's default)")
-    rope_bf16_freqs: bool = knob(False, "RoPE frequencies rounded to bf16 (#1855)", model=True)
+    vocab_size: int = knob(8192, "(0, inf)", model=True)  # token vocabulary; must equal the tokenizer's
+    num_layers: int = knob(11, "(0, inf)", model=True)  # physical transformer blocks
+    model_dim: int = knob(512, "(0, inf)", model=True)  # residual width
+    num_heads: int = knob(8, "(0, inf)", model=True)  # query heads
+    num_kv_heads: int = knob(4, "(0, inf)", model=True)  # key/value heads (GQA)
+    mlp_mult: float = knob(4.0, "(0, inf)", model=True)  # MLP hidden width = MLP_MULT * MODEL_DIM
+    mlp_negative_slope: float = knob(0.5, model=True)  # MLP act = leaky_relu(x, slope)^2; 0 = the baseline relu^2
+    tie_embeddings: bool = knob(True, model=True)  # share the input embedding with the output head
+    rope_base: float = knob(10_000.0, model=True)  # RoPE base frequency
+    rope_dims: int = knob(16, model=True)  # rotate only the first N dims of each head (0 = all)
+    ln_scale: bool = knob(True, model=True)  # scale block inputs by 1/sqrt(layer+1)
+    logit_softcap: float = knob(30.0, model=True)  # logits = c * tanh(z / c)
+    asym_logit_rescale: bool = knob(False, model=True)  # AsymLogit: learned positive/negative logit caps (#1923/#2135)
+    qk_gain_init: float = knob(5.0)  # initial per-head gain on RMS-normed queries
+    tied_embed_init_std: float = knob(0.005)  # std of the tied embedding init
+    ortho_init: bool = knob(True)  # orthogonal init of Q, K, V and MLP-up (else PyTorch's default)
+    rope_bf16_freqs: bool = knob(False, model=True)  # RoPE frequencies rounded to bf16 (#1855)
     # attention extras
-    attn_backend: str = knob("auto", "attention kernel: auto = fa3 on CUDA if importable, else flex on CUDA, else sdpa",
-                             choices=("auto", "sdpa", "flex", "fa3"))
-    doc_isolation: bool = knob(True, "attention segments end at every BOS (else only every TRAIN_SEQ_LEN)", model=True)
-    xsa_last_n: int = knob(11, "XSA on every application of the last N physical blocks (#1855); under "
-                           "NUM_REPEATS on the last N applications of the current depth (#895)", model=True)
-    smear_gate_enabled: bool = knob(True, "SmearGate: mix in the previous token's embedding (BOS-masked)", model=True)
-    gate_window: int = knob(12, "input dims read by SmearGate and the sparse/out attention gates", model=True)
-    sparse_attn_gate_enabled: bool = knob(True, "per-head gate sigmoid(k W x[:window]) (#1787)", model=True)
-    sparse_attn_gate_scale: float = knob(0.5, "k of the sparse attention gate", model=True)
-    sparse_attn_gate_init_std: float = knob(0.0, "init std of the sparse gate weights")
-    attn_out_gate_enabled: bool = knob(False, "per-head gate 2 sigmoid(W src[:window]) (#1667)", model=True)
-    attn_out_gate_src: str = knob("proj", "AttnOutGate input: block input or raw q", choices=("proj", "q"), model=True)
-    gated_attn_enabled: bool = knob(False, "dense per-head gate sigmoid(W x) (#1736)", model=True)
-    gated_attn_init_std: float = knob(0.01, "init std of the dense gate weights")
-    skip_gates_enabled: bool = knob(True, "U-Net skips as a learned sigmoid lerp instead of a sum", model=True)
-    parallel_start_layer: int = knob(8, "decoder layers >= N run attention and MLP in two lanes (<= 0: off, "
-                                     "as in the records)", model=True)
-    parallel_final_lane: str = knob("mean", "output of the lanes", choices=("mean", "attn", "mlp"), model=True)
+    attn_backend: str = choice("auto", "sdpa", "flex", "fa3")  # auto: fa3 if importable on CUDA, else flex; sdpa on CPU
+    doc_isolation: bool = knob(True, model=True)  # attention segments end at every BOS (else only every TRAIN_SEQ_LEN)
+    xsa_last_n: int = knob(11, model=True)  # XSA on the last N blocks (#1855; under NUM_REPEATS: applications, #895)
+    smear_gate_enabled: bool = knob(True, model=True)  # SmearGate: mix in the previous token's embedding (BOS-masked)
+    gate_window: int = knob(12, model=True)  # input dims read by SmearGate and the sparse/out attention gates
+    sparse_attn_gate_enabled: bool = knob(True, model=True)  # per-head gate sigmoid(k W x[:window]) (#1787)
+    sparse_attn_gate_scale: float = knob(0.5, model=True)  # k of the sparse attention gate
+    sparse_attn_gate_init_std: float = knob(0.0)  # init std of the sparse gate weights
+    attn_out_gate_enabled: bool = knob(False, model=True)  # per-head gate 2 sigmoid(W src[:window]) (#1667)
+    attn_out_gate_src: str = choice("proj", "q", model=True)  # AttnOutGate input: block input or raw q
+    gated_attn_enabled: bool = knob(False, model=True)  # dense per-head gate sigmoid(W x) (#1736)
+    gated_attn_init_std: float = knob(0.01)  # init std of the dense gate weights
+    skip_gates_enabled: bool = knob(True, model=True)  # U-Net skips as a learned sigmoid lerp instead of a sum
+    parallel_start_layer: int = knob(8, model=True)  # decoder layers >= N run attention and MLP in 2 lanes (<= 0: off)
+    parallel_final_lane: str = choice("mean", "attn", "mlp", model=True)  # output of the lanes
     # depth recurrence
-    num_loops: int = knob(2, "extra passes over layers LOOP_START..LOOP_END once looping is on", model=True)
-    loop_start: int = knob(3, "first looped layer", model=True)
-    loop_end: int = knob(5, "last looped layer (inclusive)", model=True)
-    enable_looping_at: float = knob(0.35, "training fraction at which looping switches on")
-    num_repeats: int = knob(1, "#895 shared-block recurrence: passes over all blocks (1 = off)", model=True)
-    prog_depth: str = knob("", "#895 progressive depth 'frac:repeats,...', e.g. 0.4:2,0.65:3,1.0:4")
-    train_seq_schedule: str = knob("", "#2014 context growth 'len@frac,...', e.g. 1024@0.1,2048@0.7,3072@1.0: "
-                                   "segments of at most len tokens while the training fraction is below frac")
-    num_value_embeds: int = knob(0, "#895 value-embedding tables added to the stream at every layer", model=True)
+    num_loops: int = knob(2, model=True)  # extra passes over layers LOOP_START..LOOP_END once looping is on
+    loop_start: int = knob(3, model=True)  # first looped layer
+    loop_end: int = knob(5, model=True)  # last looped layer (inclusive)
+    enable_looping_at: float = knob(0.35)  # training fraction at which looping switches on
+    num_repeats: int = knob(1, "(0, inf)", model=True)  # #895 shared-block recurrence: passes over all blocks (1 = off)
+    prog_depth: str = knob("")  # #895 progressive depth 'frac:repeats,...', e.g. 0.4:2,0.65:3,1.0:4
+    train_seq_schedule: str = knob("")  # context growth 'len@frac,...' (#2014), e.g. 1024@0.1,2048@0.7,3072@1.0
+    num_value_embeds: int = knob(0, model=True)  # #895 value-embedding tables added to the stream at every layer
     # optimizer
-    embed_lr: float = knob(0.6, "Adam LR of an untied input embedding")
-    head_lr: float = knob(0.008, "Adam LR of an untied output head")
-    tied_embed_lr: float = knob(0.03, "Adam LR of the tied embedding (and value embeddings)")
-    matrix_lr: float = knob(0.026, "Muon LR of the block matrices")
-    scalar_lr: float = knob(0.02, "Adam LR of gains, mixes, gates and skip weights")
-    muon_momentum: float = knob(0.97, "Muon momentum after warm-up")
-    muon_backend_steps: int = knob(5, "Newton-Schulz iterations")
-    muon_polar_express: bool = knob(True, "per-iteration Polar Express coefficients (#1344) instead of fixed")
-    muon_row_normalize: bool = knob(True, "MuonEq-R: unit-norm rows before orthogonalizing (#1217)")
-    muon_wd: float = knob(0.095, "decoupled weight decay of the Muon matrices")
-    muon_momentum_warmup_start: float = knob(0.92, "Muon momentum at step 0")
-    muon_momentum_warmup_steps: int = knob(1500, "steps of linear momentum warm-up")
-    beta1: float = knob(0.9, "Adam beta1")
-    beta2: float = knob(0.99, "Adam beta2")
-    adam_eps: float = knob(1e-8, "Adam epsilon")
-    embed_wd: float = knob(0.085, "AdamW weight decay of the embeddings")
-    adam_wd: float = knob(0.02, "AdamW weight decay of the scalar/control tensors")
-    grad_clip_norm: float = knob(0.3, "global grad-norm clip (0 = off)")
-    grad_clip_per_rank: bool = knob(False, "clip each rank's local gradient before averaging, as #1855 does "
-                                    "(default: clip the averaged gradient)")
-    muon_keep_warmup_momentum: bool = knob(False, "Muon momentum keeps its compile warm-up value (#1855)")
+    embed_lr: float = knob(0.6, "[0, inf)")  # Adam LR of an untied input embedding
+    head_lr: float = knob(0.008, "[0, inf)")  # Adam LR of an untied output head
+    tied_embed_lr: float = knob(0.03, "[0, inf)")  # Adam LR of the tied embedding (and value embeddings)
+    matrix_lr: float = knob(0.026, "[0, inf)")  # Muon LR of the block matrices
+    scalar_lr: float = knob(0.02, "[0, inf)")  # Adam LR of gains, mixes, gates and skip weights
+    muon_momentum: float = knob(0.97, "[0, 1)")  # Muon momentum after warm-up
+    muon_backend_steps: int = knob(5)  # Newton-Schulz iterations
+    muon_polar_express: bool = knob(True)  # per-iteration Polar Express coefficients (#1344) instead of fixed
+    muon_row_normalize: bool = knob(True)  # MuonEq-R: unit-norm rows before orthogonalizing (#1217)
+    muon_wd: float = knob(0.095, "[0, inf)")  # decoupled weight decay of the Muon matrices
+    muon_momentum_warmup_start: float = knob(0.92, "[0, 1)")  # Muon momentum at step 0
+    muon_momentum_warmup_steps: int = knob(1500)  # steps of linear momentum warm-up
+    beta1: float = knob(0.9, "[0, 1)")  # Adam beta1
+    beta2: float = knob(0.99, "[0, 1)")  # Adam beta2
+    adam_eps: float = knob(1e-8, "(0, inf)")  # Adam epsilon
+    embed_wd: float = knob(0.085, "[0, inf)")  # AdamW weight decay of the embeddings
+    adam_wd: float = knob(0.02, "[0, inf)")  # AdamW weight decay of the scalar/control tensors
+    grad_clip_norm: float = knob(0.3, "[0, inf)")  # global grad-norm clip (0 = off)
+    grad_clip_per_rank: bool = knob(False)  # clip each rank's gradient before averaging (#1855)
+    muon_keep_warmup_momentum: bool = knob(False)  # Muon momentum keeps its compile warm-up value (#1855)
     # weight averaging
-    ema_decay: float = knob(0.9965, "EMA of the weights, loaded after training (0 = off)")
-    swa_enabled: bool = knob(False, "#895 SWA: average checkpoints late in training instead of EMA")
-    swa_start_frac: float = knob(0.4, "SWA collects once the LR multiplier drops below this")
-    swa_every: int = knob(50, "SWA collects every N steps")
+    ema_decay: float = knob(0.9965, "[0, 1)")  # EMA of the weights, loaded after training (0 = off)
+    swa_enabled: bool = knob(False)  # #895 SWA: average checkpoints late in training instead of EMA
+    swa_start_frac: float = knob(0.4)  # SWA collects once the LR multiplier drops below this
+    swa_every: int = knob(50)  # SWA collects every N steps
     # quantization and artifact
-    quant_method: str = knob("gptq", "export of large matrices: full-Hessian GPTQ, #895's clip search, or "
-                             "baseline int8", choices=("gptq", "gptq_lite", "int8"))
-    matrix_bits: int = knob(6, "bits of the block matrices (gptq, gptq_lite)")
-    embed_bits: int = knob(7, "bits of the embedding tables (gptq, gptq_lite; int7 of #1586)")
-    matrix_clip_sigmas: float = knob(12.85, "row scale = k * row std / levels, for other matrices")
-    attn_clip_sigmas: float = knob(13.0, "k of the attention matrices")
-    mlp_clip_sigmas: float = knob(11.5, "k of the MLP matrices")
-    embed_clip_sigmas: float = knob(14.0, "k of the embedding tables")
-    gptq_calibration_batches: int = knob(16, "calibration micro-batches for the GPTQ Hessians")
-    gptq_calibration: str = knob("train", "calibration tokens: training shards, or the model's own samples",
-                                 choices=("train", "self"))
-    gated_attn_quant_gate: bool = knob(True, "store attention-gate weights as int8 rows (#1736)")
-    keep_float_max_numel: int = knob(65_536, "tensors this small are stored unquantized (fp16 under gptq)")
-    lqer_enabled: bool = knob(True, "low-rank correction of the worst GPTQ errors (#1797)")
-    lqer_rank: int = knob(4, "rank of the LQER correction")
-    lqer_top_k: int = knob(3, "tensors that get one")
-    lqer_factor_bits: int = knob(4, "bits of the symmetric LQER factors")
-    lqer_asym_enabled: bool = knob(True, "LQER factors as int2 (A) and grouped int4 (B)")
-    lqer_asym_group: int = knob(64, "group size of B's int4 scales")
-    compressor: str = knob("brotli", "artifact compressor (arrays byte-shuffled first)",
-                           choices=("brotli", "zstd", "lzma", "zlib"))
-    rans_coding: bool = knob(True, "rANS-code the attention and MLP integer codes (ours) instead of compressing them")
-    scale_log_grid: bool = knob(True, "SDClip row scales on a 2^(1/32) grid, stored as int16 exponents (ours); "
-                                "0 = fp16 scales as #1855")
-    code_packing: str = knob("lzma", "count (and write) the code as a minified lzma exec stub, or raw",
-                             choices=("lzma", "raw"))
+    quant_method: str = choice("gptq", "gptq_lite", "int8")  # full-Hessian GPTQ, #895's clip search, or int8
+    matrix_bits: int = knob(6, "[2, 8]")  # bits of the block matrices (gptq, gptq_lite)
+    embed_bits: int = knob(7, "[2, 8]")  # bits of the embedding tables (gptq, gptq_lite; int7 of #1586)
+    matrix_clip_sigmas: float = knob(12.85)  # row scale = k * row std / levels, for other matrices
+    attn_clip_sigmas: float = knob(13.0)  # k of the attention matrices
+    mlp_clip_sigmas: float = knob(11.5)  # k of the MLP matrices
+    embed_clip_sigmas: float = knob(14.0)  # k of the embedding tables
+    gptq_calibration_batches: int = knob(16)  # calibration micro-batches for the GPTQ Hessians
+    gptq_calibration: str = choice("train", "self")  # calibration tokens: train shards or self-generated
+    gated_attn_quant_gate: bool = knob(True)  # store attention-gate weights as int8 rows (#1736)
+    keep_float_max_numel: int = knob(65_536)  # tensors this small are stored unquantized (fp16 under gptq)
+    lqer_enabled: bool = knob(True)  # low-rank correction of the worst GPTQ errors (#1797)
+    lqer_rank: int = knob(4)  # rank of the LQER correction
+    lqer_top_k: int = knob(3)  # tensors that get one
+    lqer_factor_bits: int = knob(4)  # bits of the symmetric LQER factors
+    lqer_asym_enabled: bool = knob(True)  # LQER factors as int2 (A) and grouped int4 (B)
+    lqer_asym_group: int = knob(64)  # group size of B's int4 scales
+    compressor: str = choice("brotli", "zstd", "lzma", "zlib")  # artifact compressor (arrays byte-shuffled first)
+    rans_coding: bool = knob(True)  # rANS-code the attention and MLP integer codes (ours) instead of compressing them
+    scale_log_grid: bool = knob(True)  # row scales on a 2^(1/32) grid as int16 exponents (0: fp16, #1855)
+    code_packing: str = choice("brotli", "raw")  # count (and write) the code as a minified exec stub, or raw
     # evaluation (every mode scores each val target once; TTT learns only from tokens already scored)
-    eval_only_path: str = knob("", "skip training: score this artifact under the eval knobs below (1 = "
-                               "ARTIFACT_DIR/final_model.int{bits}.ptz)")
-    eval_summary_json: str = knob("", "write every eval stage's loss, bpb, tokens, bytes and seconds here (JSON)")
-    eval_budget_seconds: float = knob(600.0, "warn when the TTT timer or the whole eval exceeds this")
-    val_doc_fraction: float = knob(1.0, "dev only: score a seeded sample of this fraction of val documents "
-                                   "(every line is labelled _partial)")
-    sliding_window_enabled: bool = knob(False, "also score with overlapping windows (#895, #1626; absent in #1855)")
-    eval_seq_len: int = knob(0, "sliding-window length (0 = TRAIN_SEQ_LEN)")
-    eval_stride: int = knob(64, "a new window every N targets; each scores its last N")
-    eval_batch_seqs: int = knob(32, "sliding windows per forward")
-    use_hedge: bool = knob(False, "#895's Hedge mixer over n-gram experts, inside the (sliding) window pass")
-    hedge_eta: float = knob(0.1, "Hedge learning rate of the expert log-weights")
-    ngram_tilt_enabled: bool = knob(False, "token-only n-gram tilt (#1514, #2135) on every stage's distribution")
-    ngram_tilt_order: int = knob(16, "n-gram order of the hint: its context is the ORDER-1 tokens before")
-    ngram_tilt_threshold: float = knob(0.8, "hint only where its continuation has this share of the context's")
-    ngram_tilt_beta: float = knob(2.625, "logit boost of the hinted token before renormalizing")
-    ttt_enabled: bool = knob(True, "score-first per-document LoRA test-time training (#1530, #1855)")
-    ttt_lora_rank: int = knob(80, "rank of each adapter")
-    ttt_lora_alpha: float = knob(144.0, "adapter scale alpha/rank (#1767)")
-    ttt_lora_lr: float = knob(1e-4, "adapter learning rate")
-    ttt_optimizer: str = knob("adam", "adapter optimizer: AdamW or plain SGD", choices=("adam", "sgd"))
-    ttt_beta1: float = knob(0.0, "AdamW beta1 of the adapters")
-    ttt_beta2: float = knob(0.99, "AdamW beta2 of the adapters")
-    ttt_weight_decay: float = knob(0.5, "AdamW weight decay of the adapters")
-    ttt_grad_steps: int = knob(1, "adapter steps per scored chunk")
-    ttt_chunk_size: int = knob(48, "targets scored (then trained on) per step of a document")
-    ttt_short_doc_chunks: str = knob("", "#2014 'chunk@maxlen,...', e.g. 8@256,24@2000: smaller chunks for "
-                                     "documents up to maxlen targets")
-    ttt_eval_seq_len: int = knob(2048, "context window of a TTT chunk (and of global-SGD sequences)")
-    ttt_batch_size: int = knob(64, "documents per TTT batch (one adapter each)")
-    ttt_warm_start_a: bool = knob(True, "keep the trained A of the previous batch of the same lane (#1767)")
-    ttt_q_lora: bool = knob(True, "adapter on the queries")
-    ttt_k_lora: bool = knob(True, "adapter on the keys")
-    ttt_v_lora: bool = knob(True, "adapter on the values")
-    ttt_o_lora: bool = knob(True, "adapter beside the attention output projection")
-    ttt_mlp_lora: bool = knob(True, "adapter beside the MLP (the LM-head adapter is always on)")
-    ttt_eval_batches: str = knob("", "dev only: score only these TTT batch indices, e.g. 0,5,9 (labelled _partial)")
-    phased_ttt_enabled: bool = knob(True, "global SGD of the base weights on fully scored documents (#1626)")
-    phased_ttt_prefix_docs: int = knob(2500, "documents global SGD uses by the last phase")
-    phased_ttt_num_phases: int = knob(3, "phases; phase k trains on PREFIX_DOCS*k/PHASES scored documents")
-    global_ttt_lr: float = knob(0.001, "global SGD learning rate (cosine decay over the chunks)")
-    global_ttt_momentum: float = knob(0.9, "global SGD momentum")
-    global_ttt_epochs: int = knob(1, "steps on each chunk, back to back")
-    global_ttt_chunk_tokens: int = knob(32_768, "tokens per global SGD step (the last chunk is not trained on)")
-    global_ttt_batch_seqs: int = knob(32, "sequences per micro-batch of a rank")
-    global_ttt_grad_clip: float = knob(1.0, "grad-norm clip of global SGD (0 = off)")
-    global_ttt_warmup_start_lr: float = knob(0.0, "global SGD warm-up starting LR")
-    global_ttt_warmup_chunks: int = knob(0, "chunks of linear global SGD warm-up")
-    global_ttt_stream: str = knob("queue", "global SGD's documents: the queue's first, back to back, or #1855's "
-                                  "shortest scored, each with its closing BOS", choices=("queue", "record"))
+    eval_only_path: str = knob("")  # skip training, score this artifact (1 = ARTIFACT_DIR's)
+    eval_summary_json: str = knob("")  # write every eval stage's loss, bpb, tokens, bytes and seconds here (JSON)
+    eval_budget_seconds: float = knob(600.0)  # warn when the TTT timer or the whole eval exceeds this
+    val_doc_fraction: float = knob(1.0, "(0, 1]")  # dev only: score a seeded sample of val documents (_partial)
+    sliding_window_enabled: bool = knob(False)  # also score with overlapping windows (#895, #1626; absent in #1855)
+    eval_seq_len: int = knob(0, "[0, inf)")  # sliding-window length (0 = TRAIN_SEQ_LEN)
+    eval_stride: int = knob(64, "(0, inf)")  # a new window every N targets; each scores its last N
+    eval_batch_seqs: int = knob(32, "(0, inf)")  # sliding windows per forward
+    use_hedge: bool = knob(False)  # #895's Hedge mixer over n-gram experts, inside the (sliding) window pass
+    hedge_eta: float = knob(0.1, "[0, inf)")  # Hedge learning rate of the expert log-weights
+    ngram_tilt_enabled: bool = knob(False)  # token-only n-gram tilt (#1514, #2135) on every stage's distribution
+    ngram_tilt_order: int = knob(16, "(0, inf)")  # n-gram order of the hint: its context is the ORDER-1 tokens before
+    ngram_tilt_threshold: float = knob(0.8)  # hint only where its continuation has this share of the context's
+    ngram_tilt_beta: float = knob(2.625)  # logit boost of the hinted token before renormalizing
+    ttt_enabled: bool = knob(True)  # score-first per-document LoRA test-time training (#1530, #1855)
+    ttt_lora_rank: int = knob(80, "(0, inf)")  # rank of each adapter
+    ttt_lora_alpha: float = knob(144.0)  # adapter scale alpha/rank (#1767)
+    ttt_lora_lr: float = knob(1e-4, "[0, inf)")  # adapter learning rate
+    ttt_optimizer: str = choice("adam", "sgd")  # adapter optimizer: AdamW or plain SGD
+    ttt_beta1: float = knob(0.0, "[0, 1)")  # AdamW beta1 of the adapters
+    ttt_beta2: float = knob(0.99, "[0, 1)")  # AdamW beta2 of the adapters
+    ttt_weight_decay: float = knob(0.5, "[0, inf)")  # AdamW weight decay of the adapters
+    ttt_grad_steps: int = knob(1, "(0, inf)")  # adapter steps per scored chunk
+    ttt_chunk_size: int = knob(48, "(0, inf)")  # targets scored (then trained on) per step of a document
+    ttt_short_doc_chunks: str = knob("")  # 'chunk@maxlen,...' (#2014): smaller chunks for short documents
+    ttt_eval_seq_len: int = knob(2048, "(0, inf)")  # context window of a TTT chunk (and of global-SGD sequences)
+    ttt_batch_size: int = knob(64, "(0, inf)")  # documents per TTT batch (one adapter each)
+    ttt_warm_start_a: bool = knob(True)  # keep the trained A of the previous batch of the same lane (#1767)
+    ttt_q_lora: bool = knob(True)  # adapter on the queries
+    ttt_k_lora: bool = knob(True)  # adapter on the keys
+    ttt_v_lora: bool = knob(True)  # adapter on the values
+    ttt_o_lora: bool = knob(True)  # adapter beside the attention output projection
+    ttt_mlp_lora: bool = knob(True)  # adapter beside the MLP (the LM-head adapter is always on)
+    ttt_eval_batches: str = knob("")  # dev only: score only these TTT batch indices, e.g. 0,5,9 (labelled _partial)
+    phased_ttt_enabled: bool = knob(True)  # global SGD of the base weights on fully scored documents (#1626)
+    phased_ttt_prefix_docs: int = knob(2500)  # documents global SGD uses by the last phase
+    phased_ttt_num_phases: int = knob(3, "(0, inf)")  # phases; phase k trains on PREFIX_DOCS*k/PHASES scored documents
+    global_ttt_lr: float = knob(0.001, "[0, inf)")  # global SGD learning rate (cosine decay over the chunks)
+    global_ttt_momentum: float = knob(0.9, "[0, 1)")  # global SGD momentum
+    global_ttt_epochs: int = knob(1, "(0, inf)")  # steps on each chunk, back to back
+    global_ttt_chunk_tokens: int = knob(32_768, "(0, inf)")  # tokens per global SGD step (the last is never trained on)
+    global_ttt_batch_seqs: int = knob(32, "(0, inf)")  # sequences per micro-batch of a rank
+    global_ttt_grad_clip: float = knob(1.0, "[0, inf)")  # grad-norm clip of global SGD (0 = off)
+    global_ttt_warmup_start_lr: float = knob(0.0, "[0, inf)")  # global SGD warm-up starting LR
+    global_ttt_warmup_chunks: int = knob(0)  # chunks of linear global SGD warm-up
+    global_ttt_stream: str = choice("queue", "record")  # SGD docs: the queue's first, or #1855's shortest scored
     # runtime
-    compile: str = knob("auto", "torch.compile the model: auto = on for CUDA", choices=("auto", "0", "1"))
-    autocast: str = knob("auto", "bf16 autocast: auto = CUDA or a CPU with native bf16",
-                         choices=("auto", "bf16", "off"))
-    dist_timeout_seconds: float = knob(1800.0, "collective timeout (NCCL watchdog): ranks wait this long at a TTT "
-                                       "phase for the slowest, so keep it well above the eval budget")
+    compile: str = choice("auto", "0", "1")  # torch.compile the model: auto = on for CUDA
+    autocast: str = choice("auto", "bf16", "off")  # bf16 autocast: auto = CUDA or a CPU with native bf16
+    dist_timeout_seconds: float = knob(1800.0, "(0, inf)")  # collective timeout; keep well above the eval budget
 
     @classmethod
     def from_env(cls, environ=None) -> "Hyperparameters":
@@ -305,79 +275,53 @@ class Hyperparameters:
         environ = os.environ if environ is None else environ
         check_knob_spelling(environ)
         raw, notes, held = apply_record_env(environ)
-        values = {}
-        for f in fields(cls):
-            if f.name.upper() in raw:
-                values[f.name] = parse_knob(f.name.upper(), raw[f.name.upper()], type(f.default),
-                                            f.metadata["choices"])
-        hp = cls(**values)
+        hp = cls(**{f.name: parse_knob(f.name.upper(), raw[f.name.upper()], type(f.default), f.metadata["choices"])
+                    for f in fields(cls) if f.name.upper() in raw})
         refuse_record_env(held, hp)
-        hp.validate()
+        hp = replace(hp, **derived_paths(hp))
         object.__setattr__(hp, "notes", tuple(notes))
         return hp
 
     notes = ()  # not a knob: what from_env did with the records' variables, logged after the knobs
 
-    def __post_init__(self):
-        for name, path in derived_paths(self).items():  # resolved once: every use and the log see the real path
-            object.__setattr__(self, name, path)
-
-    def validate(self) -> None:
-        def require(ok: bool, msg: str):
+    def __post_init__(self):  # every instance is checked: from the env, a test or replace()
+        for f in fields(self):
+            check_bounds(f.name.upper(), getattr(self, f.name), f.metadata.get("bounds"))
+        for name in LIST_KNOBS:
+            knob_list(self, name)
+        for ok, msg in self.cross_checks():
             if not ok:
                 raise HyperparameterError(msg)
 
-        for f in fields(self):  # nan or inf in a float knob would train or score garbage silently
-            require(not isinstance(f.default, float) or math.isfinite(getattr(self, f.name)),
-                    f"{f.name.upper()}={getattr(self, f.name)} must be a finite number")
-        positive = ("model_dim", "num_heads", "num_kv_heads", "mlp_mult", "vocab_size", "num_layers", "train_seq_len",
-                    "train_batch_tokens", "val_batch_size", "num_repeats", "eval_stride", "eval_batch_seqs",
-                    "ngram_tilt_order", "ttt_lora_rank", "ttt_grad_steps", "ttt_chunk_size", "ttt_eval_seq_len",
-                    "ttt_batch_size", "phased_ttt_num_phases", "global_ttt_chunk_tokens", "global_ttt_batch_seqs",
-                    "global_ttt_epochs", "dist_timeout_seconds", "adam_eps")
-        for name in positive:
-            require(getattr(self, name) > 0, f"{name.upper()} must be positive")
-        check_ranges(self)
-        require(self.model_dim % self.num_heads == 0, "MODEL_DIM must be divisible by NUM_HEADS")
-        require(self.num_heads % self.num_kv_heads == 0, "NUM_HEADS must be divisible by NUM_KV_HEADS")
-        head_dim = self.model_dim // self.num_heads
-        require(self.rope_dims % 2 == 0 and 0 <= self.rope_dims <= head_dim, "ROPE_DIMS must be even and <= head dim")
-        require(head_dim % 2 == 0, "head dim (MODEL_DIM/NUM_HEADS) must be even for RoPE")
-        require(self.iterations >= 0 and self.warmup_steps >= 0, "ITERATIONS and WARMUP_STEPS must be >= 0")
-        # 8 = ranks x accumulation steps at any world size: every micro-batch is one row of the same length.
-        require(self.train_batch_tokens % 8 == 0, "TRAIN_BATCH_TOKENS must be a multiple of 8 (ranks x micro-steps)")
-        gates = [self.sparse_attn_gate_enabled, self.attn_out_gate_enabled, self.gated_attn_enabled]
-        require(sum(gates) <= 1, "at most one of SPARSE_ATTN_GATE_ENABLED, ATTN_OUT_GATE_ENABLED, GATED_ATTN_ENABLED")
-        require(self.gate_window <= self.model_dim, "GATE_WINDOW must be <= MODEL_DIM")
-        if self.num_loops > 0:
-            require(0 <= self.loop_start <= self.loop_end < self.num_layers,
-                    "need 0 <= LOOP_START <= LOOP_END < NUM_LAYERS")
-            require(self.num_repeats == 1, "NUM_LOOPS and NUM_REPEATS are two recurrence schemes: use one")
-        require(not (self.swa_enabled and self.ema_decay > 0), "SWA_ENABLED needs EMA_DECAY=0: use one average")
-        require(0 <= self.warmdown_frac <= 1 and 0 <= self.min_lr <= 1, "WARMDOWN_FRAC and MIN_LR must be in [0, 1]")
-        require(2 <= self.matrix_bits <= 8 and 2 <= self.embed_bits <= 8, "MATRIX_BITS and EMBED_BITS must be in 2..8")
-        spans = [n for _, n in parse_seq_schedule(self.train_seq_schedule)]
-        require(all(0 < n <= self.train_seq_len for n in spans),
-                "TRAIN_SEQ_SCHEDULE lengths must be in 1..TRAIN_SEQ_LEN")
-        require(0 < self.val_doc_fraction <= 1, "VAL_DOC_FRACTION must be in (0, 1]")
-        require(self.schedule_horizon_seconds <= 0 or self.schedule_horizon_seconds > self.gptq_reserve_seconds,
-                "SCHEDULE_HORIZON_SECONDS must exceed GPTQ_RESERVE_SECONDS (or be 0)")
-        require(self.eval_seq_len >= 0, "EVAL_SEQ_LEN must be >= 0 (0 = TRAIN_SEQ_LEN)")
-        window = self.eval_seq_len or self.train_seq_len  # the sliding pass fails on a wider stride, after training
-        require(not (self.sliding_window_enabled or self.use_hedge) or self.eval_stride <= window,
-                f"EVAL_STRIDE={self.eval_stride} must be <= the window, EVAL_SEQ_LEN or TRAIN_SEQ_LEN ({window})")
-        parse_short_doc_chunks(self.ttt_short_doc_chunks)
-        eval_batch_list(self)
-        parse_minutes("EXPORT_MINUTES", self.export_minutes)
-        parse_minutes("RESUME_SAVE_MINUTES", self.resume_save_minutes)
-        parse_int_list("RESUME_SAVE_STEPS", self.resume_save_steps, 1, "positive steps")
-        require(not self.resume_enabled or (self.resume_save_minutes + self.resume_save_steps).strip(),
-                "RESUME_ENABLED=1 needs RESUME_SAVE_MINUTES or RESUME_SAVE_STEPS (when to save)")
-        require(self.resume_keep_last >= 1, "RESUME_KEEP_LAST must be >= 1")
-        require(not (self.resume_from and self.eval_only_path), "RESUME_FROM trains on; EVAL_ONLY_PATH only scores")
-        repeats = [r for _, r in parse_prog_depth(self.prog_depth)]
-        # One pass would leave the cross-repeat scales without gradients, which DDP rejects.
-        require(all(2 <= r <= self.num_repeats for r in repeats), "PROG_DEPTH repeats must be in 2..NUM_REPEATS")
+    def cross_checks(self) -> tuple:
+        head_dim, window = self.model_dim // self.num_heads, self.eval_seq_len or self.train_seq_len
+        gates = self.sparse_attn_gate_enabled + self.attn_out_gate_enabled + self.gated_attn_enabled
+        return (
+            (self.model_dim % self.num_heads == 0, "MODEL_DIM must be divisible by NUM_HEADS"),
+            (self.num_heads % self.num_kv_heads == 0, "NUM_HEADS must be divisible by NUM_KV_HEADS"),
+            (self.rope_dims % 2 == 0 and 0 <= self.rope_dims <= head_dim, "ROPE_DIMS must be even and <= head dim"),
+            (head_dim % 2 == 0, "head dim (MODEL_DIM/NUM_HEADS) must be even for RoPE"),
+            # 8 = ranks x accumulation steps at any world size: every micro-batch is one row of the same length
+            (self.train_batch_tokens % 8 == 0, "TRAIN_BATCH_TOKENS must be a multiple of 8"),
+            (gates <= 1, "at most one of SPARSE_ATTN_GATE_ENABLED, ATTN_OUT_GATE_ENABLED, GATED_ATTN_ENABLED"),
+            (self.gate_window <= self.model_dim, "GATE_WINDOW must be <= MODEL_DIM"),
+            (self.num_loops <= 0 or 0 <= self.loop_start <= self.loop_end < self.num_layers,
+             "need 0 <= LOOP_START <= LOOP_END < NUM_LAYERS"),
+            (self.num_loops <= 0 or self.num_repeats == 1, "NUM_LOOPS and NUM_REPEATS: use one"),
+            (not (self.swa_enabled and self.ema_decay > 0), "SWA_ENABLED needs EMA_DECAY=0"),
+            (all(n <= self.train_seq_len for n, _ in knob_list(self, "train_seq_schedule")),
+             "TRAIN_SEQ_SCHEDULE lengths must be <= TRAIN_SEQ_LEN"),
+            (self.schedule_horizon_seconds <= 0 or self.schedule_horizon_seconds > self.gptq_reserve_seconds,
+             "SCHEDULE_HORIZON_SECONDS must exceed GPTQ_RESERVE_SECONDS (or be 0)"),
+            # the sliding pass would fail on a wider stride, after training
+            (not (self.sliding_window_enabled or self.use_hedge) or self.eval_stride <= window,
+             f"EVAL_STRIDE={self.eval_stride} must be <= the window, EVAL_SEQ_LEN or TRAIN_SEQ_LEN ({window})"),
+            (not self.resume_enabled or bool(self.resume_save_minutes + self.resume_save_steps),
+             "RESUME_ENABLED=1 needs RESUME_SAVE_MINUTES or RESUME_SAVE_STEPS"),
+            (not (self.resume_from and self.eval_only_path), "RESUME_FROM trains on; EVAL_ONLY_PATH only scores"),
+            # one pass would leave the cross-repeat scales without gradients, which DDP rejects
+            (all(2 <= r <= self.num_repeats for _, r in knob_list(self, "prog_depth")),
+             "PROG_DEPTH repeats must be in 2..NUM_REPEATS"))
 
     def model_config(self) -> dict:
         """The knobs that define the function the weights compute: stored in the artifact, checked on load."""
@@ -388,43 +332,41 @@ class HyperparameterError(ValueError):
     pass
 
 
-# Decays, momenta and betas weigh the past by x per step: x >= 1 extrapolates (EMA_DECAY=1.5 exports weights
-# beyond any trained ones), x < 0 oscillates. Rates, decays and clips below 0 train away from the data.
-UNIT_KNOBS = ("ema_decay", "muon_momentum", "muon_momentum_warmup_start", "beta1", "beta2", "ttt_beta1",
-              "ttt_beta2", "global_ttt_momentum")
-NON_NEGATIVE_KNOBS = ("embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", "muon_wd", "embed_wd",
-                      "adam_wd", "grad_clip_norm", "ttt_lora_lr", "ttt_weight_decay", "global_ttt_lr",
-                      "global_ttt_grad_clip", "global_ttt_warmup_start_lr", "hedge_eta", "gptq_reserve_seconds")
+def check_bounds(name: str, value, bounds: str) -> None:
+    """nan or inf in a float knob would train or score garbage silently; bounds "[lo, hi)" as in math."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise HyperparameterError(f"{name}={value} must be a finite number")
+    if bounds:
+        lo, hi = (float(b) for b in bounds[1:-1].split(","))
+        if not ((lo < value or bounds[0] == "[" and value == lo) and (value < hi or bounds[-1] == "]" and value == hi)):
+            raise HyperparameterError(f"{name}={value} must be in {bounds}")
 
 
-def check_ranges(hp) -> None:
-    for name in UNIT_KNOBS:
-        if not 0 <= getattr(hp, name) < 1:
-            raise HyperparameterError(f"{name.upper()}={getattr(hp, name)} must be in [0, 1)")
-    for name in NON_NEGATIVE_KNOBS:
-        if getattr(hp, name) < 0:
-            raise HyperparameterError(f"{name.upper()}={getattr(hp, name)} must be >= 0")
+# The knobs that hold a list: 'a@b,c@d' -> [(a, b), (c, d)] or 'a,b' -> [a, b], sorted, distinct, every number
+# > 0 (TTT_EVAL_BATCHES: >= 0). PROG_DEPTH is #895's frac:repeats, TRAIN_SEQ_SCHEDULE #2014's len@frac,
+# TTT_SHORT_DOC_CHUNKS #2014's chunk@maxlen.
+LIST_KNOBS = {"prog_depth": (float, int), "train_seq_schedule": (int, float), "ttt_short_doc_chunks": (int, int),
+              "export_minutes": (float,), "resume_save_minutes": (float,), "resume_save_steps": (int,),
+              "ttt_eval_batches": (int,)}
 
 
-def parse_prog_depth(spec: str) -> list[tuple[float, int]]:
-    """'0.4:2,0.65:3,1.0:4' -> [(0.4, 2), (0.65, 3), (1.0, 4)], sorted by fraction (#895)."""
-    if not spec.strip():
-        return []
+def knob_list(hp, name: str) -> list:
+    spec, kinds = getattr(hp, name), LIST_KNOBS[name]
     try:
-        stages = sorted((float(f), int(r)) for f, r in (item.split(":") for item in spec.split(",")))
+        items = sorted({tuple(k(v) for k, v in zip(kinds, item.replace(":", "@").split("@"), strict=True))
+                        for item in spec.split(",") if item.strip()})
     except ValueError:
-        raise HyperparameterError(f"PROG_DEPTH={spec!r} is not a list of frac:repeats pairs") from None
-    return stages
+        items = [(-1,)]
+    least = 0 if name == "ttt_eval_batches" else 1e-300
+    if any(not least <= v < math.inf for item in items for v in item):
+        form = "@".join(k.__name__ for k in kinds)
+        raise HyperparameterError(f"{name.upper()}={spec!r}: expected a comma list of {form}, numbers > 0")
+    return [item[0] if len(kinds) == 1 else item for item in items]
 
 
-def parse_seq_schedule(spec: str) -> list[tuple[float, int]]:
-    """'1024@0.1,2048@0.7,3072@1.0' -> [(0.1, 1024), (0.7, 2048), (1.0, 3072)], sorted by fraction (#2014)."""
-    if not spec.strip():
-        return []
-    try:
-        return sorted((float(f), int(n)) for n, f in (item.split("@") for item in spec.split(",")))
-    except ValueError:
-        raise HyperparameterError(f"TRAIN_SEQ_SCHEDULE={spec!r} is not a list of len@frac pairs") from None
+def seq_schedule(hp) -> list[tuple[float, int]]:
+    """TRAIN_SEQ_SCHEDULE as (training fraction, segment length), by fraction."""
+    return sorted((f, n) for n, f in knob_list(hp, "train_seq_schedule"))
 
 
 # Env vars that belong to the launcher, not to us, even if they resemble a knob name.
@@ -432,42 +374,6 @@ LAUNCHER_ENV = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_R
                 "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "OMP_NUM_THREADS"}
 PROCESS_ENV_PREFIXES = ("NCCL_", "CUDA_", "CUDNN_", "CUBLAS", "TORCH", "PYTORCH_", "TRITON_", "PYTHON", "OMP_",
                         "MKL_", "KMP_", "NVIDIA_", "HF_", "LD_", "LC_", "XDG_", "SLURM_")
-
-
-def parse_short_doc_chunks(spec: str) -> list[tuple[int, int]]:
-    """'8@256,24@2000' -> [(256, 8), (2000, 24)]: (longest document, chunk size), ascending."""
-    try:
-        pairs = [tuple(int(v) for v in item.split("@")[::-1]) for item in spec.split(",") if item.strip()]
-    except ValueError:
-        pairs = None
-    if pairs is None or any(len(p) != 2 or min(p) <= 0 for p in pairs):
-        raise HyperparameterError(f"TTT_SHORT_DOC_CHUNKS={spec!r}: expected 'chunk@maxlen,...' of positive ints")
-    return sorted(pairs)
-
-
-def parse_minutes(name: str, spec: str) -> list[float]:
-    try:
-        minutes = sorted({float(v) for v in spec.split(",") if v.strip()})
-    except ValueError:
-        minutes = [-1.0]
-    if any(not 0 < m < math.inf for m in minutes):
-        raise HyperparameterError(f"{name}={spec!r}: expected a comma list of positive minutes")
-    return minutes
-
-
-def parse_int_list(name: str, spec: str, least: int, what: str) -> list[int]:
-    """'3,1,2' -> [1, 2, 3]: a comma list of distinct ints >= least (RESUME_SAVE_STEPS, TTT_EVAL_BATCHES)."""
-    try:
-        values = sorted({int(v) for v in spec.split(",") if v.strip()})
-    except ValueError:
-        values = [least - 1]
-    if any(v < least for v in values):
-        raise HyperparameterError(f"{name}={spec!r}: expected a comma list of {what}")
-    return values
-
-
-def eval_batch_list(hp) -> list[int]:
-    return parse_int_list("TTT_EVAL_BATCHES", hp.ttt_eval_batches, 0, "batch indices >= 0")
 
 
 def parse_knob(name: str, raw: str, kind: type, choices: tuple):
@@ -702,10 +608,13 @@ def describe_hyperparameters(hp: Hyperparameters) -> list[str]:
 
 
 def knob_table() -> str:
-    """Markdown table of every knob: env var, default, meaning (--help, and the README's table)."""
+    """Markdown table of every knob (--help, docs/knobs.md); a knob's meaning is the comment on its line of the
+    source (the packed stub has none)."""
+    docs = dict(re.findall(r"^    (\w+): \w+ = (?:knob|choice)\(.*\)  # (.*)$", Path(__file__).read_text(), re.M))
     rows = ["| env var | default | meaning |", "|---|---|---|"]
     for f in fields(Hyperparameters):
-        doc = f.metadata["doc"] + (f" ({' / '.join(f.metadata['choices'])})" if f.metadata["choices"] else "")
+        allowed = " / ".join(f.metadata["choices"]) or f.metadata["bounds"]
+        doc = docs.get(f.name, "") + (f"; {'one of ' if f.metadata['choices'] else 'in '}{allowed}" if allowed else "")
         rows.append(f"| `{f.name.upper()}` | `{f.default}` | {doc.replace('|', '/')} |")
     return "\n".join(rows)
 
@@ -1583,13 +1492,13 @@ def layer_plans(hp: Hyperparameters) -> tuple[LayerPlan, ...]:
 
 def depth_stages(hp: Hyperparameters) -> list[int]:
     """Distinct repeat counts of the #895 schedule, in order, ending at full depth for eval and export."""
-    return list(dict.fromkeys([r for _, r in parse_prog_depth(hp.prog_depth)] + [hp.num_repeats]))
+    return list(dict.fromkeys([r for _, r in knob_list(hp, "prog_depth")] + [hp.num_repeats]))
 
 
 def plan_index_at(frac: float, hp: Hyperparameters) -> int:
     """Which plan trains at this fraction of training; every rank passes the same all-reduced frac."""
     if hp.num_repeats > 1 and hp.prog_depth:
-        stages = parse_prog_depth(hp.prog_depth)
+        stages = knob_list(hp, "prog_depth")
         return depth_stages(hp).index(next((r for f, r in stages if frac < f), stages[-1][1]))
     return int(hp.num_loops > 0 and frac >= hp.enable_looping_at)
 
@@ -1605,13 +1514,13 @@ class Stage:
 
 def stage_at(frac: float, hp: Hyperparameters) -> Stage:
     """TRAIN_SEQ_SCHEDULE: the len of the first entry whose fraction is above frac; past all: TRAIN_SEQ_LEN."""
-    span = next((n for f, n in parse_seq_schedule(hp.train_seq_schedule) if frac < f), hp.train_seq_len)
+    span = next((n for f, n in seq_schedule(hp) if frac < f), hp.train_seq_len)
     return Stage(plan_index_at(frac, hp), span)
 
 
 def schedule_stages(hp: Hyperparameters) -> list[Stage]:
     """Every stage a run trains under, in order: what the compile warm-up must build before the clock."""
-    points = [f for f, _ in parse_prog_depth(hp.prog_depth) + parse_seq_schedule(hp.train_seq_schedule)]
+    points = [f for f, _ in knob_list(hp, "prog_depth") + seq_schedule(hp)]
     points += [hp.enable_looping_at] if hp.num_loops > 0 else []
     return list(dict.fromkeys(stage_at(f, hp) for f in sorted([0.0, *points])))
 
@@ -2228,9 +2137,9 @@ def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: L
     """The timed loop; returns the steps done. Each step waits for the GPU once: the clock, the divergence flag
     and the loss come back in one copy after the MAX all-reduce that gives every rank the same clock."""
     cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
-    milestones = (parse_minutes("EXPORT_MINUTES", hp.export_minutes),
-                  parse_minutes("RESUME_SAVE_MINUTES", hp.resume_save_minutes) if hp.resume_enabled else [],
-                  parse_int_list("RESUME_SAVE_STEPS", hp.resume_save_steps, 1, "positive steps") if hp.resume_enabled
+    milestones = (knob_list(hp, "export_minutes"),
+                  knob_list(hp, "resume_save_minutes") if hp.resume_enabled else [],
+                  knob_list(hp, "resume_save_steps") if hp.resume_enabled
                   else [])
     stop_at = loop.step if resumed and loop.train_ms >= cap_ms else None  # resumed past the cap
     stage_start = (loop.step, loop.train_ms)  # where the current stage's steps began: its own step_avg
@@ -2323,7 +2232,7 @@ def run_milestones(models: Models, optimizers, average, loader: TrainLoader, val
 # bytes only (no pickle) and checks the config.
 # -----------------------------------------------------------------------------------------------
 
-ARTIFACT_MAGIC, ARTIFACT_VERSION = b"PGLF", 3
+ARTIFACT_MAGIC, ARTIFACT_VERSION = b"PGLF", 4
 COMPRESSORS = {0: "zlib", 1: "brotli", 2: "zstd", 3: "lzma"}
 INT8_CLIP_QUANTILE = 0.9999984  # baseline per-row clip; rare outliers would waste the int8 range
 GPTQ_LITE_QUANTILES = (0.9999, 0.99995, 0.99999, 0.999995, 0.999999)  # #895's per-row clip candidates
@@ -2662,8 +2571,8 @@ def compress(data: bytes, compressor: str) -> bytes:
     if compressor == "lzma":
         return lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
     if compressor == "brotli":
-        return require_module(brotli, "brotli").compress(data, quality=11, lgwin=24)
-    return require_module(zstandard, "zstandard").ZstdCompressor(level=22).compress(data)
+        return require_module("brotli").compress(data, quality=11, lgwin=24)
+    return require_module("zstandard").ZstdCompressor(level=22).compress(data)
 
 
 def decompress(data: bytes, compressor: str) -> bytes:
@@ -2672,14 +2581,16 @@ def decompress(data: bytes, compressor: str) -> bytes:
     if compressor == "lzma":
         return lzma.decompress(data)
     if compressor == "brotli":
-        return require_module(brotli, "brotli").decompress(data)
-    return require_module(zstandard, "zstandard").ZstdDecompressor().decompress(data)
+        return require_module("brotli").decompress(data)
+    return require_module("zstandard").ZstdDecompressor().decompress(data)
 
 
-def require_module(module, name: str):
-    if module is None:
-        raise ArtifactError(f"COMPRESSOR={name} needs the {name} package (pip install {name})")
-    return module
+def require_module(name: str):
+    """brotli, zstandard and python_minifier (requirements.txt) are imported when used: missing, one line."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ArtifactError(f"the {name} package is missing: pip install -r requirements.txt") from None
 
 
 def byte_shuffle(t: Tensor) -> bytes:
@@ -2696,8 +2607,8 @@ def byte_unshuffle(data: bytes, dtype: torch.dtype, shape: list[int]) -> Tensor:
 
 def pack_artifact(quantized: dict, model_config: dict, compressor: str, groups: dict | None = None) -> bytes:
     """Body = u32 length + compressed(u32 length + JSON header + byte-shuffled arrays) + the rANS streams
-    of `groups`, stored as they are (already at their entropy). A rANS-coded array's spec names its role
-    and where its codes start in the role's stream instead of an offset."""
+    of `groups`, stored as they are (already at their entropy). A tensor's "arrays" spec gives each stored
+    array's offset and length; its "coded" spec gives each rANS-coded array's role and first code."""
     groups, entries, blobs, offset, coded_at = groups or {}, [], [], 0, {}
     for role, g in groups.items():
         start = 0
@@ -2705,17 +2616,17 @@ def pack_artifact(quantized: dict, model_config: dict, compressor: str, groups: 
             coded_at[name] = (role, start)
             start += quantized[name][2]["q"].numel()
     for name, (scheme, dtype, arrays) in quantized.items():
-        specs = {}
+        entry = {"name": name, "scheme": scheme, "dtype": dtype, "arrays": {}, "coded": {}}
         for key, t in arrays.items():
             spec = [str(t.dtype).removeprefix("torch."), list(t.shape)]
             if key == "q" and name in coded_at:
-                specs[key] = spec + list(coded_at[name])
+                entry["coded"][key] = spec + list(coded_at[name])
                 continue
             data = byte_shuffle(t)
-            specs[key] = spec + [offset, len(data)]
+            entry["arrays"][key] = spec + [offset, len(data)]
             blobs.append(data)
             offset += len(data)
-        entries.append({"name": name, "scheme": scheme, "dtype": dtype, "arrays": specs})
+        entries.append(entry)
     streams = {role: {"freq": g.freq.tolist(), "lanes": int(g.states.size), "words": int(g.words.size)}
                for role, g in groups.items()}
     header = json.dumps({"config": model_config, "tensors": entries, "rans": streams}).encode()
@@ -2733,13 +2644,13 @@ def unpack_rans_streams(header: dict, tail: memoryview) -> dict[str, np.ndarray]
         states = np.frombuffer(tail, dtype="<u4", count=g["lanes"], offset=offset)
         words = np.frombuffer(tail, dtype="<u2", count=g["words"], offset=offset + 4 * g["lanes"])
         offset += 4 * g["lanes"] + 2 * g["words"]
-        count = sum(math.prod(spec[1]) for e in header["tensors"] for spec in e["arrays"].values() if spec[2] == role)
+        count = sum(math.prod(spec[1]) for e in header["tensors"] for spec in e["coded"].values() if spec[2] == role)
         decoded[role] = rans_decode(states, words, np.array(g["freq"]), count) - 128
     return decoded
 
 
-def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
-    """Returns (quantized tensors, model config); every malformation raises ArtifactError."""
+def artifact_parts(blob: bytes) -> tuple[dict, memoryview, memoryview]:
+    """(JSON header, stored arrays, rANS tail) of a checked artifact; every malformation raises ArtifactError."""
     if len(blob) < 10 or blob[:4] != ARTIFACT_MAGIC:
         raise ArtifactError("not a train_gpt.py artifact (bad magic or too short)")
     version, compressor_id, crc = struct.unpack("<BBI", blob[4:10])
@@ -2752,23 +2663,26 @@ def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
         (packed_len,) = struct.unpack("<I", body[:4])
         payload = decompress(body[4 : 4 + packed_len], COMPRESSORS[compressor_id])
         (header_len,) = struct.unpack("<I", payload[:4])
-        header = json.loads(payload[4 : 4 + header_len])
-        data = memoryview(payload)[4 + header_len :]
-        decoded = unpack_rans_streams(header, memoryview(body)[4 + packed_len :])
-        quantized = {}
+        return json.loads(payload[4 : 4 + header_len]), memoryview(payload)[4 + header_len :], \
+            memoryview(body)[4 + packed_len :]
+    except Exception as e:  # any parse failure of a file that passed the CRC is still a bad artifact
+        raise ArtifactError(f"artifact is malformed: {e}") from None
+
+
+def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
+    """Returns (quantized tensors, model config)."""
+    header, data, tail = artifact_parts(blob)
+    try:
+        decoded, quantized = unpack_rans_streams(header, tail), {}
         for e in header["tensors"]:
-            arrays = {}
-            for key, (dt, shape, where, n) in e["arrays"].items():
-                if isinstance(where, str):  # rANS-coded: n is where its codes start in the role's stream
-                    codes = decoded[where][n : n + math.prod(shape)]
-                    arrays[key] = torch.from_numpy(codes).to(getattr(torch, dt)).reshape(shape)
-                else:
-                    arrays[key] = byte_unshuffle(data[where : where + n], getattr(torch, dt), shape)
+            arrays = {key: byte_unshuffle(data[at : at + n], getattr(torch, dt), shape)
+                      for key, (dt, shape, at, n) in e["arrays"].items()}
+            for key, (dt, shape, role, first) in e["coded"].items():
+                codes = decoded[role][first : first + math.prod(shape)]
+                arrays[key] = torch.from_numpy(codes).to(getattr(torch, dt)).reshape(shape)
             quantized[e["name"]] = (e["scheme"], e["dtype"], arrays)
         return quantized, header["config"]
-    except ArtifactError:
-        raise
-    except Exception as e:  # any parse failure of a file that passed the CRC is still a bad artifact
+    except Exception as e:
         raise ArtifactError(f"artifact is malformed: {e}") from None
 
 
@@ -2803,23 +2717,19 @@ def budget_report(quantized: dict, compressor: str, code_bytes: int, model_bytes
     return lines
 
 
-PACKED_STUB_PREFIX = "import lzma,base64\n"
+PACKED_STUB_PREFIX = "import brotli,base64\n"
 
 
 def packed_code(source: str) -> str:
-    """The two-line self-extracting form records ship (#1412): source minified by python-minifier when
-    installed (docstrings dropped, names kept), lzma-compressed, base85-encoded inside an exec stub."""
+    """The two-line self-extracting form records ship (#1412, #1855): the source minified (doc strings,
+    comments and asserts dropped, local names shortened), brotli-compressed, base85 inside an exec stub."""
     if source.startswith(PACKED_STUB_PREFIX):
         return source  # already the shipped form
-    try:
-        import python_minifier
-
-        source = python_minifier.minify(source, remove_literal_statements=True, rename_locals=False,
-                                        rename_globals=False)
-    except ImportError:
-        pass
-    blob = base64.b85encode(lzma.compress(source.encode(), preset=9 | lzma.PRESET_EXTREME)).decode()
-    return f'{PACKED_STUB_PREFIX}exec(lzma.decompress(base64.b85decode("{blob}")))\n'
+    source = require_module("python_minifier").minify(
+        source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False,
+        rename_locals=True, rename_globals=False)
+    blob = base64.b85encode(compress(source.encode(), "brotli")).decode()
+    return f'{PACKED_STUB_PREFIX}exec(brotli.decompress(base64.b85decode("{blob}")))\n'
 
 
 # -----------------------------------------------------------------------------------------------
@@ -3127,8 +3037,8 @@ def ttt_optimizer(lora: BatchedLoRA, hp: Hyperparameters) -> torch.optim.Optimiz
 
 def chunk_size_of(num_targets: int, hp: Hyperparameters) -> int:
     """TTT_CHUNK_SIZE, or a smaller one of TTT_SHORT_DOC_CHUNKS for short documents (#2014)."""
-    return next((c for longest, c in parse_short_doc_chunks(hp.ttt_short_doc_chunks) if num_targets <= longest),
-                hp.ttt_chunk_size)
+    pairs = sorted((longest, c) for c, longest in knob_list(hp, "ttt_short_doc_chunks"))
+    return next((c for longest, c in pairs if num_targets <= longest), hp.ttt_chunk_size)
 
 
 def chunk_count(doc: tuple[int, int], hp: Hyperparameters) -> int:
@@ -3199,7 +3109,7 @@ def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[
     docs = sorted(val_documents(val.tokens), key=lambda d: (d[1] - d[0], d[0]))
     batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
-    chosen = eval_batch_list(hp)
+    chosen = knob_list(hp, "ttt_eval_batches")
     return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
 
 
@@ -3409,7 +3319,7 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
                 trace: list | None = None) -> tuple[list[dict], dict[str, float]]:
     """The stages after the round trip, in the records' order (window pass, then TTT, which changes the
     weights, last); returns their rows and timers."""
-    rows, timers, partial = [], {}, val.partial or bool(eval_batch_list(hp))
+    rows, timers, partial = [], {}, val.partial or bool(knob_list(hp, "ttt_eval_batches"))
     if attention_backend(model.hp, rt.device) == "flex":  # fast only compiled, and these stages run eager
         model.hp = replace(model.hp, attn_backend="sdpa")  # the same attention (tests/test_gpu.py)
         log("eval_stages: attention on SDPA (FlexAttention needs torch.compile, which the eval stages skip)")
@@ -3642,12 +3552,7 @@ def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
 def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[Path | None, int, int]:
     """What would otherwise fail minutes in: the artifact to score exists, ARTIFACT_DIR takes the outputs,
     every train shard is whole and in the vocabulary. Returns (artifact to score or None, shards, tokens)."""
-    scored = None
-    if hp.eval_only_path:
-        scored = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
-        if not scored.is_file():
-            raise DataError(f"EVAL_ONLY_PATH: no artifact at {scored}")
-        check_output_set(scored)
+    scored = Path(hp.eval_only_path) if hp.eval_only_path else None
     if rt.is_main:
         check_output_dir(Path(hp.artifact_dir), model)
         lock_output_dir(Path(hp.artifact_dir))
@@ -3657,6 +3562,24 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
                 raise DataError(f"EVAL_SUMMARY_JSON={summary} is a directory")
             check_writable(summary.parent, f"EVAL_SUMMARY_JSON={summary}: its folder")
     return (scored, 0, 0) if scored is not None else (None, *check_train_shards(train_pattern(hp), hp.vocab_size))
+
+
+def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
+    """EVAL_ONLY_PATH: the model knobs come from the artifact's header, before anything is built; the run's own
+    knobs may change only the evaluation, so a model knob given with another value is refused."""
+    path = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
+    if not path.is_file():
+        raise DataError(f"EVAL_ONLY_PATH: no artifact at {path}")
+    check_output_set(path)
+    stored, model_knobs = artifact_parts(path.read_bytes())[0]["config"], hp.model_config()
+    if set(stored) - set(model_knobs):
+        raise ArtifactError(f"{path} has model knobs this train_gpt.py lacks: {', '.join(set(stored) - set(model_knobs))}")
+    clash = [f"{k.upper()}={environ[k.upper()]} (artifact: {v})" for k, v in stored.items()
+             if k.upper() in environ and getattr(hp, k) != v]
+    if clash:
+        raise HyperparameterError(f"{', '.join(clash)}: an eval-only run takes the model knobs from {path}")
+    return Hyperparameters.from_env({**environ, **{k.upper(): str(v) for k, v in stored.items()},
+                                     "EVAL_ONLY_PATH": str(path)})
 
 
 def check_output_dir(out: Path, model: nn.Module) -> None:
@@ -3740,6 +3663,8 @@ def main() -> None:
     RUN_STATE.clear()
     RUN_STATE["stage"] = "startup"
     hp = Hyperparameters.from_env()
+    if hp.eval_only_path:
+        hp = eval_only_hyperparameters(hp, os.environ)
     rt = init_runtime(hp)
     run_id = hp.run_id or str(uuid.uuid4())
     log = Logger(Path(hp.artifact_dir) / "logs" / f"{run_id}.txt" if rt.is_main else None)
@@ -3750,6 +3675,7 @@ def main() -> None:
     log.open_file()  # the startup checks (knobs, data, tokenizer, model, outputs) passed
     log(f"model_params:{sum(p.numel() for p in models.raw.parameters())}")
     if scored is not None:
+        log(f"eval_only: {scored} (model knobs from its header)")
         score_artifact(models, scored, val, hp, rt, log)
         return
     log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards} tokens:{train_tokens} "

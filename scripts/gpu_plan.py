@@ -476,9 +476,9 @@ def ttt_plan(hp: tg.Hyperparameters, model: tg.GPT, lengths: np.ndarray, gpus: i
 
 @functools.lru_cache(maxsize=2)
 def code_bytes(packing: str) -> int:
-    """What the run counts: the packed two-line stub of train_gpt.py (CODE_PACKING=lzma), or the raw file."""
+    """What the run counts: the packed two-line stub of train_gpt.py (CODE_PACKING=brotli), or the raw file."""
     source = (REPO / "train_gpt.py").read_text()
-    return len((tg.packed_code(source) if packing == "lzma" else source).encode())
+    return len((tg.packed_code(source) if packing == "brotli" else source).encode())
 
 
 def efficiency_key(hp: tg.Hyperparameters) -> str:

@@ -134,12 +134,32 @@ def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_dataset, tmp_pat
     trained = run_script(env)
     assert trained.returncode == 0, trained.stderr[-2000:]
     artifact = tmp_path / "final_model.int6.ptz"
-    eval_env = {**env, "EVAL_ONLY_PATH": str(artifact), "RUN_ID": "eval_only"}
+    model_knobs = {name.upper() for name in tg.Hyperparameters().model_config()}
+    eval_env = {**{k: v for k, v in env.items() if k not in model_knobs}, "EVAL_ONLY_PATH": str(artifact),
+                "RUN_ID": "eval_only"}  # no model knob: the artifact's header holds them
+    assert {"NUM_LAYERS", "MODEL_DIM", "VOCAB_SIZE"}.isdisjoint(eval_env)
     fresh = run_script(eval_env)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert f"eval_only: {artifact} (model knobs from its header)" in fresh.stdout
     assert final_exact(fresh.stdout) == final_exact(trained.stdout)
     stub = tmp_path / "train_gpt_packed.py"
     assert stub.read_text().count("\n") == 2
     packed = run_script({**eval_env, "RUN_ID": "packed"}, script=stub)
     assert packed.returncode == 0, packed.stderr[-2000:]
     assert final_exact(packed.stdout) == final_exact(trained.stdout)
+
+
+def test_eval_only_takes_the_model_knobs_from_the_artifact_and_refuses_another_value(tmp_path):
+    hp = tg.Hyperparameters.from_env(SMALL)
+    path = tmp_path / "final_model.int6.ptz"
+    path.write_bytes(tg.pack_artifact(tg.quantize_state_dict(trained_like_model().state_dict(), hp),
+                                      hp.model_config(), "zlib"))
+    env = {"EVAL_ONLY_PATH": str(path), "TTT_LORA_RANK": "4"}
+    loaded = tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(env), env)
+    assert loaded.model_config() == hp.model_config() and loaded.ttt_lora_rank == 4
+    assert loaded.data_path.endswith("fineweb10B_sp512")  # derived from the artifact's vocabulary
+    same = {**env, "MODEL_DIM": "128"}
+    assert tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(same), same).model_dim == 128
+    clash = {**env, "MODEL_DIM": "64"}
+    with pytest.raises(tg.HyperparameterError, match="MODEL_DIM=64 .artifact: 128.: an eval-only run takes"):
+        tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(clash), clash)

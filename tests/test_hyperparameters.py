@@ -46,9 +46,9 @@ def test_values_are_parsed_by_type():
     ({"NUM_HEADS": "6"}, "MODEL_DIM must be divisible by NUM_HEADS"),
     ({"TRAIN_BATCH_TOKENS": "1001"}, "TRAIN_BATCH_TOKENS must be a multiple of 8"),
     ({"ATTN_OUT_GATE_ENABLED": "1"}, "at most one of SPARSE_ATTN_GATE_ENABLED"),
-    ({"NUM_REPEATS": "3"}, "NUM_LOOPS and NUM_REPEATS are two recurrence schemes"),
+    ({"NUM_REPEATS": "3"}, "NUM_LOOPS and NUM_REPEATS: use one"),
     ({"LOOP_END": "11"}, "need 0 <= LOOP_START <= LOOP_END < NUM_LAYERS"),
-    ({"NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5-2"}, "PROG_DEPTH='0.5-2' is not a list"),
+    ({"NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5-2"}, "PROG_DEPTH='0.5-2': expected a comma list of float@int"),
     ({"NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5:4"}, "PROG_DEPTH repeats must be in 2..NUM_REPEATS"),
     ({"SWA_ENABLED": "1"}, "SWA_ENABLED needs EMA_DECAY=0"),
     ({"ROPE_DIMS": "80"}, "ROPE_DIMS must be even and <= head dim"),
@@ -57,6 +57,34 @@ def test_values_are_parsed_by_type():
 def test_bad_values_fail_naming_the_variable(env, message):
     with pytest.raises(tg.HyperparameterError, match=message):
         tg.Hyperparameters.from_env(env)
+
+
+@pytest.mark.parametrize("name, spec, parsed", [
+    ("prog_depth", "0.65:3,0.4:2", [(0.4, 2), (0.65, 3)]),
+    ("train_seq_schedule", "2048@0.7,1024@0.1", [(1024, 0.1), (2048, 0.7)]),
+    ("ttt_short_doc_chunks", "24@2000,8@256", [(8, 256), (24, 2000)]),
+    ("export_minutes", "20,10,20", [10.0, 20.0]),
+    ("resume_save_steps", "8,4", [4, 8]),
+    ("ttt_eval_batches", "0,5", [0, 5]),
+])
+def test_list_knobs_parse_sorted_and_distinct(name, spec, parsed):
+    recurrence = {"num_loops": 0, "num_repeats": 3} if name == "prog_depth" else {}
+    assert tg.knob_list(tg.Hyperparameters(**{name: spec}, **recurrence), name) == parsed
+
+
+@pytest.mark.parametrize("name, spec", [("prog_depth", "0.4:2:1"), ("train_seq_schedule", "1024@x"),
+                                        ("ttt_short_doc_chunks", "0@256"), ("export_minutes", "10,inf"),
+                                        ("resume_save_steps", "-4"), ("ttt_eval_batches", "-1")])
+def test_malformed_lists_fail_in_one_line_naming_the_knob(name, spec):
+    with pytest.raises(tg.HyperparameterError, match=f"^{name.upper()}="):
+        tg.Hyperparameters(**{name: spec})
+
+
+def test_every_construction_is_checked_not_only_the_env():
+    with pytest.raises(tg.HyperparameterError, match=r"EMA_DECAY=1.5 must be in \[0, 1\)"):
+        tg.Hyperparameters(ema_decay=1.5)
+    with pytest.raises(tg.HyperparameterError, match="MODEL_DIM must be divisible"):
+        dataclasses.replace(tg.Hyperparameters(), num_heads=6)
 
 
 def test_unrelated_and_launcher_variables_are_ignored():
@@ -100,5 +128,5 @@ def test_ranks_wait_dist_timeout_seconds_at_a_collective(monkeypatch):
     assert tg.init_runtime(hp).world_size == 2
     assert seen["timeout"].total_seconds() == 2400 and seen["backend"] == "gloo"
     assert tg.Hyperparameters().dist_timeout_seconds >= 3 * tg.Hyperparameters().eval_budget_seconds
-    with pytest.raises(tg.HyperparameterError, match="DIST_TIMEOUT_SECONDS must be positive"):
+    with pytest.raises(tg.HyperparameterError, match=r"DIST_TIMEOUT_SECONDS=0.0 must be in \(0, inf\)"):
         tg.Hyperparameters.from_env({"DIST_TIMEOUT_SECONDS": "0"})
