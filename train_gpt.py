@@ -271,22 +271,16 @@ class Hyperparameters:
 
     @classmethod
     def from_env(cls, environ=None) -> "Hyperparameters":
-        """Our knobs, plus the records' own variables through RECORD_ENV (renamed, noted, or refused)."""
+        """Our knobs (the records' own names go through scripts/record_env.py)."""
         environ = os.environ if environ is None else environ
         check_knob_spelling(environ)
-        raw, notes, held = apply_record_env(environ)
-        hp = cls(**{f.name: parse_knob(f.name.upper(), raw[f.name.upper()], type(f.default), f.metadata["choices"])
-                    for f in fields(cls) if f.name.upper() in raw})
-        refuse_record_env(held, hp)
-        hp = replace(hp, **derived_paths(hp))
-        object.__setattr__(hp, "notes", tuple(notes))
-        return hp
-
-    notes = ()  # not a knob: what from_env did with the records' variables, logged after the knobs
+        hp = cls(**{f.name: parse_knob(f.name.upper(), environ[f.name.upper()], type(f.default), f.metadata["choices"])
+                    for f in fields(cls) if f.name.upper() in environ})
+        return replace(hp, **derived_paths(hp))
 
     def __post_init__(self):  # every instance is checked: from the env, a test or replace()
         for f in fields(self):
-            check_bounds(f.name.upper(), getattr(self, f.name), f.metadata.get("bounds"))
+            check_bounds(f.name.upper(), getattr(self, f.name), f.metadata["bounds"])
         for name in LIST_KNOBS:
             knob_list(self, name)
         for ok, msg in self.cross_checks():
@@ -408,189 +402,12 @@ def derived_paths(hp: Hyperparameters) -> dict[str, str]:
     return paths
 
 
-# The records' own env vars (the official baseline and Seq4096, #895, #1626, #1667/#1775, #1855, #1950/#2008)
-# that are not a knob of the same name and meaning. Each either means the same thing here or fails at startup
-# with one line naming what we do instead:
-#   renamed        our knob under another name: set it (with a value translation where the meaning differs);
-#                  both spellings with different values is an error
-#   same_math      a speed kernel or lossless packing we compute identically, or a variable the record's own
-#                  code never reads: accepted, one note line in the log says what we do instead
-#   no_equivalent  refused, naming what we do instead (values that ask for nothing we lack are accepted)
-@dataclass(frozen=True)
-class RecordEnv:
-    kind: str
-    records: str  # whose variable it is
-    ours: str  # renamed: a remark for the log; same_math: the note; no_equivalent: why
-    translate: object = None  # renamed/same_math: (name, raw) -> {KNOB: raw} to set, or None = left to the knob
-    off: object = None  # (raw, hp) -> True where the value is accepted silently
-
-
-def _is_off(raw: str, hp=None) -> bool:
-    return raw.strip().lower() in ("0", "false", "")
-
-
-def _number(raw: str) -> float | None:
-    try:
-        return float(raw)
-    except ValueError:
-        return None
-
-
-def _sets(**knobs):
-    """A 0/1 record flag: on sets these knobs (maybe none), off sets nothing."""
-    return lambda name, raw: {k: str(v) for k, v in knobs.items()} if parse_knob(name, raw, bool, ()) else {}
-
-
-def _renamed(target: str, records: str, remark: str = "") -> RecordEnv:
-    return RecordEnv("renamed", records, remark, translate=lambda name, raw: {target: raw})
-
-
-def _quant_levels(name: str, raw: str) -> dict:
-    """#895: integer levels per sign (127 = int8) for every large matrix, embeddings included."""
-    bits = {2 ** (b - 1) - 1: b for b in range(2, 9)}.get(_number(raw))
-    if bits is None:
-        raise HyperparameterError(f"{name}={raw}: no equivalent here; we quantize to 2^(b-1)-1 levels, "
-                                  "b = MATRIX_BITS and EMBED_BITS in 2..8 (127 levels = 8 bits)")
-    return {"MATRIX_BITS": str(bits), "EMBED_BITS": str(bits)}
-
-
-def _no_equivalent(records: str, why: str, off=None) -> RecordEnv:
-    return RecordEnv("no_equivalent", records, why, off=off)
-
-
-def _nothing(name: str, raw: str) -> dict:
-    return {}
-
-
-def _any(raw: str, hp) -> bool:  # an output location of a feature that is off: nothing is written there
-    return True
-
-
-_INERT = "read but never used by that record's code: no effect there or here"
-_DECOMPOSE = ("resume its checkpoint with RESUME_FROM and ITERATIONS=<the checkpoint's step>: the log scores the "
-              "live weights, the average, the quantized artifact and every eval stage")
-RECORD_ENV: dict[str, RecordEnv] = {
-    # renamed
-    "SMEAR_GATE": _renamed("SMEAR_GATE_ENABLED", "#1667/#1775", "ours is BOS-masked as #1851 fixed it"),
-    "SMEAR_GATE_WIDTH": _renamed("GATE_WINDOW", "#1667/#1775"),
-    "GATE_WIDTH": _renamed("GATE_WINDOW", "#1667/#1775"),
-    "GATE_ATTN_OUT": _renamed("ATTN_OUT_GATE_ENABLED", "#1667/#1775"),
-    "GATE_ATTN_SRC": _renamed("ATTN_OUT_GATE_SRC", "#1667/#1775"),
-    "VAL_BATCH_TOKENS": _renamed("VAL_BATCH_SIZE", "#1626-#2008"),
-    "DISABLE_COMPILE": RecordEnv("renamed", "#1775", "", translate=_sets(COMPILE=0)),
-    "QUANT_LEVELS": RecordEnv("renamed", "#895", "", translate=_quant_levels),
-    # same math
-    "FUSED_CE_ENABLED": RecordEnv("same_math", "#1855/#2008", "its Triton fused softcapped cross-entropy is a "
-                                  "speed kernel; we compute the same loss eagerly", translate=_sets(), off=_is_off),
-    "COMPRESSOR": RecordEnv("same_math", "#1855/#2008", "its per-group lrzip packing is replaced by our lossless "
-                            "rANS + brotli packing (COMPRESSOR=brotli RANS_CODING=1; no lrzip binary)",
-                            translate=lambda name, raw: {"COMPRESSOR": "brotli", "RANS_CODING": "1"}
-                            if raw.strip() == "pergroup" else None, off=lambda raw, hp: raw.strip() != "pergroup"),
-    "FORCE_FA2": RecordEnv("same_math", "#1775", "there is no FA2 path here; attention runs on SDPA "
-                           "(ATTN_BACKEND=sdpa, the same attention)", translate=_sets(ATTN_BACKEND="sdpa"),
-                           off=_is_off),
-    "ROPE_TRAIN_SEQ_LEN": RecordEnv("same_math", "#1626-#2008", "only YaRN reads it, which is off there and "
-                                    "absent here: no effect", translate=_nothing),
-    "MUON_BETA2": RecordEnv("same_math", "#1667/#1775", _INERT, translate=_nothing),
-    "WD_TAPER_START_FRAC": RecordEnv("same_math", "#1775", _INERT, translate=_nothing),
-    "WD_TAPER_FINAL_MULT": RecordEnv("same_math", "#1775", _INERT, translate=_nothing),
-    # evaluation: the records' names for our eval knobs, and what has no counterpart
-    "TTT_EVAL_OUTPUT_JSON": _renamed("EVAL_SUMMARY_JSON", "#2008", "ours lists every eval stage"),
-    "LOAD_QUANTIZED_MODEL_PATH": _renamed("EVAL_ONLY_PATH", "#2008"),
-    "TTT_EVAL_ONLY": _no_equivalent("#1787/#2008", "name the artifact to score with EVAL_ONLY_PATH (1 = this "
-                                    "ARTIFACT_DIR's) or LOAD_QUANTIZED_MODEL_PATH",
-                                    off=lambda raw, hp: _is_off(raw) or bool(hp.eval_only_path)),
-    "SLIDING_EVAL": RecordEnv("same_math", "#2008", "an eval-only run always scores the round-trip diagnostic "
-                              "(and the sliding window with SLIDING_WINDOW_ENABLED=1)", translate=_nothing,
-                              off=_is_off),
-    "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": _no_equivalent("#1626-#2008", "global SGD cuts attention at documents "
-                                                        "as DOC_ISOLATION does", off=lambda raw, hp: not _is_off(raw)),
-    "TTT_STEPS": _no_equivalent("#895 (early)", "it trained on each batch before scoring it (not score-first); "
-                                "TTT_ENABLED is score-first LoRA TTT", off=lambda raw, hp: _number(raw) == 0),
-    "TTT_LR": _no_equivalent("#895 (early)", "see TTT_STEPS; the adapters' rate is TTT_LORA_LR", off=_any),
-    "TTT_DEBUG_BYPASS": _no_equivalent("#1855", "no debug bypass of TTT", off=_is_off),
-    **{name: RecordEnv("same_math", "#1855/#2008", "results go to the log and EVAL_SUMMARY_JSON",
-                       translate=_nothing, off=_any) for name in (
-        "TTT_OUTPUT_DIR", "TTT_VARIANT_ID", "OUTPUT_DIR", "SLIDING_EVAL_OUTPUT_JSON", "PREQUANT_EVAL_OUTPUT_JSON",
-        "RESUME_DECOMPOSE_LIVE_TRACE_JSONL", "RESUME_DECOMPOSE_EMA_TRACE_JSONL", "RESUME_DECOMPOSE_QUANT_TRACE_JSONL",
-        "RESUME_DECOMPOSE_BATCH_JSONL", "RESUME_DECOMPOSE_OUTPUT_JSON")},
-    "PREQUANT_ONLY": _no_equivalent("#1855/#2008", "every run logs the average's score before quantization "
-                                    f"('diagnostic pre-quantization'); of a saved run, {_DECOMPOSE}", off=_is_off),
-    # long runs: RESUME_ENABLED, RESUME_SAVE_MINUTES, RESUME_DIR, RESUME_KEEP_LAST, RESUME_FROM are our knobs
-    "RESUME_DECOMPOSE_ONLY": _no_equivalent("#2008", _DECOMPOSE, off=_is_off),
-    "RESUME_DECOMPOSE_SKIP_TTT": _no_equivalent("#2008", "TTT_ENABLED=0 skips TTT", off=_any),
-    "LONGTRAIN_EXPORT_MINUTES": _renamed("EXPORT_MINUTES", "#2008"),
-    "EXPORT_MODE": RecordEnv("renamed", "#2008", "", translate=lambda name, raw: {
-        "EXPORT_EVAL": {"full": "1", "light": "0"}.get(raw.strip(), raw)}),
-    "NON_RECORD_LONGTRAIN": _no_equivalent("#2008", "periodic exports happen at EXPORT_MINUTES (or "
-                                           "LONGTRAIN_EXPORT_MINUTES); set the minutes",
-                                           off=lambda raw, hp: _is_off(raw) or bool(hp.export_minutes)),
-    # no equivalent
-    "CONTROL_TENSOR_NAME_PATTERNS": _no_equivalent("all", "tensors go to optimizer groups and export schemes by "
-                                                   "role (tensor_role) and size (KEEP_FLOAT_MAX_NUMEL)"),
-    "INT8_KEEP_FLOAT_FP32_NAME_PATTERNS": _no_equivalent("baseline, #895", "small tensors are kept by size "
-                                                         "(KEEP_FLOAT_MAX_NUMEL), as fp16 under QUANT_METHOD=gptq"),
-    "ROPE_YARN": _no_equivalent("#1626-#2008", "no YaRN: RoPE keeps ROPE_BASE at every length", off=_is_off),
-    "GATE_MLP_OUT": _no_equivalent("#1667/#1775", "no MLP output gate (attention gates: SPARSE_ATTN_GATE_*, "
-                                   "ATTN_OUT_GATE_*, GATED_ATTN_*)", off=_is_off),
-    "EMBEDDING_DIM": _no_equivalent("#1667/#1775", "no factorised embedding: its width is MODEL_DIM",
-                                    off=lambda raw, hp: _number(raw) == hp.model_dim),
-    "MLP_QUANT_LEVELS": _no_equivalent("#895", "one width for every block matrix (MATRIX_BITS)",
-                                       off=lambda raw, hp: _number(raw) in (0, 2 ** (hp.matrix_bits - 1) - 1)),
-    "ZSTD_LEVEL": _no_equivalent("#895", "COMPRESSOR=zstd compresses at level 22",
-                                 off=lambda raw, hp: _number(raw) == 22),
-    "EVAL_ONLY_PATH": _no_equivalent("#1667/#1775", "theirs evaluates a raw checkpoint (.pt); ours scores one of "
-                                     "our artifacts (final_model.int6.ptz)",
-                                     off=lambda raw, hp: not raw.strip().endswith(".pt")),
-}
-
-
-def apply_record_env(environ) -> tuple[dict[str, str], list[str], list[tuple[str, str, RecordEnv]]]:
-    """The raw value of every knob given, the records' renamed and same-math variables applied; the note
-    lines for the log; and the variables to judge once the knobs are parsed (no_equivalent)."""
-    kinds = {f.name.upper(): f for f in fields(Hyperparameters)}
-    raw = {k: v for k, v in environ.items() if k in kinds}
-    source = {k: k for k in raw}  # knob -> the variable that set it
-    notes, held = [], []
-    for name, value in environ.items():
-        entry = RECORD_ENV.get(name)
-        if entry is None:
-            continue
-        if entry.kind == "no_equivalent":
-            held.append((name, value, entry))
-            continue
-        mapped = entry.translate(name, value)
-        if mapped is None:  # a value the knob of that name reads as usual
-            continue
-        for knob_name, knob_raw in mapped.items():
-            f = kinds[knob_name]
-            new = parse_knob(name, knob_raw, type(f.default), f.metadata["choices"])
-            other = source.get(knob_name, name)
-            if other != name and parse_knob(other, raw[knob_name], type(f.default), ()) != new:
-                raise HyperparameterError(f"{name}={value} means {knob_name}={knob_raw} here, but {other}="
-                                          f"{environ[other]} is also given: set one")
-            raw[knob_name], source[knob_name] = knob_raw, name
-        sets = " ".join(f"{k}={v}" for k, v in mapped.items())
-        if entry.kind == "renamed" and mapped:
-            remark = f"; {entry.ours}" if entry.ours and not _is_off(value) else ""  # a remark on the feature, if on
-            notes.append(f"{name}={value} is {entry.records}'s name: {sets}{remark}")
-        elif entry.kind == "same_math" and not (entry.off and entry.off(value, None)):
-            notes.append(f"{name}={value} ({entry.records}): {entry.ours}")
-    return raw, notes, held
-
-
-def refuse_record_env(held: list[tuple[str, str, RecordEnv]], hp: Hyperparameters) -> None:
-    """One line naming every variable refused and what to do instead."""
-    lines = [f"{name}={value}: no equivalent here; {entry.ours}" for name, value, entry in held
-             if not (entry.off and entry.off(value, hp))]
-    if lines:
-        raise HyperparameterError("; ".join(lines))
-
-
 def check_knob_spelling(environ) -> None:
-    """A typo like MODEL_DIMS would otherwise be ignored silently and the run would use the default.
-    Knobs and the records' names are candidates; the process's own variables (NCCL_*, CUDA_*...) are not ours."""
-    known = [f.name.upper() for f in fields(Hyperparameters)] + list(RECORD_ENV)
+    """A typo like MODEL_DIMS would otherwise be ignored silently and the run would use the default; so would
+    a record's name spelled in our words (SMEAR_GATE, VAL_BATCH_TOKENS), which scripts/record_env.py translates.
+    The process's own variables (NCCL_*, CUDA_*...) are not ours."""
+    known = [f.name.upper() for f in fields(Hyperparameters)]
+    words = {w for k in known for w in k.split("_")}
     for key in environ:
         if key in known or key in LAUNCHER_ENV or key.startswith(PROCESS_ENV_PREFIXES):
             continue
@@ -599,12 +416,14 @@ def check_knob_spelling(environ) -> None:
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.88)
         if close:
             raise HyperparameterError(f"{key} is not a knob of train_gpt.py; did you mean {close[0]}?")
+        if "_" in key and set(key.split("_")) <= words:
+            raise HyperparameterError(f"{key} is not a knob of train_gpt.py; a record's name? see "
+                                      "scripts/record_env.py")
 
 
 def describe_hyperparameters(hp: Hyperparameters) -> list[str]:
-    """The resolved knobs (derived paths included), then what became of the records' variables."""
-    return (["hyperparameters:"] + [f"  {f.name.upper()}={getattr(hp, f.name)}" for f in fields(hp)]
-            + [f"record_env: {note}" for note in hp.notes])
+    """The resolved knobs, derived paths included."""
+    return ["hyperparameters:"] + [f"  {f.name.upper()}={getattr(hp, f.name)}" for f in fields(hp)]
 
 
 def knob_table() -> str:

@@ -160,6 +160,6 @@ def test_eval_only_takes_the_model_knobs_from_the_artifact_and_refuses_another_v
     assert loaded.data_path.endswith("fineweb10B_sp512")  # derived from the artifact's vocabulary
     same = {**env, "MODEL_DIM": "128"}
     assert tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(same), same).model_dim == 128
-    clash = {**env, "MODEL_DIM": "64"}
-    with pytest.raises(tg.HyperparameterError, match="MODEL_DIM=64 .artifact: 128.: an eval-only run takes"):
+    clash = {**env, "MODEL_DIM": "256"}
+    with pytest.raises(tg.HyperparameterError, match="MODEL_DIM=256 .artifact: 128.: an eval-only run takes"):
         tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(clash), clash)

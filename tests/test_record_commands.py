@@ -1,9 +1,9 @@
 """The records' own run commands, on top of our recipe for each system: every variable the records' scripts
 read either means the same thing here (same model: parameter count and layer plan of the record's log) or
-stops the run at startup with one line naming what we do instead (train_gpt.RECORD_ENV)."""
+stops the run at startup with one line naming what we do instead. The commands run through the launcher,
+scripts/record_env.py, which translates the records' own names (RECORD_ENV) before train_gpt.py reads the env."""
 
-import sys
-from dataclasses import asdict
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,9 @@ import train_gpt as tg
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "records" / "recipes"
+spec = importlib.util.spec_from_file_location("record_env", REPO / "scripts" / "record_env.py")
+record_env = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(record_env)
 
 
 def recipe(name: str) -> dict:
@@ -100,12 +103,18 @@ def command_env(record: str) -> dict:
     return {**recipe(recipe_file), **command}
 
 
+def launched(environ: dict) -> tg.Hyperparameters:
+    """What train_gpt.py reads when scripts/record_env.py runs it: the translated environment."""
+    env, _ = record_env.translate(environ)
+    return tg.Hyperparameters.from_env(env)
+
+
 @pytest.mark.parametrize("record", RECORDS)
 def test_published_command_runs_with_every_knob_it_names(record):
     """Nothing in the commands is refused any more; each of our knobs it names holds the command's value."""
-    hp = tg.Hyperparameters.from_env(command_env(record))
+    hp = launched(command_env(record))
     kinds = {f.name.upper(): f for f in tg.fields(tg.Hyperparameters)}
-    named = {k: v for k, v in RECORDS[record][1].items() if k in kinds and k not in tg.RECORD_ENV}
+    named = {k: v for k, v in RECORDS[record][1].items() if k in kinds and k not in record_env.RECORD_ENV}
     for name, raw in named.items():
         f = kinds[name]
         assert getattr(hp, f.name) == tg.parse_knob(name, raw, type(f.default), ()), name
@@ -115,7 +124,7 @@ def test_published_command_runs_with_every_knob_it_names(record):
 @pytest.mark.parametrize("record", RECORDS)
 def test_command_builds_the_records_model(record):
     _, _, params, order, xsa, parallel = RECORDS[record]
-    hp = tg.Hyperparameters.from_env(command_env(record))
+    hp = launched(command_env(record))
     with torch.device("meta"):  # shapes only: the count and the plans, without initializing 36M weights
         model = tg.GPT(hp)
     plan = model.plans[-1]
@@ -126,7 +135,7 @@ def test_command_builds_the_records_model(record):
 
 
 def test_895_progressive_depth_runs_the_records_stages():
-    hp = tg.Hyperparameters.from_env(command_env("pr895_4h"))
+    hp = launched(command_env("pr895_4h"))
     with torch.device("meta"):
         plans = tg.GPT(hp).plans
     assert [len(p.order) for p in plans] == [6, 9, 12, 15]  # 2 -> 3 -> 4 -> 5 repeats of 3 blocks
@@ -134,15 +143,15 @@ def test_895_progressive_depth_runs_the_records_stages():
 
 
 def test_record_paths_follow_the_records_derivation():
-    hp = tg.Hyperparameters.from_env(command_env("pr1775"))
+    hp = launched(command_env("pr1775"))
     assert hp.data_path == "/workspace/track-a/data/datasets/fineweb10B_sp8192"  # #1775 reads DATA_DIR only
     assert hp.tokenizer_path == "/workspace/track-a/data/tokenizers/fineweb_8192_bpe.model"
     assert (hp.smear_gate_enabled, hp.attn_out_gate_enabled, hp.val_bytes_path) == (False, False, "")
-    hp = tg.Hyperparameters.from_env(command_env("pr1855"))
+    hp = launched(command_env("pr1855"))
     assert hp.data_path == "./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"  # given: wins
     assert hp.val_bytes_path == hp.data_path + "/fineweb_val_bytes_*.bin"
     assert (hp.compressor, hp.rans_coding, hp.gptq_reserve_seconds) == ("brotli", True, 0.5)
-    hp = tg.Hyperparameters.from_env(command_env("pr1950"))
+    hp = launched(command_env("pr1950"))
     root = "./data/datasets/fineweb10B_sp8192_caseops/datasets"  # #1855/#1950's CaseOps default layout
     assert hp.data_path == f"{root}/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
     assert hp.tokenizer_path == f"{root}/tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model"
@@ -200,150 +209,12 @@ def test_every_variable_of_the_records_scripts_is_a_knob_or_in_the_table():
         "RESUME_DECOMPOSE_BATCH_JSONL RESUME_DECOMPOSE_OUTPUT_JSON",
     }
     knobs = {f.name.upper() for f in tg.fields(tg.Hyperparameters)}
-    missing = [n for names in scripts.values() for n in names.split() if n not in knobs and n not in tg.RECORD_ENV]
+    table = set(record_env.RECORD_ENV)
+    missing = [n for names in scripts.values() for n in names.split() if n not in knobs and n not in table]
     assert missing == []
     # a record name that is also a knob is one only for record-specific values (COMPRESSOR=pergroup, a .pt path)
-    assert knobs & set(tg.RECORD_ENV) == {"COMPRESSOR", "EVAL_ONLY_PATH"}
-    assert {e.kind for e in tg.RECORD_ENV.values()} == {"renamed", "same_math", "no_equivalent"}
-
-
-# --- one mutation-sensitive check per category --------------------------------------------------------------
-
-@pytest.mark.parametrize("env, changed", [
-    ({"SMEAR_GATE": "0"}, {"smear_gate_enabled": False}),
-    ({"GATE_WIDTH": "8"}, {"gate_window": 8}),
-    ({"SMEAR_GATE_WIDTH": "16"}, {"gate_window": 16}),
-    ({"GATE_ATTN_OUT": "1", "SPARSE_ATTN_GATE_ENABLED": "0"},
-     {"attn_out_gate_enabled": True, "sparse_attn_gate_enabled": False}),
-    ({"GATE_ATTN_SRC": "q"}, {"attn_out_gate_src": "q"}),
-    ({"VAL_BATCH_TOKENS": "131072"}, {"val_batch_size": 131072}),
-    ({"DISABLE_COMPILE": "1"}, {"compile": "0"}),
-    ({"DISABLE_COMPILE": "0"}, {}),
-    ({"QUANT_LEVELS": "127"}, {"matrix_bits": 8, "embed_bits": 8}),
-    ({"FORCE_FA2": "1"}, {"attn_backend": "sdpa"}),
-    ({"LOAD_QUANTIZED_MODEL_PATH": "x"}, {"eval_only_path": "x"}),
-    ({"TTT_EVAL_OUTPUT_JSON": "y"}, {"eval_summary_json": "y"}),
-])
-def test_renamed_variable_sets_our_knob(env, changed):
-    hp, default = asdict(tg.Hyperparameters.from_env(env)), asdict(tg.Hyperparameters.from_env({}))
-    assert {k: v for k, v in hp.items() if v != default[k]} == changed
-
-
-@pytest.mark.parametrize("env, message", [
-    ({"SMEAR_GATE": "1", "SMEAR_GATE_ENABLED": "0"},
-     "SMEAR_GATE=1 means SMEAR_GATE_ENABLED=1 here, but SMEAR_GATE_ENABLED=0 is also given: set one"),
-    ({"GATE_WIDTH": "8", "SMEAR_GATE_WIDTH": "12"}, "GATE_WINDOW=12 here, but GATE_WIDTH=8 is also given"),
-    ({"COMPRESSOR": "pergroup", "RANS_CODING": "0"}, "COMPRESSOR=pergroup means RANS_CODING=1 here"),
-    ({"DISABLE_COMPILE": "1", "COMPILE": "1"}, "DISABLE_COMPILE=1 means COMPILE=0 here, but COMPILE=1"),
-    ({"SMEAR_GATE": "maybe"}, "SMEAR_GATE='maybe' is not a valid bool"),
-    ({"QUANT_LEVELS": "100"}, "QUANT_LEVELS=100: no equivalent here"),
-    ({"LOAD_QUANTIZED_MODEL_PATH": "x", "EVAL_ONLY_PATH": "y"},
-     "LOAD_QUANTIZED_MODEL_PATH=x means EVAL_ONLY_PATH=x here, but EVAL_ONLY_PATH=y is also given: set one"),
-])
-def test_conflicting_or_bad_record_spellings_fail(env, message):
-    with pytest.raises(tg.HyperparameterError, match=message.replace("(", r"\(")):
-        tg.Hyperparameters.from_env(env)
-
-
-def test_both_spellings_with_the_same_value_are_fine():
-    hp = tg.Hyperparameters.from_env({"SMEAR_GATE": "0", "SMEAR_GATE_ENABLED": "false", "GATE_WIDTH": "12",
-                                      "SMEAR_GATE_WIDTH": "12", "GATE_WINDOW": "12"})
-    assert (hp.smear_gate_enabled, hp.gate_window) == (False, 12)
-
-
-def test_same_math_variables_are_accepted_with_a_logged_note():
-    hp = tg.Hyperparameters.from_env({"FUSED_CE_ENABLED": "1", "COMPRESSOR": "pergroup"})
-    assert dict(asdict(hp), compressor="brotli") == asdict(tg.Hyperparameters.from_env({}))
-    lines = tg.describe_hyperparameters(hp)
-    assert any(line.startswith("record_env: FUSED_CE_ENABLED=1") and "same loss" in line for line in lines)
-    assert any(line.startswith("record_env: COMPRESSOR=pergroup") and "rANS" in line for line in lines)
-    assert tg.Hyperparameters.from_env({"FUSED_CE_ENABLED": "0", "COMPRESSOR": "lzma"}).notes == ()
-    assert tg.Hyperparameters.from_env({"SLIDING_EVAL": "1"}).notes[0].startswith("SLIDING_EVAL=1 (#2008): ")
-    quiet = {"SLIDING_EVAL": "0", "TTT_OUTPUT_DIR": "/x", "TTT_VARIANT_ID": "v1"}  # its outputs go to our log
-    assert tg.Hyperparameters.from_env(quiet) == tg.Hyperparameters.from_env({})
-    assert tg.Hyperparameters.from_env(quiet).notes == ()
-
-
-def test_2008_eval_only_sweep_scores_the_named_artifact():
-    """#2008's sweep: TTT_EVAL_ONLY=1 with the artifact in LOAD_QUANTIZED_MODEL_PATH, results to a JSON."""
-    hp = tg.Hyperparameters.from_env({"TTT_EVAL_ONLY": "1", "LOAD_QUANTIZED_MODEL_PATH": "x",
-                                      "TTT_EVAL_OUTPUT_JSON": "y"})
-    assert (hp.eval_only_path, hp.eval_summary_json, hp.ttt_enabled) == ("x", "y", True)
-    assert tg.Hyperparameters.from_env({"TTT_EVAL_ONLY": "1", "EVAL_ONLY_PATH": "1"}).eval_only_path == "1"
-
-
-def test_2008_long_run_exports_map_onto_export_minutes():
-    hp = tg.Hyperparameters.from_env({"NON_RECORD_LONGTRAIN": "1", "LONGTRAIN_EXPORT_MINUTES": "60,120",
-                                      "EXPORT_MODE": "full"})
-    assert (hp.export_minutes, hp.export_eval) == ("60,120", True)
-    assert tg.Hyperparameters.from_env({"EXPORT_MODE": "light"}).export_eval is False
-
-
-@pytest.mark.parametrize("env", [
-    {"TTT_EVAL_ONLY": "0", "PREQUANT_ONLY": "0"},
-    {"OUTPUT_DIR": "/x", "SLIDING_EVAL_OUTPUT_JSON": "a.json", "PREQUANT_EVAL_OUTPUT_JSON": "b.json"},
-    {"TTT_STEPS": "0", "TTT_LR": "0.01", "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "1", "TTT_DEBUG_BYPASS": "0"},
-    {"RESUME_DECOMPOSE_ONLY": "0", "NON_RECORD_LONGTRAIN": "0"},
-    {"ROPE_YARN": "0", "GATE_MLP_OUT": "0", "EMBEDDING_DIM": "512"},
-])
-def test_off_values_of_features_we_lack_are_accepted_silently(env):
-    hp = tg.Hyperparameters.from_env(env)
-    assert hp == tg.Hyperparameters.from_env({}) and hp.notes == ()
-
-
-@pytest.mark.parametrize("env, message", [
-    ({"TTT_STEPS": "1"}, "TTT_STEPS=1: no equivalent here; it trained on each batch before scoring it"),
-    ({"GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "0"}, "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES=0: no equivalent here; global "
-                                                 "SGD cuts attention at documents"),
-    ({"TTT_EVAL_ONLY": "1"}, "TTT_EVAL_ONLY=1: no equivalent here; name the artifact to score with EVAL_ONLY_PATH"),
-    ({"TTT_DEBUG_BYPASS": "1"}, "TTT_DEBUG_BYPASS=1: no equivalent here; no debug bypass of TTT"),
-    ({"PREQUANT_ONLY": "1"}, "PREQUANT_ONLY=1: no equivalent here; every run logs the average's score before "
-                             "quantization"),
-    ({"RESUME_DECOMPOSE_ONLY": "1"}, "RESUME_DECOMPOSE_ONLY=1: no equivalent here; resume its checkpoint with "
-                                     "RESUME_FROM and ITERATIONS=<the checkpoint's step>"),
-    ({"TTT_STEPS": "1", "PREQUANT_ONLY": "1"}, "TTT_STEPS=1: no equivalent here; it trained on each batch before "
-                                               "scoring it (not score-first); TTT_ENABLED is score-first LoRA TTT; "
-                                               "PREQUANT_ONLY=1: no equivalent here"),
-    ({"NON_RECORD_LONGTRAIN": "1"}, "NON_RECORD_LONGTRAIN=1: no equivalent here; periodic exports happen at "
-                                    "EXPORT_MINUTES"),
-    ({"ROPE_YARN": "1"}, "ROPE_YARN=1: no equivalent here; no YaRN"),
-    ({"CONTROL_TENSOR_NAME_PATTERNS": "attn_scale"}, "CONTROL_TENSOR_NAME_PATTERNS=attn_scale: no equivalent here"),
-    ({"EMBEDDING_DIM": "256"}, "EMBEDDING_DIM=256: no equivalent here; no factorised embedding"),
-    ({"EVAL_ONLY_PATH": "final_model.pt"}, "EVAL_ONLY_PATH=final_model.pt: no equivalent here"),
-])
-def test_features_we_lack_are_refused_naming_them(env, message):
-    with pytest.raises(tg.HyperparameterError) as err:
-        tg.Hyperparameters.from_env(env)
-    assert str(err.value).startswith(message)
-
-
-def test_typos_still_get_did_you_mean_and_process_variables_are_ignored():
-    for typo, meant in [("TTT_ENABLE", "TTT_ENABLED"), ("SMEAR_GATES", "SMEAR_GATE"), ("DATA_DIRS", "DATA_DIR")]:
-        with pytest.raises(tg.HyperparameterError, match=f"{typo} is not a knob of train_gpt.py; did you mean {meant}"):
-            tg.Hyperparameters.from_env({typo: "1"})
-    process = {"NCCL_NET": "Socket", "NCCL_IB_DISABLE": "1", "CUDA_VISIBLE_DEVICES": "0", "TORCH_LOGS": "+dynamo",
-               "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": "/tmp/x"}
-    assert tg.Hyperparameters.from_env(process) == tg.Hyperparameters.from_env({})
-
-
-def test_cli_prints_the_refusal_and_exits_2(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["train_gpt.py"])
-    monkeypatch.setenv("PREQUANT_ONLY", "1")
-    assert tg.run_cli() == 2
-    assert capsys.readouterr().err == ("error: PREQUANT_ONLY=1: no equivalent here; every run logs the average's score "
-                                       "before quantization ('diagnostic pre-quantization'); of a saved run, resume "
-                                       "its checkpoint with RESUME_FROM and ITERATIONS=<the checkpoint's step>: the "
-                                       "log scores the live weights, the average, the quantized artifact and every "
-                                       "eval stage\n")
-
-
-def test_readme_section_names_every_record_variable():
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Running a record's own command", 1)[1].split("\n## ", 1)[0]
-    families = [w.strip("`,") for w in section.split() if w.strip("`,").endswith("_*")]  # TTT_*, RESUME_*
-    for name in tg.RECORD_ENV:
-        named = f"`{name}`" in section or f"`{name}=" in section
-        assert named or any(name.startswith(f[:-1]) for f in families), name
+    assert knobs & table == {"COMPRESSOR", "EVAL_ONLY_PATH"}
+    assert {e.kind for e in record_env.RECORD_ENV.values()} == {"renamed", "same_math", "no_equivalent"}
 
 
 def test_top_caseops_recipe_is_top_on_caseops_data():

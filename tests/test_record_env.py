@@ -1,0 +1,204 @@
+"""scripts/record_env.py, the launcher of the records' published commands: each of the records' own variable
+names (RECORD_ENV) is renamed to our knob, accepted with a note, or refused in one line; the command then runs
+with the translated environment, in which train_gpt.py never sees the records' names."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+import train_gpt as tg
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "record_env.py"
+spec = importlib.util.spec_from_file_location("record_env", SCRIPT)
+record_env = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(record_env)
+DEFAULT = tg.Hyperparameters.from_env({})
+
+
+def launched(environ: dict) -> tg.Hyperparameters:
+    """What train_gpt.py reads when the launcher runs it: the translated environment."""
+    env, _ = record_env.translate(environ)
+    return tg.Hyperparameters.from_env(env)
+
+
+def notes(environ: dict) -> list[str]:
+    return record_env.translate(environ)[1]
+
+
+# --- one mutation-sensitive check per category --------------------------------------------------------------
+@pytest.mark.parametrize("env, changed", [
+    ({"SMEAR_GATE": "0"}, {"smear_gate_enabled": False}),
+    ({"GATE_WIDTH": "8"}, {"gate_window": 8}),
+    ({"SMEAR_GATE_WIDTH": "16"}, {"gate_window": 16}),
+    ({"GATE_ATTN_OUT": "1", "SPARSE_ATTN_GATE_ENABLED": "0"},
+     {"attn_out_gate_enabled": True, "sparse_attn_gate_enabled": False}),
+    ({"GATE_ATTN_SRC": "q"}, {"attn_out_gate_src": "q"}),
+    ({"VAL_BATCH_TOKENS": "131072"}, {"val_batch_size": 131072}),
+    ({"DISABLE_COMPILE": "1"}, {"compile": "0"}),
+    ({"DISABLE_COMPILE": "0"}, {}),
+    ({"QUANT_LEVELS": "127"}, {"matrix_bits": 8, "embed_bits": 8}),
+    ({"FORCE_FA2": "1"}, {"attn_backend": "sdpa"}),
+    ({"LOAD_QUANTIZED_MODEL_PATH": "x"}, {"eval_only_path": "x"}),
+    ({"TTT_EVAL_OUTPUT_JSON": "y"}, {"eval_summary_json": "y"}),
+])
+def test_renamed_variable_sets_our_knob(env, changed):
+    hp, default = asdict(launched(env)), asdict(DEFAULT)
+    assert {k: v for k, v in hp.items() if v != default[k]} == changed
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SMEAR_GATE": "1", "SMEAR_GATE_ENABLED": "0"},
+     "SMEAR_GATE=1 means SMEAR_GATE_ENABLED=1 here, but SMEAR_GATE_ENABLED=0 is also given: set one"),
+    ({"GATE_WIDTH": "8", "SMEAR_GATE_WIDTH": "12"}, "GATE_WINDOW=12 here, but GATE_WIDTH=8 is also given"),
+    ({"COMPRESSOR": "pergroup", "RANS_CODING": "0"}, "COMPRESSOR=pergroup means RANS_CODING=1 here"),
+    ({"DISABLE_COMPILE": "1", "COMPILE": "1"}, "DISABLE_COMPILE=1 means COMPILE=0 here, but COMPILE=1"),
+    ({"SMEAR_GATE": "maybe"}, "SMEAR_GATE='maybe' is not a valid bool"),
+    ({"QUANT_LEVELS": "100"}, "QUANT_LEVELS=100: no equivalent here"),
+    ({"LOAD_QUANTIZED_MODEL_PATH": "x", "EVAL_ONLY_PATH": "y"},
+     "LOAD_QUANTIZED_MODEL_PATH=x means EVAL_ONLY_PATH=x here, but EVAL_ONLY_PATH=y is also given: set one"),
+])
+def test_conflicting_or_bad_record_spellings_fail(env, message):
+    with pytest.raises(tg.HyperparameterError, match=message.replace("(", r"\(")):
+        launched(env)
+
+
+def test_both_spellings_with_the_same_value_are_fine():
+    hp = launched({"SMEAR_GATE": "0", "SMEAR_GATE_ENABLED": "false", "GATE_WIDTH": "12",
+                                      "SMEAR_GATE_WIDTH": "12", "GATE_WINDOW": "12"})
+    assert (hp.smear_gate_enabled, hp.gate_window) == (False, 12)
+
+
+def test_same_math_variables_are_accepted_with_a_note():
+    hp = launched({"FUSED_CE_ENABLED": "1", "COMPRESSOR": "pergroup"})
+    assert dict(asdict(hp), compressor="brotli") == asdict(DEFAULT)
+    lines = notes({"FUSED_CE_ENABLED": "1", "COMPRESSOR": "pergroup"})
+    assert any(line.startswith("FUSED_CE_ENABLED=1") and "same loss" in line for line in lines)
+    assert any(line.startswith("COMPRESSOR=pergroup") and "rANS" in line for line in lines)
+    assert notes({"FUSED_CE_ENABLED": "0", "COMPRESSOR": "lzma"}) == []
+    assert notes({"SLIDING_EVAL": "1"})[0].startswith("SLIDING_EVAL=1 (#2008): ")
+    quiet = {"SLIDING_EVAL": "0", "TTT_OUTPUT_DIR": "/x", "TTT_VARIANT_ID": "v1"}  # its outputs go to our log
+    assert launched(quiet) == DEFAULT
+    assert notes(quiet) == []
+
+
+def test_2008_eval_only_sweep_scores_the_named_artifact():
+    """#2008's sweep: TTT_EVAL_ONLY=1 with the artifact in LOAD_QUANTIZED_MODEL_PATH, results to a JSON."""
+    hp = launched({"TTT_EVAL_ONLY": "1", "LOAD_QUANTIZED_MODEL_PATH": "x",
+                                      "TTT_EVAL_OUTPUT_JSON": "y"})
+    assert (hp.eval_only_path, hp.eval_summary_json, hp.ttt_enabled) == ("x", "y", True)
+    assert launched({"TTT_EVAL_ONLY": "1", "EVAL_ONLY_PATH": "1"}).eval_only_path == "1"
+
+
+def test_2008_long_run_exports_map_onto_export_minutes():
+    hp = launched({"NON_RECORD_LONGTRAIN": "1", "LONGTRAIN_EXPORT_MINUTES": "60,120",
+                                      "EXPORT_MODE": "full"})
+    assert (hp.export_minutes, hp.export_eval) == ("60,120", True)
+    assert launched({"EXPORT_MODE": "light"}).export_eval is False
+
+
+@pytest.mark.parametrize("env", [
+    {"TTT_EVAL_ONLY": "0", "PREQUANT_ONLY": "0"},
+    {"OUTPUT_DIR": "/x", "SLIDING_EVAL_OUTPUT_JSON": "a.json", "PREQUANT_EVAL_OUTPUT_JSON": "b.json"},
+    {"TTT_STEPS": "0", "TTT_LR": "0.01", "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "1", "TTT_DEBUG_BYPASS": "0"},
+    {"RESUME_DECOMPOSE_ONLY": "0", "NON_RECORD_LONGTRAIN": "0"},
+    {"ROPE_YARN": "0", "GATE_MLP_OUT": "0", "EMBEDDING_DIM": "512"},
+])
+def test_off_values_of_features_we_lack_are_accepted_silently(env):
+    assert launched(env) == DEFAULT and notes(env) == []
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"TTT_STEPS": "1"}, "TTT_STEPS=1: no equivalent here; it trained on each batch before scoring it"),
+    ({"GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "0"}, "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES=0: no equivalent here; global "
+                                                 "SGD cuts attention at documents"),
+    ({"TTT_EVAL_ONLY": "1"}, "TTT_EVAL_ONLY=1: no equivalent here; name the artifact to score with EVAL_ONLY_PATH"),
+    ({"TTT_DEBUG_BYPASS": "1"}, "TTT_DEBUG_BYPASS=1: no equivalent here; no debug bypass of TTT"),
+    ({"PREQUANT_ONLY": "1"}, "PREQUANT_ONLY=1: no equivalent here; every run logs the average's score before "
+                             "quantization"),
+    ({"RESUME_DECOMPOSE_ONLY": "1"}, "RESUME_DECOMPOSE_ONLY=1: no equivalent here; resume its checkpoint with "
+                                     "RESUME_FROM and ITERATIONS=<the checkpoint's step>"),
+    ({"TTT_STEPS": "1", "PREQUANT_ONLY": "1"}, "TTT_STEPS=1: no equivalent here; it trained on each batch before "
+                                               "scoring it (not score-first); TTT_ENABLED is score-first LoRA TTT; "
+                                               "PREQUANT_ONLY=1: no equivalent here"),
+    ({"NON_RECORD_LONGTRAIN": "1"}, "NON_RECORD_LONGTRAIN=1: no equivalent here; periodic exports happen at "
+                                    "EXPORT_MINUTES"),
+    ({"ROPE_YARN": "1"}, "ROPE_YARN=1: no equivalent here; no YaRN"),
+    ({"CONTROL_TENSOR_NAME_PATTERNS": "attn_scale"}, "CONTROL_TENSOR_NAME_PATTERNS=attn_scale: no equivalent here"),
+    ({"EMBEDDING_DIM": "256"}, "EMBEDDING_DIM=256: no equivalent here; no factorised embedding"),
+    ({"EVAL_ONLY_PATH": "final_model.pt"}, "EVAL_ONLY_PATH=final_model.pt: no equivalent here"),
+])
+def test_features_we_lack_are_refused_naming_them(env, message):
+    with pytest.raises(tg.HyperparameterError) as err:
+        launched(env)
+    assert str(err.value).startswith(message)
+
+
+def test_typos_still_get_did_you_mean_and_process_variables_are_ignored():
+    for typo, meant in [("TTT_ENABLE", "TTT_ENABLED"), ("SMEAR_GATES", "SMEAR_GATE"), ("DATA_DIRS", "DATA_DIR")]:
+        with pytest.raises(tg.HyperparameterError, match=f"{typo} is not a knob of train_gpt.py; did you mean {meant}"):
+            launched({typo: "1"})
+    process = {"NCCL_NET": "Socket", "NCCL_IB_DISABLE": "1", "CUDA_VISIBLE_DEVICES": "0", "TORCH_LOGS": "+dynamo",
+               "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": "/tmp/x"}
+    assert launched(process) == DEFAULT
+
+
+def test_readme_section_names_every_record_variable():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Running a record's own command", 1)[1].split("\n## ", 1)[0]
+    families = [w.strip("`,") for w in section.split() if w.strip("`,").endswith("_*")]  # TTT_*, RESUME_*
+    for name in record_env.RECORD_ENV:
+        named = f"`{name}`" in section or f"`{name}=" in section
+        assert named or any(name.startswith(f[:-1]) for f in families), name
+
+
+def test_the_command_sees_our_knobs_and_not_the_records_names():
+    env, _ = record_env.translate({"SMEAR_GATE": "0", "COMPRESSOR": "pergroup", "TTT_OUTPUT_DIR": "/x",
+                                   "EVAL_ONLY_PATH": "a.ptz", "PATH": "/bin"})
+    assert env == {"SMEAR_GATE_ENABLED": "0", "COMPRESSOR": "brotli", "RANS_CODING": "1", "EVAL_ONLY_PATH": "a.ptz",
+                   "PATH": "/bin"}
+
+
+def test_a_records_name_given_to_train_gpt_directly_is_refused_naming_the_launcher():
+    for name in ("SMEAR_GATE", "GATE_ATTN_OUT", "VAL_BATCH_TOKENS", "TTT_EVAL_ONLY"):
+        with pytest.raises(tg.HyperparameterError, match=f"{name} is not a knob of train_gpt.py; a record's name"):
+            tg.Hyperparameters.from_env({name: "0"})
+
+
+def run_launcher(args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, **env}, timeout=120, check=False)
+
+
+def test_cli_runs_the_command_with_the_translated_env_and_prints_the_notes(tmp_path):
+    show = "import os; e = os.environ; print(e['SMEAR_GATE_ENABLED'], 'SMEAR_GATE' in e, 'FUSED_CE_ENABLED' in e)"
+    result = run_launcher(["--", sys.executable, "-c", show], tmp_path, SMEAR_GATE="0", FUSED_CE_ENABLED="1")
+    assert (result.returncode, result.stdout) == (0, "0 False False\n"), result.stderr
+    assert result.stderr == ("record_env: SMEAR_GATE=0 is #1667/#1775's name: SMEAR_GATE_ENABLED=0\n"
+                             "record_env: FUSED_CE_ENABLED=1 (#1855/#2008): its Triton fused softcapped cross-entropy "
+                             "is a speed kernel; we compute the same loss eagerly\n")
+
+
+def test_cli_prints_the_refusal_and_exits_2_without_running_the_command(tmp_path):
+    result = run_launcher([sys.executable, "-c", "open('ran', 'w')"], tmp_path, PREQUANT_ONLY="1")
+    assert result.returncode == 2 and result.stdout == "" and not (tmp_path / "ran").exists()
+    assert result.stderr == ("error: PREQUANT_ONLY=1: no equivalent here; every run logs the average's score "
+                             "before quantization ('diagnostic pre-quantization'); of a saved run, resume "
+                             "its checkpoint with RESUME_FROM and ITERATIONS=<the checkpoint's step>: the "
+                             "log scores the live weights, the average, the quantized artifact and every "
+                             "eval stage\n")
+
+
+def test_cli_help_and_bad_usage_in_one_line(tmp_path):
+    result = run_launcher(["--help"], tmp_path)
+    assert result.returncode == 0 and "python scripts/record_env.py [--] COMMAND..." in result.stdout
+    for args, message in [([], "error: no command to run"), (["--"], "error: no command to run"),
+                          (["no-such-command-h1"], "error: cannot run no-such-command-h1: ")]:
+        result = run_launcher(args, tmp_path)
+        assert result.returncode == 2 and result.stderr.startswith(message), (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
