@@ -69,7 +69,8 @@ def require(package: str):
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise ValueError(f"the download needs the {package} package: .venv/bin/python -m pip install {package}") from None
+        raise ValueError(f"the download needs the {package} package: "
+                         f".venv/bin/python -m pip install {package}") from None
 
 
 def fetch(remote: str, local: Path) -> None:

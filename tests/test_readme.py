@@ -64,7 +64,8 @@ def test_knob_doc_is_what_help_prints(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["train_gpt.py", "--help"])
     assert tg.run_cli() == 0
     knob_table = load_script("knob_table")
-    assert (REPO / "docs" / "knobs.md").read_text() == knob_table.knobs_doc(knob_table.table_of(capsys.readouterr().out)), \
+    expected = knob_table.knobs_doc(knob_table.table_of(capsys.readouterr().out))
+    assert (REPO / "docs" / "knobs.md").read_text() == expected, \
         "docs/knobs.md is stale: regenerate it with .venv/bin/python scripts/knob_table.py --write"
 
 
@@ -126,7 +127,8 @@ def run_without(module: str, code: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("module,args,line", [
-    ("matplotlib", ["plot", "x.txt", "-o", "x.png"], "error: plot needs matplotlib: .venv/bin/python -m pip install matplotlib"),
+    ("matplotlib", ["plot", "x.txt", "-o", "x.png"],
+     "error: plot needs matplotlib: .venv/bin/python -m pip install matplotlib"),
     ("scipy", ["significance", "1", "2", "--threshold", "3"],
      "error: significance needs scipy: .venv/bin/python -m pip install scipy"),
 ])
