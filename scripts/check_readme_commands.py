@@ -9,6 +9,7 @@ Every ```bash block of README.md follows a line `<!-- check: CLASS -->` (invisib
     .venv/bin/python scripts/check_readme_commands.py --list                # every block and its class
     .venv/bin/python scripts/check_readme_commands.py --run cpu [--dry-run] [--keep]
     .venv/bin/python scripts/check_readme_commands.py --run fast,cpu,net    # on a GPU machine add gpu
+    .venv/bin/python scripts/check_readme_commands.py --run cpu --block 98   # only the block at README.md:98
 
 Blocks run in README order under `bash -euo pipefail`, in a scratch copy of the repository (its tracked and
 untracked, not ignored, files; .venv linked), so a later block finds what an earlier one made (the quick start's
@@ -64,8 +65,13 @@ def readme_blocks(markdown: str) -> list[Block]:
 
 def scratch_copy(dest: Path, link_venv: bool = True) -> Path:
     """The repository's tracked and untracked (not ignored) files under dest, with .venv linked if asked."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                            capture_output=True).stdout.decode().split("\0")
+    try:
+        listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                                capture_output=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: everything but outputs and the venv
+        shutil.copytree(REPO, dest, dirs_exist_ok=True, symlinks=True, ignore=shutil.ignore_patterns(
+            ".venv", ".git", "runs", "logs", "datasets", "tokenizers", "__pycache__", "*.pt", "*.ptz"))
+        listed = []
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():
@@ -96,6 +102,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Run README.md's command blocks as written, by class.")
     p.add_argument("--list", action="store_true", help="list every block and its class; exit 1 if one has none")
     p.add_argument("--run", default="", help=f"comma list of classes to run, of {','.join(CLASSES)}")
+    p.add_argument("--block", default="", help="comma list of README lines: run only those blocks")
     p.add_argument("--dry-run", action="store_true", help="print the blocks --run would run, run nothing")
     p.add_argument("--keep", action="store_true", help="keep the scratch copy (its path is printed)")
     p.add_argument("--readme", type=Path, default=REPO / "README.md", help=argparse.SUPPRESS)
@@ -112,6 +119,9 @@ def main(argv=None) -> int:
         print(f"error: --run takes a comma list of {', '.join(CLASSES)} (got {args.run!r})", file=sys.stderr)
         return 2
     chosen = [b for b in blocks if b.kind in kinds]
+    if args.block:
+        wanted = {int(n) for n in args.block.split(",")}
+        chosen = [b for b in chosen if b.line in wanted]
     if args.dry_run:
         for b in chosen:
             print(f"# README.md:{b.line} ({b.kind})\n{b.text}")
