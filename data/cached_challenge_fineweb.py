@@ -33,6 +33,7 @@ are skipped, so an interrupted download resumes where it stopped. The manifest i
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import re
@@ -40,8 +41,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
-
-from tqdm import tqdm
 
 import shard_io
 
@@ -65,9 +64,18 @@ def remote_path(relative: str) -> str:
     return "/".join(part for part in (REMOTE_ROOT, relative) if part)
 
 
+def require(package: str):
+    """Import a third-party package, or stop with one line naming the command that installs it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise ValueError(f"the download needs the {package} package: "
+                         f".venv/bin/python -m pip install {package}") from None
+
+
 def fetch(remote: str, local: Path) -> None:
     """Download one file of the dataset repo to `local` (atomically)."""
-    from huggingface_hub import hf_hub_download  # imported here: only real downloads need it
+    hf_hub_download = require("huggingface_hub").hf_hub_download  # here: only real downloads need it
 
     folder, _, name = remote.rpartition("/")
     try:
@@ -194,6 +202,9 @@ def download(variant: str, train_shards: int = DEFAULT_TRAIN_SHARDS, data_root: 
     """Make data_root hold the requested files. Returns the relative paths
     fetched and skipped, and the val token total."""
     fetch_fn = fetch_fn or fetch  # looked up at call time, so tests can replace the module's fetch
+    tqdm = require("tqdm").tqdm
+    if fetch_fn is fetch:
+        require("huggingface_hub")  # before anything is created: a missing package is one line, not a half-made folder
     data_root = Path(data_root)
     manifest = load_manifest(data_root, fetch_fn, refresh_manifest)
     plan = plan_files(manifest, variant, train_shards, with_docs)

@@ -15,6 +15,7 @@ scipy load inside `significance`, matplotlib inside `plot`.
 
 import argparse
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -662,8 +663,20 @@ def values_of(items: list[str]) -> list[float]:
     return out
 
 
+def require(package: str, command: str):
+    """Import an optional package, or None after one line naming the command that installs it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        print(f"error: {command} needs {package}: .venv/bin/python -m pip install {package}", file=sys.stderr)
+        return None
+
+
 def cmd_significance(args) -> int:
     import numpy as np
+
+    if require("scipy", "significance") is None:
+        return 2
     from scipy import stats
 
     try:
@@ -701,8 +714,9 @@ def cmd_significance(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "plot")
+    if matplotlib is None:
+        return 2
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

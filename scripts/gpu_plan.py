@@ -72,7 +72,7 @@ RECORD_ALLOCATED_MIB, RECORD_RESERVED_MIB = 41_700, 47_100
 RECORD_TTT_SECONDS, RECORD_SGD_SECONDS, RECORD_SGD_STEPS = 470.0, 75.0, 636
 RECORD_TTT_RANGE = (455.1, 508.8)
 # Bits a large-matrix parameter (embedding, attention, MLP: codes, row scales, LQER factors) on the three
-# cpu_demo checkpoints, README.md's export table: GPTQ int6/int7 + LQER + rANS + brotli (the default) 3.488,
+# cpu_demo checkpoints, docs/measurements.md: GPTQ int6/int7 + LQER + rANS + brotli (the default) 3.488,
 # without rANS 3.520, GPTQ-lite 5.548, int8 per-row + zlib 6.221.
 MEASURED_BITS_PER_MATRIX_PARAM = {"gptq": 3.488, "gptq_norans": 3.520, "gptq_lite": 5.548, "int8": 6.221}
 
@@ -92,7 +92,7 @@ class Calibration:
     reserved_over_allocated: float  # the caching allocator's reserve over the peak allocation: 47.1 / 41.7
     sgd_step_overhead_s: float  # a global-SGD step beyond its FLOPs: 75 s / 636 steps of #1855
     ttt_mfu: float  # LoRA-TTT FLOPs rate: #1855's 470 - 75 = 395 s of scoring on the busiest rank
-    entropy_efficiency: tuple  # (quant method, coded bits / nominal bits): README's export table on cpu_demo
+    entropy_efficiency: tuple  # (quant method, coded bits / nominal bits): docs/measurements.md, cpu_demo exports
 
 
 CALIBRATION = Calibration(train_mfu=0.2728, activation_bytes=23_603.0, reserved_over_allocated=1.1295,
@@ -579,8 +579,9 @@ def assumptions(cal: Calibration) -> list[dict]:
              "the modelled documents) takes #1855 seed 1234's 470 - 75 = 395 s"),
         dict(name="TTT chunk-step overhead s", value=TTT_STEP_OVERHEAD_S, basis="assumed (launches and host work "
              "of a compiled chunk step); the MFU above absorbs any error in it"),
-        dict(name="coded bits / nominal bits", value=eff, basis="README export table (bits a large-matrix parameter "
-             "on cpu_demo: 3.488 GPTQ+LQER+rANS, 3.520 no rANS, 5.548 GPTQ-lite, 6.221 int8) over cpu_demo's "
+        dict(name="coded bits / nominal bits", value=eff, basis="docs/measurements.md export table (bits a "
+             "large-matrix parameter on cpu_demo: 3.488 GPTQ+LQER+rANS, 3.520 no rANS, 5.548 GPTQ-lite, "
+             "6.221 int8) over cpu_demo's "
              "nominal 6/7 (int8: 8) bits"),
         dict(name="document lengths", value=C4_LOG_SIGMA, basis="log-normal sigma fitted to C4 with the sp8192 "
              "tokenizer, mean set to FineWeb val's 957 (50,000 documents); training rows assumed alike"),

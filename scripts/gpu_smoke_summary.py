@@ -22,7 +22,7 @@ from pathlib import Path
 
 SEPARATOR = "=" * 100  # log_header: the script source, this line, then the run's own lines
 CHALLENGE_VOCAB = 8192
-REFERENCE = "the #1855 record logged ~121 ms/step mean on 8xH100 at vocab 8192 (README, Throughput)"
+REFERENCE = "the #1855 record logged ~121 ms/step mean on 8xH100 at vocab 8192 (docs/measurements.md, Throughput)"
 
 N = r"(-?\d+(?:\.\d+)?)"
 PATTERNS = {  # name -> (regex anchored at a line start, field names); the last match in the log wins

@@ -18,7 +18,7 @@ def read_env_file(path: Path) -> dict:
 
 def test_defaults_are_the_top_recipe():
     """Defaults reproduce #1855 without CaseOps; records/recipes/top.env spells out the same values, plus the five
-    knobs that restore #1855's own numerics where we differ on purpose (README, 'Where we differ')."""
+    knobs that restore #1855's own numerics where we differ on purpose (docs/design.md, 'Where we differ')."""
     hp = tg.Hyperparameters.from_env({})
     top = tg.Hyperparameters.from_env(read_env_file(RECIPES / "top.env"))
     record_numerics = dict(grad_clip_per_rank=True, rope_bf16_freqs=True, muon_keep_warmup_momentum=True,
