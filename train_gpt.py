@@ -16,10 +16,12 @@ code is the packed two-line stub train_gpt_packed.py that the run writes (CODE_P
 runs identically.
 
 Sections, in data-flow order: hyperparameters, runtime, data, metric (exact BPB), model, optimizer,
-training, quantization and artifact, evaluation, main. Budget: about 2,500 readable lines.
+training, quantization and artifact, evaluation, main. Budget: about 2,500 readable lines. Resumable
+checkpoints and periodic exports (#2008) live in train_gpt_longrun.py, imported only by runs that use them.
 """
 
 import base64
+import contextlib
 import copy
 import datetime
 import functools
@@ -34,7 +36,6 @@ import json
 import lzma
 import math
 import os
-import pickle
 import queue
 import re
 import shutil
@@ -46,7 +47,7 @@ import time
 import uuid
 import weakref
 import zlib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,8 @@ try:  # FlashAttention-3 (Hopper wheels; the records' kernel since #1530): ATTN_
 except ImportError:
     flash_attn_varlen_func = None
 
+# Run as a script this file is __main__; the long-run module's `from train_gpt import ...` must get this copy
+sys.modules.setdefault("train_gpt", sys.modules[__name__])
 ARTIFACT_CAP_BYTES = 16_000_000  # decimal bytes: code + compressed model (challenge rule)
 # torch.compile builds a graph per training stage (and per cu_seqlens bucket where it cannot keep their count
 # symbolic) plus the eval graphs: past the default limit of 8 it would silently run eager (#1855 sets 64 too)
@@ -611,6 +614,19 @@ def remove_stale_temps(directory: Path, name: str) -> None:
                 tmp.unlink(missing_ok=True)
             except PermissionError:
                 pass  # alive, another user's
+
+
+def write_on_all_ranks(write, rt: Runtime, elsewhere: str) -> str | None:
+    """Runs this rank's write (None: nothing to write here) and tells every rank whether every write succeeded:
+    None, or why not (its OSError, else `elsewhere`). A failed write (a full disk) leaves the earlier files whole;
+    the all-reduce is also the barrier after which every rank's files exist."""
+    failed, why = torch.zeros((), device=rt.device), elsewhere
+    try:
+        if write is not None:
+            write()
+    except OSError as e:
+        failed, why = failed + 1, str(e)
+    return why if all_reduce_(failed, rt).item() else None
 
 
 # -----------------------------------------------------------------------------------------------
@@ -1639,8 +1655,31 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
     the timed run starts from the true initialization (baseline rule, 'so we aren't cheating')."""
     if hp.warmup_steps == 0:
         return
-    weights = {k: v.detach().clone() for k, v in models.raw.state_dict().items()}
     opt_states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+    with weights_kept(models.raw):
+        warm_up_training(models, optimizers, hp, rt, log)
+        warm_up_eval(models, hp, rt)
+    for opt, state in zip(optimizers, opt_states):
+        # #1855's sharded Muon keeps its momentum outside the optimizer state, so its restore leaves the warm-up's
+        kept = {p: s["momentum_buffer"] for p, s in opt.state.items()
+                if hp.muon_keep_warmup_momentum and isinstance(opt, Muon) and "momentum_buffer" in s}
+        opt.load_state_dict(state)
+        for p, buf in kept.items():
+            opt.state[p]["momentum_buffer"] = buf
+        opt.zero_grad(set_to_none=True)
+
+
+@contextlib.contextmanager
+def weights_kept(model: nn.Module):
+    """The model's weights as they are now come back when the block ends (the warm-up, a periodic export)."""
+    kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        yield
+    finally:
+        model.load_state_dict(kept, strict=True)
+
+
+def warm_up_training(models: Models, optimizers, hp: Hyperparameters, rt: Runtime, log) -> None:
     loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
     try:
         for stage in schedule_stages(hp):
@@ -1662,6 +1701,10 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
                     log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{stage.plan} span:{stage.span}")
     finally:
         loader.close()
+
+
+def warm_up_eval(models: Models, hp: Hyperparameters, rt: Runtime) -> None:
+    """The eval graph on random tokens (never val data), per cu_seqlens bucket."""
     rows, t = eval_batch_seqs(hp, rt), hp.train_seq_len
     x, y = torch.randint(0, hp.vocab_size, (2, rows, t), device=rt.device)
     if hp.eval_rows_by_doc:  # eval_val's one flat row
@@ -1669,15 +1712,6 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
     for size in warmup_buckets(rows, t, t):
         with torch.no_grad(), autocast_context(rt):
             models.eval(x, y, reduction="none", cu_seqlens=bucket_stand_in(rows, t, t, size, rt.device))
-    models.raw.load_state_dict(weights, strict=True)
-    for opt, state in zip(optimizers, opt_states):
-        # #1855's sharded Muon keeps its momentum outside the optimizer state, so its restore leaves the warm-up's
-        kept = {p: s["momentum_buffer"] for p, s in opt.state.items()
-                if hp.muon_keep_warmup_momentum and isinstance(opt, Muon) and "momentum_buffer" in s}
-        opt.load_state_dict(state)
-        for p, buf in kept.items():
-            opt.state[p]["momentum_buffer"] = buf
-        opt.zero_grad(set_to_none=True)
 
 
 class WeightAverage:
@@ -1726,195 +1760,33 @@ def log_stage_switch(old: Stage, new: Stage, plans: tuple, step: int, frac: floa
         log(f"layer_loop:enabled step:{step} frac:{frac:.3f} encoder:{enc} decoder:{dec}")
 
 
-# Resumable checkpoints (#2008): RESUME_DIR/resume_rank{r}_step{S}.pt per rank, then resume_manifest.json.
-# What every rank holds alike (weights, averages, AdamW moments, loader position, loop state) is written once,
-# in rank 0's file; each rank's file holds its own RNG and Muon momenta (a matrix's momentum lives only on
-# the rank that orthogonalizes it). The manifest is replaced last: a save killed midway leaves the previous
-# checkpoint whole. Files are plain tensors and containers, loaded with weights_only=True (no code unpickled).
-RESUME_MANIFEST = "resume_manifest.json"
-CHECKPOINT_FORMAT = 1
-# What a continuation may change: its clock, horizon and length, where it reads and writes, what it logs,
-# exports and saves. Every other knob above the quantization section shapes the trained state and must match.
-CONTINUATION_KNOBS = frozenset({
-    "data_dir", "data_path", "tokenizer_path", "val_bytes_path", "run_id", "artifact_dir", "attn_backend",
-    "val_batch_size", "val_loss_every", "train_log_every", "iterations", "warmup_steps", "max_wallclock_seconds",
-    "export_minutes", "export_eval", "schedule_horizon_seconds", "resume_enabled", "resume_save_minutes",
-    "resume_save_steps", "resume_dir", "resume_keep_last", "resume_from"})
-
-
 @dataclass
 class LoopState:
     """What the training loop carries from step to step; a checkpoint holds it."""
 
     stage: Stage
     step: int = 0
-    train_ms: float = 0.0  # training time up to the loop clock's last restart (a checkpoint: up to its step)
+    train_ms: float = 0.0  # the training clock at the last step (all-reduced) or validation
     switches: list[int] = field(default_factory=list)  # steps after which a new stage took over
     exported: list[float] = field(default_factory=list)  # EXPORT_MINUTES done
     saved: list[float] = field(default_factory=list)  # RESUME_SAVE_MINUTES done
 
 
-def training_fingerprint(hp: Hyperparameters) -> dict:
-    """The knobs a checkpoint's state depends on: data, schedule, model, optimizer and averaging knobs."""
-    names = [f.name for f in fields(hp)]
-    return {n: getattr(hp, n) for n in names[: names.index("quant_method")] if n not in CONTINUATION_KNOBS}
+LONG_RUN_MODULE = "train_gpt_longrun"
 
 
-def rng_state(rt: Runtime) -> dict[str, Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if rt.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(rt.device)
-    return state
-
-
-def set_rng_state(state: dict[str, Tensor], rt: Runtime) -> None:
-    torch.set_rng_state(state["cpu"])
-    if rt.device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], rt.device)
-
-
-def checkpoint_state(models: Models, optimizers: list, average, loader: TrainLoader, loop: LoopState,
-                     rt: Runtime) -> dict:
-    local = dict(format=CHECKPOINT_FORMAT, rank=rt.rank, muon=optimizers[-1].state_dict(), rng=rng_state(rt))
-    if not rt.is_main:
-        return local
-    weights = {k: v.detach().cpu() for k, v in models.raw.state_dict().items()}
-    shared = dict(model=weights, adam=[opt.state_dict() for opt in optimizers[:-1]], loader=loader.state_dict(),
-                  loop=asdict(loop))
-    if average is not None:
-        shared["average"] = dict(sum={k: v.cpu() for k, v in average.sum.items()}, count=average.count)
-    return dict(local, **shared)
-
-
-def checkpoint_name(rank: int | str, step: int | str) -> str:
-    return f"resume_rank{rank}_step{step}.pt"
-
-
-def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoader, loop: LoopState,
-                    hp: Hyperparameters, rt: Runtime, log) -> None:
-    """Every rank writes its file; once all are on disk, rank 0 replaces the manifest and deletes what is
-    beyond RESUME_KEEP_LAST. A failed write (full disk) is reported and training goes on; the previous
-    checkpoint stays whole."""
-    start, directory = time.perf_counter(), Path(hp.resume_dir)
-    buffer = io.BytesIO()
-    torch.save(checkpoint_state(models, optimizers, average, loader, loop, rt), buffer)
-    failed, why = torch.zeros((), device=rt.device), "on another rank"
+def long_run(hp: Hyperparameters):
+    """#2008's resumable checkpoints and periodic exports live in train_gpt_longrun.py, beside this file (or inside
+    the packed stub): imported only when RESUME_ENABLED, RESUME_FROM or EXPORT_MINUTES ask for it, else None."""
+    if not (hp.resume_enabled or hp.resume_from or hp.export_minutes):
+        return None
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        remove_stale_temps(directory, "resume_*")
-        atomic_write_bytes(directory / checkpoint_name(rt.rank, loop.step), buffer.getvalue())
-    except OSError as e:
-        failed += 1
-        why = str(e)
-    written = all_reduce_(failed, rt).item() == 0  # also the barrier: every rank's file is on disk
-    digests = gather_digests(hashlib.sha256(buffer.getvalue()).digest(), rt)
-    if written and rt.is_main:
-        try:
-            write_manifest(directory, loop, hp, rt, digests)
-            prune_checkpoints(directory, hp.resume_keep_last)
-        except OSError as e:
-            written, why = False, str(e)
-    if not written:
-        log(f"warning: resume checkpoint of step {loop.step} not written ({why}); the previous one is untouched")
-        return
-    RUN_STATE["checkpoint"] = f"{directory} (step {loop.step})"
-    log(f"resume:saved step:{loop.step} train_time:{loop.train_ms:.0f}ms dir:{directory} "
-        f"seconds:{time.perf_counter() - start:.2f}")
-
-
-def gather_digests(digest: bytes, rt: Runtime) -> list[str]:
-    """Every rank's file sha256, for rank 0's manifest: a flipped byte would otherwise load and train on."""
-    if not rt.distributed:
-        return [digest.hex()]
-    mine = torch.tensor(list(digest), dtype=torch.uint8, device=rt.device)
-    parts = [torch.empty_like(mine) for _ in range(rt.world_size)]
-    dist.all_gather(parts, mine)
-    return [bytes(p.cpu().tolist()).hex() for p in parts]
-
-
-def write_manifest(directory: Path, loop: LoopState, hp: Hyperparameters, rt: Runtime, digests: list[str]) -> None:
-    manifest = dict(format=CHECKPOINT_FORMAT, step=loop.step, training_time_ms=loop.train_ms,
-                    world_size=rt.world_size, timestamp=time.time(), exported_minutes=loop.exported,
-                    rank_files={str(r): checkpoint_name(r, loop.step) for r in range(rt.world_size)},
-                    sha256={str(r): d for r, d in enumerate(digests)}, fingerprint=training_fingerprint(hp))
-    atomic_write_bytes(directory / RESUME_MANIFEST, json.dumps(manifest, indent=1).encode())
-
-
-def prune_checkpoints(directory: Path, keep: int) -> None:
-    """#2008's retention: the newest RESUME_KEEP_LAST checkpoints (by rank 0's file) stay, with all ranks' files."""
-    newest_first = sorted(directory.glob(checkpoint_name(0, "*")), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-    for old in newest_first[keep:]:
-        step = old.name.removesuffix(".pt").rsplit("_step", 1)[1]
-        for path in directory.glob(checkpoint_name("*", step)):
-            path.unlink(missing_ok=True)
-
-
-def read_checkpoint(hp: Hyperparameters, rt: Runtime) -> dict:
-    """RESUME_FROM checked against this run (world size, training knobs), then rank 0's file and this rank's
-    loaded and the train shards compared; at startup, so a mismatch fails before any warm-up. Returns
-    {manifest, shared, local}."""
-    path = Path(hp.resume_from)
-    path = path / RESUME_MANIFEST if path.is_dir() else path
-    try:
-        manifest = json.loads(path.read_text())
-        ranks, saved = manifest["world_size"], manifest["fingerprint"]
-    except FileNotFoundError:
-        raise DataError(f"RESUME_FROM: no checkpoint manifest at {path}") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"RESUME_FROM: {path} is not a checkpoint manifest ({type(e).__name__}: {e})") from None
-    if ranks != rt.world_size:
-        raise DataError(f"RESUME_FROM: the checkpoint was written by {ranks} ranks and this run has "
-                        f"{rt.world_size}: resume on {ranks} (each rank holds its own Muon momenta and RNG)")
-    ours = training_fingerprint(hp)
-    changed = [f"{k.upper()}={saved.get(k, '(absent)')} (this run: {ours.get(k, '(absent)')})"
-               for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k)]
-    if changed:
-        raise DataError(f"RESUME_FROM: the checkpoint was trained with {', '.join(changed)}; a continuation keeps "
-                        "every training knob (it may change only its clock, horizon, outputs and logging)")
-    files = {r: path.parent / manifest["rank_files"][str(r)] for r in {0, rt.rank}}
-    sums = manifest.get("sha256", {})  # absent in manifests written before checksums
-    loaded = {r: load_checkpoint_file(f, r, sums.get(str(r))) for r, f in files.items()}
-    check_same_shards(loaded[0]["loader"]["shards"], shard_paths(train_pattern(hp)))
-    return dict(manifest=manifest, shared=loaded[0], local=loaded[rt.rank])
-
-
-def load_checkpoint_file(path: Path, rank: int, sha256: str | None = None) -> dict:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"RESUME_FROM: {path}, listed in the manifest, is missing") from None
-    except OSError as e:
-        raise DataError(f"RESUME_FROM: {path} cannot be read ({e.strerror})") from None
-    if sha256 and hashlib.sha256(data).hexdigest() != sha256:  # flipped bytes may still unpickle
-        raise DataError(f"RESUME_FROM: {path} does not match the sha256 its manifest records (damaged or "
-                        "replaced since the save)")
-    try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        raise DataError(f"RESUME_FROM: {path} is damaged ({type(e).__name__}: {str(e)[:120]})") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("rank") != rank:
-        raise DataError(f"RESUME_FROM: {path} is not rank {rank}'s checkpoint of format {CHECKPOINT_FORMAT}")
-    return state
-
-
-def restore_checkpoint(checkpoint: dict, models: Models, optimizers: list, average, loader: TrainLoader,
-                       rt: Runtime, log) -> LoopState:
-    """Everything the loop would have had at the saved step; returns its loop state."""
-    shared, local = checkpoint["shared"], checkpoint["local"]
-    models.raw.load_state_dict(shared["model"], strict=True)
-    for opt, state in zip(optimizers, [*shared["adam"], local["muon"]], strict=True):
-        opt.load_state_dict(state)
-    if average is not None:
-        for name, tensor in shared["average"]["sum"].items():
-            average.sum[name].copy_(tensor)
-        average.count = shared["average"]["count"]
-    loader.load_state_dict(shared["loader"])
-    set_rng_state(local["rng"], rt)
-    saved = shared["loop"]
-    loop = LoopState(**dict(saved, stage=Stage(**saved["stage"])))
-    log(f"resume:restored step:{loop.step} train_time:{loop.train_ms:.0f}ms exported_minutes:{loop.exported} "
-        f"plan:{loop.stage.plan} span:{loop.stage.span}")
-    return loop
+        import train_gpt_longrun
+    except ModuleNotFoundError as e:
+        if e.name != LONG_RUN_MODULE:
+            raise
+        raise HyperparameterError(f"RESUME_* and EXPORT_MINUTES need {LONG_RUN_MODULE}.py beside this file") from None
+    return train_gpt_longrun
 
 
 @dataclass
@@ -1934,7 +1806,7 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
     average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 or hp.swa_enabled else None
     loop = LoopState(stage_at(0.0, hp))
     if checkpoint is not None:
-        loop = restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
+        loop = long_run(hp).restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
     RUN_STATE.update(stage="training", loop=loop)
     try:
         steps = train_loop(models, optimizers, average, loader, loop, val, checkpoint is not None, hp, rt, log)
@@ -1955,47 +1827,41 @@ def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: L
                resumed: bool, hp: Hyperparameters, rt: Runtime, log) -> int:
     """The timed loop; returns the steps done. Each step waits for the GPU once: the clock, the divergence flag
     and the loss come back in one copy after the MAX all-reduce that gives every rank the same clock."""
-    cap_ms, last_plan = training_cap_ms(hp), len(models.raw.plans) - 1
-    milestones = (knob_list(hp, "export_minutes"),
-                  knob_list(hp, "resume_save_minutes") if hp.resume_enabled else [],
-                  knob_list(hp, "resume_save_steps") if hp.resume_enabled
-                  else [])
+    cap_ms, last_plan, longrun = training_cap_ms(hp), len(models.raw.plans) - 1, long_run(hp)
+    milestones = longrun.milestones(hp) if longrun else None
     stop_at = loop.step if resumed and loop.train_ms >= cap_ms else None  # resumed past the cap
     stage_start = (loop.step, loop.train_ms)  # where the current stage's steps began: its own step_avg
-    synchronize(rt)
-    t0 = time.perf_counter()
+    clock = TrainClock(loop.train_ms, rt)
     while True:
         last = loop.step >= hp.iterations or loop.step == stop_at
         if last or (hp.val_loss_every > 0 and loop.step % hp.val_loss_every == 0):
-            synchronize(rt)
-            loop.train_ms += 1000 * (time.perf_counter() - t0)
-            val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
-            log(f"step:{loop.step}/{hp.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
-                f"train_time:{loop.train_ms:.0f}ms step_avg:{loop.train_ms / max(loop.step, 1):.2f}ms")
-            synchronize(rt)
-            t0 = time.perf_counter()
+            with clock.paused() as loop.train_ms:
+                val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
+                log(f"step:{loop.step}/{hp.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
+                    f"train_time:{loop.train_ms:.0f}ms step_avg:{loop.train_ms / max(loop.step, 1):.2f}ms")
         if last:
             break
-        lr_scale = lr_scale_at(loop.step, loop.train_ms + 1000 * (time.perf_counter() - t0), hp)
+        lr_scale = lr_scale_at(loop.step, clock.ms(), hp)
         loss = train_step(models.train, optimizers, loader, hp, rt, loop.step, lr_scale, loop.stage)
         loop.step += 1
         if average is not None:
             average.update(models.raw, loop.step, lr_scale, loop.stage.plan == last_plan)
-        elapsed_ms, diverged, loss = step_clock(loss, loop.train_ms + 1000 * (time.perf_counter() - t0), rt)
+        loop.train_ms, diverged, loss = step_clock(loss, clock.ms(), rt)
         if diverged:  # one clock and one verdict for all ranks
             raise TrainingError(f"the train loss is not finite at step {loop.step}: training stopped, nothing "
                                 "exported; lower the learning rates")
         if hp.train_log_every > 0 and (loop.step <= 10 or loop.step % hp.train_log_every == 0):
-            log(f"step:{loop.step}/{hp.iterations} train_loss:{loss:.4f} train_time:{elapsed_ms:.0f}ms "
-                f"step_avg:{elapsed_ms / loop.step:.2f}ms")
-        frac = training_frac(loop.step, elapsed_ms, hp)
+            log(f"step:{loop.step}/{hp.iterations} train_loss:{loss:.4f} train_time:{loop.train_ms:.0f}ms "
+                f"step_avg:{loop.train_ms / loop.step:.2f}ms")
+        frac = training_frac(loop.step, loop.train_ms, hp)
         if (new_stage := stage_at(frac, hp)) != loop.stage:
-            log_stage_avg(loop.stage, stage_start, loop.step, elapsed_ms, log)
+            log_stage_avg(loop.stage, stage_start, loop.step, loop.train_ms, log)
             log_stage_switch(loop.stage, new_stage, models.raw.plans, loop.step, frac, hp, log)
-            loop.stage, stage_start = new_stage, (loop.step, elapsed_ms)
+            loop.stage, stage_start = new_stage, (loop.step, loop.train_ms)
             loop.switches.append(loop.step)
-        t0 += run_milestones(models, optimizers, average, loader, val, loop, milestones, elapsed_ms, hp, rt, log)
-        if stop_at is None and elapsed_ms >= cap_ms:
+        if longrun:
+            longrun.run_milestones(models, optimizers, average, loader, val, loop, milestones, clock, hp, rt, log)
+        if stop_at is None and loop.train_ms >= cap_ms:
             stop_at = loop.step
     log_stage_avg(loop.stage, stage_start, loop.step, loop.train_ms, log)
     if stop_at is not None and loop.step < hp.iterations:
@@ -2019,25 +1885,26 @@ def step_clock(loss: Tensor, elapsed_ms: float, rt: Runtime) -> tuple[float, flo
     return tuple(torch.cat([shared, loss.double()[None]]).tolist())
 
 
-def run_milestones(models: Models, optimizers, average, loader: TrainLoader, val: ValidationData, loop: LoopState,
-                   milestones: tuple[list[float], list[float]], elapsed_ms: float, hp: Hyperparameters, rt: Runtime,
-                   log) -> float:
-    """The export and save minutes (milestones) the (all-reduced, so common) clock has reached: one export and
-    one checkpoint at most per step, with the clock paused. Returns the seconds the clock was paused."""
-    minutes, (exports, saves, save_steps) = elapsed_ms / 60_000, milestones
-    export = next((m for m in exports if m <= minutes and m not in loop.exported), None)
-    saves = [m for m in saves if m <= minutes and m not in loop.saved]
-    if export is None and not saves and loop.step not in save_steps:
-        return 0.0
-    synchronize(rt)
-    start = time.perf_counter()
-    if export is not None:
-        periodic_export(models, average, val, hp, rt, log, export, loop.step, elapsed_ms)
-        loop.exported.append(export)
-    if saves or loop.step in save_steps:
-        loop.saved += saves  # minutes passed together (a resume past several) make one checkpoint
-        save_checkpoint(models, optimizers, average, loader, replace(loop, train_ms=elapsed_ms), hp, rt, log)
-    return time.perf_counter() - start
+class TrainClock:
+    """The training clock in ms: wall time since training began (or the checkpoint's time it resumes from), less
+    the pauses for validation, exports and checkpoints."""
+
+    def __init__(self, start_ms: float, rt: Runtime):
+        self.rt = rt
+        synchronize(rt)
+        self.origin = time.perf_counter() - start_ms / 1000
+
+    def ms(self) -> float:
+        return 1000 * (time.perf_counter() - self.origin)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Yields the clock once the device is idle; the time spent inside does not count."""
+        synchronize(self.rt)
+        start = time.perf_counter()
+        yield 1000 * (start - self.origin)
+        synchronize(self.rt)
+        self.origin += time.perf_counter() - start
 
 
 # -----------------------------------------------------------------------------------------------
@@ -2537,18 +2404,36 @@ def budget_report(quantized: dict, compressor: str, code_bytes: int, model_bytes
 
 
 PACKED_STUB_PREFIX = "import brotli,base64\n"
+# The payload's first lines when a run uses more modules than this file: a finder that serves their sources to
+# `import` from a dict, so they load when imported, as from their files.
+PACKED_MODULES_FINDER = """import sys
+from importlib.util import spec_from_loader
+class PackedModules(dict):
+ def find_spec(s,n,*a):return spec_from_loader(n,s)if n in s else None
+ def create_module(s,spec):0
+ def exec_module(s,m):exec(s[m.__name__],m.__dict__)
+sys.meta_path.insert(0,PackedModules(%r))
+"""
 
 
-def packed_code(source: str) -> str:
-    """The two-line self-extracting form records ship (#1412, #1855): the source minified (doc strings,
-    comments and asserts dropped, local names shortened), brotli-compressed, base85 inside an exec stub."""
+def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
+    """The two-line self-extracting form records ship (#1412, #1855): the source minified, brotli-compressed,
+    base85 inside an exec stub. The modules ({name: source}) the run imports ride inside, minified alike
+    (PACKED_MODULES_FINDER)."""
     if source.startswith(PACKED_STUB_PREFIX):
         return source  # already the shipped form
-    source = require_module("python_minifier").minify(
-        source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False,
-        rename_locals=True, rename_globals=False)
+    source = minified(source)
+    if modules:
+        source = PACKED_MODULES_FINDER % ({name: minified(text) for name, text in modules.items()},) + source
     blob = base64.b85encode(compress(source.encode(), "brotli")).decode()
     return f'{PACKED_STUB_PREFIX}exec(brotli.decompress(base64.b85decode("{blob}")))\n'
+
+
+def minified(source: str) -> str:
+    """#1855's minifier settings: doc strings, comments and asserts dropped, local names shortened."""
+    return require_module("python_minifier").minify(
+        source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False,
+        rename_locals=True, rename_globals=False)
 
 
 # -----------------------------------------------------------------------------------------------
@@ -3215,14 +3100,25 @@ def export_label(hp: Hyperparameters) -> str:
     return f"int{8 if hp.quant_method == 'int8' else hp.matrix_bits}_{hp.compressor}"
 
 
+def code_sources(hp: Hyperparameters) -> dict[str, str]:
+    """The code this run uses, by module: this file, and the long-run module when a knob asks for it. A module
+    served from a packed stub has no file of its own: the stub, this run's __file__, holds it."""
+    sources = {"train_gpt": Path(__file__).read_text(encoding="utf-8")}
+    module = long_run(hp)
+    if getattr(module, "__file__", None):
+        sources[module.__name__] = Path(module.__file__).read_text(encoding="utf-8")
+    return sources
+
+
 def shipped_code(hp: Hyperparameters, log: Logger) -> tuple[int, bytes | None]:
-    """Both sizes are logged; the one counted is the form that is shipped (CODE_PACKING): its byte count,
-    and the packed stub to write next to the artifact (None when the raw source is shipped)."""
-    source = Path(__file__).read_text(encoding="utf-8")
-    packed = packed_code(source).encode()
-    log(f"Code size (uncompressed): {len(source.encode())} bytes")
+    """Both sizes of the code the run uses are logged; the one counted is the form that is shipped (CODE_PACKING):
+    its byte count, and the packed stub to write next to the artifact (None when the raw sources are shipped)."""
+    modules = code_sources(hp)
+    raw = sum(len(source.encode()) for source in modules.values())
+    packed = packed_code(modules.pop("train_gpt"), modules).encode()
+    log(f"Code size (uncompressed): {raw} bytes")
     log(f"Code size (compressed): {len(packed)} bytes")
-    return (len(source.encode()), None) if hp.code_packing == "raw" else (len(packed), packed)
+    return (raw, None) if hp.code_packing == "raw" else (len(packed), packed)
 
 
 def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> dict:
@@ -3305,45 +3201,13 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
                "nothing written")
         log(f"error: {msg}")
         raise ArtifactError(msg)
-    failed, why = torch.zeros((), device=rt.device), "on rank 0"
-    if rt.is_main:
-        try:
-            atomic_write_files(outputs)
-            RUN_STATE["artifact"] = path
-            log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
-        except OSError as e:  # a full disk or a vanished directory: the earlier outputs stay as they were
-            failed += 1
-            why = str(e)
-    if all_reduce_(failed, rt).item():  # also the barrier: the files exist for every rank after it
+    why = write_on_all_ranks(functools.partial(atomic_write_files, outputs) if rt.is_main else None, rt, "on rank 0")
+    if why is not None:
         raise ArtifactError(f"could not write the outputs to {out_dir} ({why}); the previous ones are untouched")
-    return path
-
-
-def periodic_export(models: Models, average, val: ValidationData, hp: Hyperparameters, rt: Runtime, log,
-                    minute: float, step: int, train_ms: float) -> None:
-    """EXPORT_MINUTES (#2008's long-run milestones): the averaged weights (EMA/SWA, as the end of training
-    would load them) exported to ARTIFACT_DIR/export_{M}min/ and one JSON line appended to exports.jsonl;
-    then the live weights and the RNG come back, so training goes on exactly as without the export."""
-    start, rng = time.perf_counter(), rng_state(rt)
-    live = {k: v.detach().clone() for k, v in models.raw.state_dict().items()}
-    if average is not None and (state := average.average(models.raw)) is not None:
-        models.raw.load_state_dict(state, strict=True)
-    record = dict(minute=minute, step=step, train_seconds=round(train_ms / 1000, 3))
-    if hp.export_eval:
-        record["val_loss"], record["val_bpb"] = eval_val(models.raw, val, hp, rt)
-    out = replace(hp, artifact_dir=str(Path(hp.artifact_dir) / f"export_{minute:g}min"))
-    try:
-        path = export_artifact(models.raw, out, rt, log)
-        record.update(artifact=str(path), artifact_bytes=path.stat().st_size)
-    except ArtifactError as e:  # a milestone over the cap (or a full disk) is reported, training goes on
-        record["error"] = str(e)
-    record["export_seconds"] = round(time.perf_counter() - start, 3)
-    models.raw.load_state_dict(live, strict=True)
-    set_rng_state(rng, rt)
     if rt.is_main:
-        with open(Path(hp.artifact_dir) / "exports.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-    log(f"export:{minute:g}min " + " ".join(f"{k}:{v}" for k, v in record.items() if k != "minute"))
+        RUN_STATE["artifact"] = path
+        log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
+    return path
 
 
 def load_artifact_into(model: GPT, path: Path, hp: Hyperparameters) -> None:
@@ -3372,6 +3236,7 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
     """What would otherwise fail minutes in: the artifact to score exists, ARTIFACT_DIR takes the outputs,
     every train shard is whole and in the vocabulary. Returns (artifact to score or None, shards, tokens)."""
     scored = Path(hp.eval_only_path) if hp.eval_only_path else None
+    long_run(hp)  # the long-run module a knob asks for is at hand (a packed stub may lack it)
     if rt.is_main:
         check_output_dir(Path(hp.artifact_dir), model)
         lock_output_dir(Path(hp.artifact_dir))
@@ -3502,7 +3367,7 @@ def main() -> None:
     log(f"train_shards: {num_shards}")  # the records' fingerprint line (#2127 audit: 80 for the official export)
     if hp.max_wallclock_seconds > 0:
         log(f"gptq:reserving {hp.gptq_reserve_seconds:g}s, effective={training_cap_ms(hp):.0f}ms")
-    checkpoint = read_checkpoint(hp, rt) if hp.resume_from else None
+    checkpoint = long_run(hp).read_checkpoint(hp, rt) if hp.resume_from else None
     optimizers = build_optimizers(models.raw, hp, rt)
     RUN_STATE["stage"] = "the compile warm-up"
     compile_warmup_and_restore(models, optimizers, hp, rt, log)

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "data")]
 import shard_io  # noqa: E402
 import train_gpt as tg  # noqa: E402
+import train_gpt_longrun as longrun  # noqa: E402
 
 
 def main() -> None:
@@ -46,12 +47,12 @@ def main() -> None:
         tg.train_step(model, optimizers, loader, hp, rt, 0, 1.0, loop.stage)
         average.update(model, 1, 1.0, True)
         start = time.perf_counter()
-        tg.save_checkpoint(models, optimizers, average, loader, loop, hp, rt, lambda *a, **k: None)
+        longrun.save_checkpoint(models, optimizers, average, loader, loop, hp, rt, lambda *a, **k: None)
         save_s = time.perf_counter() - start
         path = Path(hp.resume_dir) / "resume_rank0_step1.pt"
         start = time.perf_counter()
-        checkpoint = tg.read_checkpoint(dataclasses.replace(hp, resume_from=hp.resume_dir), rt)
-        tg.restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, lambda *a, **k: None)
+        checkpoint = longrun.read_checkpoint(dataclasses.replace(hp, resume_from=hp.resume_dir), rt)
+        longrun.restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, lambda *a, **k: None)
         load_s = time.perf_counter() - start
         muon = sum(p.numel() * p.element_size() for g in optimizers[-1].param_groups for p in g["params"])
         total, n = path.stat().st_size, args.world_size

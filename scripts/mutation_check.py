@@ -1,7 +1,8 @@
 """Break one formula of train_gpt.py at a time and check that the tests notice (a test that cannot fail
 is a defect). Each mutation is a small change of the forward, the optimizer, the export or an eval rule;
 the script copies the repo to a temp dir, applies it there, runs the tests that should catch it, and
-prints CAUGHT or MISSED. The working tree is never modified.
+prints CAUGHT or MISSED. The working tree is never modified. A mutation names its file when it is not
+train_gpt.py (the long-run module's, train_gpt_longrun.py).
 
     .venv/bin/python scripts/mutation_check.py            # all mutations (~2 min on 2 cores)
     .venv/bin/python scripts/mutation_check.py lane_split  # one
@@ -18,7 +19,9 @@ FIDELITY = ["tests/test_forward_fidelity.py"]
 LEGALITY = ["tests/test_eval_legality.py"]
 RESUME = ["tests/test_resume.py::test_restore_brings_back_every_state_and_the_next_steps_match",
           "tests/test_resume.py::test_the_fingerprint_holds_training_knobs_and_not_the_continuations"]
-# name: (text in train_gpt.py, its replacement, tests that must fail)
+LONG_RUN = "train_gpt_longrun.py"
+SOURCES = ("train_gpt.py", LONG_RUN)
+# name: (text in train_gpt.py, its replacement, tests that must fail[, the file holding the text])
 MUTATIONS = {
     "lane_split_after_skip": (  # the split moved below the skip merge: lane M would start with the skip in it
         "            if plan.parallel[i] and lane_m is None:\n"
@@ -90,21 +93,24 @@ MUTATIONS = {
                              ".expand_as(logp)])", LEGALITY),
     # resumable checkpoints: each drops one piece of state a continuation needs
     "resume_without_muon_momenta": ('zip(optimizers, [*shared["adam"], local["muon"]], strict=True)',
-                                    'zip(optimizers[:-1], shared["adam"], strict=True)', RESUME),
-    "resume_without_the_ema": ("average.sum[name].copy_(tensor)", "average.sum[name].copy_(average.sum[name])", RESUME),
+                                    'zip(optimizers[:-1], shared["adam"], strict=True)', RESUME, LONG_RUN),
+    "resume_without_the_ema": ("average.sum[name].copy_(tensor)", "average.sum[name].copy_(average.sum[name])", RESUME,
+                               LONG_RUN),
     "resume_loader_at_shard_start": ('self.cursor = (state["file_index"], state["pos"])',
                                      'self.cursor = (state["file_index"], None)', RESUME),
-    "resume_without_rng": ('set_rng_state(local["rng"], rt)', "None", RESUME),
-    "fingerprint_misses_the_optimizer": ('names[: names.index("quant_method")]', 'names[: names.index("vocab_size")]',
-                                         RESUME),
+    "resume_without_rng": ('set_rng_state(local["rng"], rt)', "None", RESUME, LONG_RUN),
+    "fingerprint_misses_the_optimizer": ('    "embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", '
+                                         '"muon_wd", "embed_wd", "adam_wd",\n', "", RESUME, LONG_RUN),
 }
 
 
-def run(name: str, old: str, new: str, tests: list[str], work: Path) -> bool:
-    source = (REPO / "train_gpt.py").read_text()
+def run(name: str, old: str, new: str, tests: list[str], work: Path, file: str = "train_gpt.py") -> bool:
+    for other in SOURCES:  # every source as it is, then the one mutated
+        shutil.copy(REPO / other, work / other)
+    source = (REPO / file).read_text()
     if source.count(old) != 1:
-        raise SystemExit(f"{name}: the text to mutate is not found once in train_gpt.py; update this script")
-    (work / "train_gpt.py").write_text(source.replace(old, new))
+        raise SystemExit(f"{name}: the text to mutate is not found once in {file}; update this script")
+    (work / file).write_text(source.replace(old, new))
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
                             cwd=work, capture_output=True, text=True)
     summary = (result.stdout.strip().splitlines() or ["no output"])[-1]
@@ -118,7 +124,7 @@ def main() -> int:
         work = Path(tmp)
         for item in ("tests", "data", "records", "scripts", "pytest.ini"):
             (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, work / item)
-        caught = [run(name, *MUTATIONS[name], work) for name in chosen]
+        caught = [run(name, *MUTATIONS[name][:3], work, *MUTATIONS[name][3:]) for name in chosen]
     return 0 if all(caught) else 1
 
 

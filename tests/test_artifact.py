@@ -2,12 +2,15 @@
 corruption, config mismatch, and the size cap."""
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import train_gpt as tg
 from conftest import cpu_runtime, randomized_model, run_script, tiny_env
+from test_faults import one_line_error
 
 CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
 SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
@@ -163,3 +166,49 @@ def test_eval_only_takes_the_model_knobs_from_the_artifact_and_refuses_another_v
     clash = {**env, "MODEL_DIM": "256"}
     with pytest.raises(tg.HyperparameterError, match="MODEL_DIM=256 .artifact: 128.: an eval-only run takes"):
         tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(clash), clash)
+
+
+LONG_RUN_KNOBS = {"default": {}, "resume": {"RESUME_ENABLED": "1", "RESUME_SAVE_STEPS": "3"},
+                  "exports": {"EXPORT_MINUTES": "10"}}
+
+
+def test_the_counted_code_holds_the_long_run_module_only_when_a_run_uses_it():
+    """A default run counts and ships train_gpt.py alone; RESUME_* or EXPORT_MINUTES import train_gpt_longrun.py,
+    whose bytes then count too, raw (CODE_PACKING=raw) and packed (about its own packed size more)."""
+    here = Path(tg.__file__).parent
+    raw = {name: len((here / name).read_bytes()) for name in ("train_gpt.py", "train_gpt_longrun.py")}
+    counted = {}
+    for name, env in LONG_RUN_KNOBS.items():
+        lines = []
+        counted[name], packed = tg.shipped_code(tg.Hyperparameters.from_env(env), lines.append)
+        uses_module = name != "default"
+        assert f"Code size (uncompressed): {raw['train_gpt.py'] + uses_module * raw['train_gpt_longrun.py']} " \
+               "bytes" in lines
+        assert f"Code size (compressed): {counted[name]} bytes" in lines and len(packed) == counted[name]
+    raw_form = tg.shipped_code(tg.Hyperparameters.from_env({**LONG_RUN_KNOBS["resume"], "CODE_PACKING": "raw"}),
+                               lambda line: None)
+    assert raw_form == (sum(raw.values()), None)
+    module_packed = len(tg.packed_code((here / "train_gpt_longrun.py").read_text()))
+    assert counted["resume"] == counted["exports"]
+    assert 0.5 * module_packed < counted["resume"] - counted["default"] < 1.1 * module_packed
+
+
+def test_a_packed_stub_with_the_long_run_module_trains_saves_and_scores_as_the_source(tiny_dataset, tmp_path):
+    """The stub of a run that saves checkpoints carries train_gpt_longrun.py: run from a folder without that
+    file, it trains, saves and scores exactly as the source did. A stub without the module refuses such a run
+    in one line."""
+    env = tiny_env(tiny_dataset, tmp_path / "source", RESUME_ENABLED=1, RESUME_SAVE_STEPS=3)
+    source = run_script(env)
+    assert source.returncode == 0, source.stderr[-2000:]
+    stub = tmp_path / "alone" / "train_gpt_packed.py"  # no train_gpt_longrun.py beside it
+    stub.parent.mkdir()
+    shutil.copy(tmp_path / "source" / "train_gpt_packed.py", stub)
+    assert stub.read_text().count("\n") == 2 and f"Code size: {stub.stat().st_size} bytes" in source.stdout
+    packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed")}, script=stub)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    for pattern in (r"trained_weights_crc32:\w+", r"resume:saved step:3 ", r"final_\w+_roundtrip_exact .*",
+                    r"Code size: \d+ bytes"):  # the stub counts itself: the same bytes
+        assert re.search(pattern, packed.stdout).group(0) == re.search(pattern, source.stdout).group(0), pattern
+    stub.write_text(tg.packed_code((Path(tg.__file__).parent / "train_gpt.py").read_text()))
+    one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "without")}, script=stub),
+                   "RESUME_* and EXPORT_MINUTES need train_gpt_longrun.py beside this file")

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import train_gpt as tg
+import train_gpt_longrun as longrun
 from conftest import REPO, run_script, tiny_env
 from test_faults import one_line_error
 
@@ -40,7 +41,7 @@ def killed_after_first_checkpoint(env: dict, resume_dir) -> int:
                 "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, str(REPO / "train_gpt.py")], env=full_env, cwd=env["ARTIFACT_DIR"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    manifest = resume_dir / tg.RESUME_MANIFEST
+    manifest = resume_dir / longrun.RESUME_MANIFEST
     deadline = time.time() + 120
     while not manifest.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -78,7 +79,7 @@ def test_two_ranks_resume_bitwise_and_keep_the_last_checkpoints(tiny_dataset, tm
                                  RESUME_SAVE_STEPS="3,6,9,12"), nproc=2)
     assert saving.returncode == 0, saving.stderr[-2000:]
     resume_dir = tmp_path / "a" / "resume"
-    manifest = json.loads((resume_dir / tg.RESUME_MANIFEST).read_text())
+    manifest = json.loads((resume_dir / longrun.RESUME_MANIFEST).read_text())
     steps = [int(s) for s in re.findall(r"resume:saved step:(\d+)", saving.stdout)]
     assert steps == [3, 6, 9, 12] and manifest["step"] == 12 and manifest["world_size"] == 2
     kept = sorted(p.name for p in resume_dir.glob("resume_rank*.pt"))
@@ -116,12 +117,14 @@ def train_steps(t: dict, n: int) -> None:
 
 
 def save(t: dict, log=quiet) -> None:
-    tg.save_checkpoint(t["models"], t["optimizers"], t["average"], t["loader"], t["loop"], t["hp"], t["rt"], log)
+    longrun.save_checkpoint(t["models"], t["optimizers"], t["average"], t["loader"], t["loop"], t["hp"], t["rt"],
+                            log)
 
 
 def restore(t: dict) -> tg.LoopState:
-    checkpoint = tg.read_checkpoint(t["hp"], t["rt"])
-    return tg.restore_checkpoint(checkpoint, t["models"], t["optimizers"], t["average"], t["loader"], t["rt"], quiet)
+    checkpoint = longrun.read_checkpoint(t["hp"], t["rt"])
+    return longrun.restore_checkpoint(checkpoint, t["models"], t["optimizers"], t["average"], t["loader"], t["rt"],
+                                      quiet)
 
 
 def tensors_of(t: dict) -> dict[str, torch.Tensor]:
@@ -131,7 +134,7 @@ def tensors_of(t: dict) -> dict[str, torch.Tensor]:
     for i, opt in enumerate(t["optimizers"]):
         for j, state in opt.state_dict()["state"].items():
             out.update({f"opt{i}.{j}.{k}": v for k, v in state.items() if isinstance(v, torch.Tensor)})
-    out.update({f"rng.{k}": v for k, v in tg.rng_state(t["rt"]).items()})
+    out.update({f"rng.{k}": v for k, v in longrun.rng_state(t["rt"]).items()})
     return {k: v.detach().clone() for k, v in out.items()}
 
 
@@ -197,7 +200,7 @@ def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tiny_datas
                             capture_output=True, text=True)
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
     resume_dir = tmp_path / "resume"
-    assert json.loads((resume_dir / tg.RESUME_MANIFEST).read_text())["step"] == 2
+    assert json.loads((resume_dir / longrun.RESUME_MANIFEST).read_text())["step"] == 2
     assert len(list(resume_dir.glob(".resume_rank0_step3.pt.*.tmp"))) == 1  # the killed write's temp
     b = tiny_training(tiny_dataset, tmp_path, RESUME_FROM=resume_dir)
     b["loop"] = restore(b)
@@ -205,7 +208,7 @@ def test_kill_9_during_a_save_leaves_the_previous_checkpoint_loadable(tiny_datas
     train_steps(b, 1)
     save(b)  # the next save clears the dead writer's temp
     assert not list(resume_dir.glob(".*.tmp"))
-    assert json.loads((resume_dir / tg.RESUME_MANIFEST).read_text())["step"] == 3
+    assert json.loads((resume_dir / longrun.RESUME_MANIFEST).read_text())["step"] == 3
 
 
 def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_training_goes_on(tiny_dataset, tmp_path,
@@ -225,23 +228,23 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_training_go
                      "previous one is untouched"]
     monkeypatch.undo()
     resume_dir = tmp_path / "resume"
-    assert sorted(p.name for p in resume_dir.iterdir()) == [tg.RESUME_MANIFEST, "resume_rank0_step1.pt"]
+    assert sorted(p.name for p in resume_dir.iterdir()) == [longrun.RESUME_MANIFEST, "resume_rank0_step1.pt"]
     assert restore(tiny_training(tiny_dataset, tmp_path, RESUME_FROM=resume_dir)).step == 1
 
 
 def test_the_fingerprint_holds_training_knobs_and_not_the_continuations():
-    base = tg.training_fingerprint(tg.Hyperparameters.from_env({}))
+    base = longrun.training_fingerprint(tg.Hyperparameters.from_env({}))
     same = {"MAX_WALLCLOCK_SECONDS": "21600", "SCHEDULE_HORIZON_SECONDS": "21600", "ITERATIONS": "100000",
             "RUN_ID": "x", "ARTIFACT_DIR": "/x", "DATA_PATH": "/pod/data", "EXPORT_MINUTES": "60",
             "TRAIN_LOG_EVERY": "1", "VAL_LOSS_EVERY": "100", "RESUME_KEEP_LAST": "1", "TTT_LORA_RANK": "96",
             "MATRIX_BITS": "5", "COMPRESSOR": "zstd", "COMPILE": "0", "AUTOCAST": "off", "ATTN_BACKEND": "sdpa"}
     for name, value in same.items():
-        assert tg.training_fingerprint(tg.Hyperparameters.from_env({name: value})) == base, name
+        assert longrun.training_fingerprint(tg.Hyperparameters.from_env({name: value})) == base, name
     changed = {"SEED": "1", "MATRIX_LR": "0.03", "EMA_DECAY": "0.99", "NUM_LAYERS": "9", "TRAIN_SEQ_LEN": "1024",
                "TRAIN_BATCH_TOKENS": "524288", "ENABLE_LOOPING_AT": "0.5", "WARMDOWN_FRAC": "0.7",
                "MUON_WD": "0.1", "GPTQ_RESERVE_SECONDS": "12", "VOCAB_SIZE": "1024", "SMEAR_GATE_ENABLED": "0"}
     for name, value in changed.items():
-        assert tg.training_fingerprint(tg.Hyperparameters.from_env({name: value})) != base, name
+        assert longrun.training_fingerprint(tg.Hyperparameters.from_env({name: value})) != base, name
 
 
 @pytest.fixture
@@ -270,19 +273,19 @@ def test_damaged_or_missing_checkpoints_fail_with_one_line(tiny_dataset, tmp_pat
     hp = lambda path: tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9,  # noqa: E731
                                                            RESUME_FROM=path))
     with pytest.raises(tg.DataError, match="RESUME_FROM: no checkpoint manifest at"):
-        tg.read_checkpoint(hp(tmp_path / "nowhere"), CPU)
+        longrun.read_checkpoint(hp(tmp_path / "nowhere"), CPU)
     rank_file = checkpoint_dir / "resume_rank0_step1.pt"
     rank_file.write_bytes(rank_file.read_bytes()[:1000])
     with pytest.raises(tg.DataError, match="resume_rank0_step1.pt does not match the sha256 its manifest records"):
-        tg.read_checkpoint(hp(checkpoint_dir / tg.RESUME_MANIFEST), CPU)
-    manifest = json.loads((checkpoint_dir / tg.RESUME_MANIFEST).read_text())
+        longrun.read_checkpoint(hp(checkpoint_dir / longrun.RESUME_MANIFEST), CPU)
+    manifest = json.loads((checkpoint_dir / longrun.RESUME_MANIFEST).read_text())
     del manifest["sha256"]  # a manifest written before checksums: the load itself fails plainly
-    (checkpoint_dir / tg.RESUME_MANIFEST).write_text(json.dumps(manifest))
+    (checkpoint_dir / longrun.RESUME_MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(tg.DataError, match="resume_rank0_step1.pt is damaged"):
-        tg.read_checkpoint(hp(checkpoint_dir / tg.RESUME_MANIFEST), CPU)
+        longrun.read_checkpoint(hp(checkpoint_dir / longrun.RESUME_MANIFEST), CPU)
     rank_file.unlink()
     with pytest.raises(tg.DataError, match="listed in the manifest, is missing"):
-        tg.read_checkpoint(hp(checkpoint_dir), CPU)
+        longrun.read_checkpoint(hp(checkpoint_dir), CPU)
 
 
 def test_a_checkpoint_with_flipped_bytes_is_refused_by_its_sha256(tiny_dataset, tmp_path, checkpoint_dir):
@@ -296,7 +299,7 @@ def test_a_checkpoint_with_flipped_bytes_is_refused_by_its_sha256(tiny_dataset, 
     rank_file.write_bytes(bytes(data))
     flipped = torch.load(rank_file, weights_only=True)["model"]  # it loads: without the sha256, other weights
     assert not torch.equal(flipped["tok_emb.weight"], weights["tok_emb.weight"])
-    assert json.loads((checkpoint_dir / tg.RESUME_MANIFEST).read_text())["sha256"].keys() == {"0"}
+    assert json.loads((checkpoint_dir / longrun.RESUME_MANIFEST).read_text())["sha256"].keys() == {"0"}
     env = tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9, RESUME_FROM=checkpoint_dir)
     one_line_error(run_script(env), f"RESUME_FROM: {rank_file} does not match the sha256 its manifest records")
 
@@ -312,7 +315,7 @@ def test_a_resume_on_other_train_shards_fails_with_one_line(tiny_dataset, tmp_pa
     hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9, DATA_PATH=fewer,
                                               RESUME_FROM=checkpoint_dir))
     with pytest.raises(tg.DataError, match="the checkpoint read 2 train shards .* this run has 1 .*same shards"):
-        tg.read_checkpoint(hp, CPU)  # at startup, before any warm-up
+        longrun.read_checkpoint(hp, CPU)  # at startup, before any warm-up
 
 
 def test_checkpoint_cost_script_measures_the_files(tmp_path):
