@@ -58,6 +58,57 @@ class LogError(ValueError):
     pass
 
 
+# ------------------------------------------------------------------ files: shared with scripts/ (stdlib only)
+
+class EnvFileError(ValueError):
+    """A bad env file: its message is one line naming file:line."""
+
+
+RE_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def read_env_file(path) -> dict[str, str]:
+    """A recipe (records/recipes/*.env): VAR=value lines, later ones win. Blank lines and '#' comments are
+    skipped; an 'export ' prefix and matching quotes around the value are allowed, as the shell's
+    `env $(grep -v '^#' FILE | xargs)` reads them."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise EnvFileError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise EnvFileError(f"{path}: not UTF-8 text (at byte {e.start})") from None
+    except OSError as e:
+        raise EnvFileError(f"{path}: cannot be read ({e.strerror})") from None
+    env = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").strip().partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not RE_ENV_NAME.match(key):
+            raise EnvFileError(f"{path}:{n}: expected VAR=value, got {line!r}")
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key] = value
+    return env
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @dataclass
 class Log:
     """One train_gpt.py log, parsed. Every field is None where the log lacks the line."""
@@ -578,21 +629,6 @@ def summary(logs: list[Log], existing: dict, args) -> dict:
         eval_time_s=max((g.eval_s for g in logs if g.eval_s is not None), default=None),
     )
     return out
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cmd_summarize(args) -> int:

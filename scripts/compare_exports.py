@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train_gpt as tg  # noqa: E402
+from records.tool import EnvFileError, read_env_file  # noqa: E402
 
 OFF = dict(rans_coding=False)
 METHODS = [  # (label, overrides)
@@ -63,8 +64,12 @@ def export_row(model, hp, changes, val, rt) -> tuple[int, float, float, float]:
 def main() -> None:
     recipe, *args = sys.argv[1:]
     checkpoints, overrides = [a for a in args if "=" not in a], [a for a in args if "=" in a]
-    env = dict(line.split("=", 1) for line in Path(recipe).read_text().splitlines() if line and line[0] != "#")
-    env.update(dict(o.split("=", 1) for o in overrides))
+    try:
+        env = read_env_file(recipe)
+    except EnvFileError as e:
+        print(f"compare_exports: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    env.update(o.split("=", 1) for o in overrides)
     hp = tg.Hyperparameters.from_env(env)
     rt = tg.Runtime(0, 1, 0, torch.device("cpu"), False)
     val = tg.load_validation(hp, rt, lambda *a, **k: None)

@@ -38,6 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train_gpt as tg  # noqa: E402
+from records.tool import EnvFileError, read_env_file  # noqa: E402
 
 MIB, GIB = 2**20, 2**30
 H100_BF16_FLOPS = 989e12  # dense bf16 peak of an H100 SXM; an H200 has the same compute
@@ -114,8 +115,10 @@ def recipe_env(name: str) -> dict[str, str]:
     path = REPO / "records" / "recipes" / f"{name}.env"
     if not path.is_file():
         raise PlanError(f"no recipe {path.relative_to(REPO)}")
-    lines = path.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    try:
+        return read_env_file(path)
+    except EnvFileError as e:
+        raise PlanError(str(e)) from None
 
 
 def hyperparameters(environ: dict) -> tg.Hyperparameters:

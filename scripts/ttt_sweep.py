@@ -8,7 +8,8 @@ variants.json (or .toml, the same structure):
     {"variants": [{"id": "v0", "description": "rank 96", "env": {"TTT_LORA_RANK": "96"}}, ...]}
 
 The base env (a recipe: VAR=value lines, '#' comments) gives the model and data knobs the artifact was trained
-with; each variant's env overrides it, and the sweep sets EVAL_ONLY_PATH, EVAL_SUMMARY_JSON=DIR/<id>/eval.json,
+with; a variable also set in this process's environment (the shell) keeps the shell's value, with a note line.
+Each variant's env overrides both, and the sweep sets EVAL_ONLY_PATH, EVAL_SUMMARY_JSON=DIR/<id>/eval.json,
 ARTIFACT_DIR=DIR/<id> and RUN_ID=<id>. The rest of this process's environment is inherited (as with
 scripts/eval_modes.sh), and relative paths in the recipe are read from the current directory. Each variant's
 output goes to DIR/<id>/eval.log and its numbers to DIR/<id>/variant_result.json (headline = the last eval
@@ -28,12 +29,13 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from records.tool import EnvFileError, atomic_write_text, read_env_file  # noqa: E402
 TRAIN_GPT = REPO / "train_gpt.py"
 SET_BY_SWEEP = ("EVAL_ONLY_PATH", "EVAL_SUMMARY_JSON", "ARTIFACT_DIR", "RUN_ID")
 LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -126,41 +128,17 @@ def load_variants(path: Path) -> list[dict]:
     return variants
 
 
-def load_env_file(path: Path) -> dict[str, str]:
-    """VAR=value lines; blank lines and '#' comments skipped; an 'export ' prefix and matching quotes allowed."""
-    if not path.is_file():
-        raise SweepError(f"base env file {path} does not exist")
-    env = {}
-    for n, line in enumerate(read_text(path, "base env file").splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not VAR_RE.match(key):
-            raise SweepError(f"base env file {path}:{n}: expected VAR=value, got {line!r}")
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        env[key] = value
-    return env
+def base_env(path: str, shell) -> tuple[dict[str, str], list[str]]:
+    """(the base env as the variants get it, the variables whose value the shell changed): the shell wins."""
+    try:
+        recipe = read_env_file(path)
+    except EnvFileError as e:
+        raise SweepError(f"base env file {e}") from None
+    changed = [k for k, v in recipe.items() if k in shell and shell[k] != v and k not in SET_BY_SWEEP]
+    return {k: v if k in SET_BY_SWEEP else shell.get(k, v) for k, v in recipe.items()}, changed
 
 
 # ----------------------------------------------------------------------------------------------- files
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def read_json(path: Path):
     try:
@@ -186,7 +164,7 @@ class Sweep:
         self.variants = load_variants(Path(args.variants))
         self.variants_path = str(Path(args.variants).resolve())
         self.base_env_path = str(Path(args.base_env).resolve()) if args.base_env else None
-        self.base_env = load_env_file(Path(args.base_env)) if args.base_env else {}
+        self.base_env, self.shell_wins = base_env(args.base_env, os.environ) if args.base_env else ({}, [])
         if args.nproc < 1:
             raise SweepError(f"--nproc must be >= 1 (got {args.nproc})")
         if not args.timeout_minutes > 0:
@@ -355,7 +333,9 @@ def parse_args(argv):
     p.add_argument("--artifact", required=True, help="the saved artifact (.ptz) every variant scores")
     p.add_argument("--variants", required=True, help="variants file, .json or .toml")
     p.add_argument("--out", required=True, help="output directory (one subdirectory per variant)")
-    p.add_argument("--base-env", help="recipe .env the artifact was trained with (VAR=value lines)")
+    p.add_argument("--base-env", help="recipe .env the artifact was trained with (VAR=value lines); a variable "
+                   "also set in the shell takes the shell's value (precedence, lowest first: base env, shell, "
+                   "variant, the sweep's own)")
     p.add_argument("--nproc", type=int, default=1, help="processes per variant (>1: torch.distributed.run)")
     p.add_argument("--timeout-minutes", type=float, default=60.0, help="per-variant wall-clock limit (default 60)")
     p.add_argument("--dry-run", action="store_true", help="print every variant's command line, run nothing")
@@ -370,6 +350,8 @@ def main(argv=None) -> int:
     except SweepError as e:
         print(f"ttt_sweep: error: {e}", file=sys.stderr)
         return 2
+    if sweep.shell_wins:
+        print(f"note: the shell's {', '.join(sweep.shell_wins)} win over the base env's (shell < variant < sweep)")
     overridden = [k for k in SET_BY_SWEEP if k in sweep.base_env]
     if overridden:
         print(f"note: the base env's {', '.join(overridden)} are replaced by the sweep's")

@@ -81,10 +81,12 @@ def numeric_mode(request) -> str:
     return request.param
 
 
-def cpu_runtime(autocast: bool | str = False):
+def cpu_runtime(autocast: bool | str = False, rank: int = 0, world_size: int = 1):
+    """The Runtime of one CPU process (rank of world_size; a real process group only where a test starts one);
+    autocast: a bool or a numeric mode ("off", "bf16")."""
     import train_gpt as tg
 
-    return tg.Runtime(rank=0, world_size=1, local_rank=0, device=tg.torch.device("cpu"),
+    return tg.Runtime(rank=rank, world_size=world_size, local_rank=rank, device=tg.torch.device("cpu"),
                       autocast=autocast in (True, "bf16"))
 
 
@@ -125,3 +127,20 @@ def run_script(env: dict, args=(), nproc: int = 1, timeout: int = 300, script: P
                str(script), *args]
     Path(env["ARTIFACT_DIR"]).mkdir(parents=True, exist_ok=True)
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=env["ARTIFACT_DIR"])
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    """One whole run of train_gpt.py per numeric mode, shared by the tests that only read what it printed and
+    wrote (whole runs dominate the suite's time): mode -> (env, CompletedProcess). 30 steps, a val pass at
+    steps 0 and 30, a train line every 10. Readers write into their own ARTIFACT_DIR, never into env's."""
+    runs = {}
+
+    def run(mode: str):
+        if mode not in runs:
+            workdir = tmp_path_factory.mktemp(f"tiny_run_{mode}")
+            env = tiny_env(tiny_dataset, workdir, ITERATIONS=30, VAL_LOSS_EVERY=30, TRAIN_LOG_EVERY=10, AUTOCAST=mode)
+            runs[mode] = env, run_script(env)
+        return runs[mode]
+
+    return run

@@ -12,7 +12,7 @@ import train_gpt as tg
 from conftest import cpu_runtime, randomized_model, run_script, tiny_env
 from test_faults import one_line_error
 
-CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
+CPU = cpu_runtime()
 SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
          "TRAIN_SEQ_LEN": "16", "TRAIN_BATCH_TOKENS": "128", "NUM_LOOPS": "0",
          "KEEP_FLOAT_MAX_NUMEL": "4096"}  # every block matrix and the embedding get quantized
@@ -130,22 +130,21 @@ def final_exact(text: str) -> str:
     return re.search(r"final_\w+_roundtrip_exact val_loss:\S+ val_bpb:\S+", text).group(0)
 
 
-def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_dataset, tmp_path, numeric_mode):
+def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_run, tmp_path, numeric_mode):
     """Train + export + score once; then (1) a new process that only loads the artifact and (2) the
     packed two-line code stub doing the same must print the identical exact line."""
-    env = tiny_env(tiny_dataset, tmp_path, ITERATIONS=10, AUTOCAST=numeric_mode)
-    trained = run_script(env)
+    env, trained = tiny_run(numeric_mode)
     assert trained.returncode == 0, trained.stderr[-2000:]
-    artifact = tmp_path / "final_model.int6.ptz"
+    artifact = Path(env["ARTIFACT_DIR"]) / "final_model.int6.ptz"
     model_knobs = {name.upper() for name in tg.Hyperparameters().model_config()}
     eval_env = {**{k: v for k, v in env.items() if k not in model_knobs}, "EVAL_ONLY_PATH": str(artifact),
-                "RUN_ID": "eval_only"}  # no model knob: the artifact's header holds them
+                "RUN_ID": "eval_only", "ARTIFACT_DIR": str(tmp_path)}  # no model knob: the header holds them
     assert {"NUM_LAYERS", "MODEL_DIM", "VOCAB_SIZE"}.isdisjoint(eval_env)
     fresh = run_script(eval_env)
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert f"eval_only: {artifact} (model knobs from its header)" in fresh.stdout
     assert final_exact(fresh.stdout) == final_exact(trained.stdout)
-    stub = tmp_path / "train_gpt_packed.py"
+    stub = artifact.parent / "train_gpt_packed.py"
     assert stub.read_text().count("\n") == 2
     packed = run_script({**eval_env, "RUN_ID": "packed"}, script=stub)
     assert packed.returncode == 0, packed.stderr[-2000:]

@@ -9,9 +9,9 @@ from torch import nn
 
 import shard_io
 import train_gpt as tg
-from conftest import TINY_VOCAB, encode_stream, make_documents, tiny_env
+from conftest import TINY_VOCAB, cpu_runtime, encode_stream, make_documents, tiny_env
 
-CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
+CPU = cpu_runtime()
 
 
 class ConstantNLL(nn.Module):
@@ -72,7 +72,7 @@ def test_batches_and_rank_split_score_every_target_once(tiny_dataset, tmp_path, 
     reduced = []
     monkeypatch.setattr(tg, "all_reduce_", lambda t, rt, op=None: reduced.append(t.clone()) or t)
     for rank in range(world_size):  # each simulated rank scores its share; the reducer would add them
-        rt = tg.Runtime(rank=rank, world_size=world_size, local_rank=0, device=CPU.device, autocast=False)
+        rt = cpu_runtime(rank=rank, world_size=world_size)
         tg.eval_val(TargetNLL(), val, hp, rt)
     nll, tokens, nbytes = torch.stack(reduced).sum(0).tolist()
     targets = val.tokens[1:]

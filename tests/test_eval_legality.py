@@ -278,7 +278,7 @@ def test_global_sgd_trains_only_on_token_positions_already_scored(prefix, stream
 def claiming_worker(rank: int, world: int, init_file: str, out: str, env: dict) -> None:
     """One of two gloo ranks running phased TTT with batches claimed from the shared store."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    rt = tg.Runtime(rank, world, rank, torch.device("cpu"), False)
+    rt = cpu_runtime(rank=rank, world_size=world)
     hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=4))
     trace, meters = [], tg.StageMeters(["ttt_phased"], val, hp, rt, None)
     tg.eval_ttt(model, val, hp, rt, meters, lambda *a, **k: None, trace)

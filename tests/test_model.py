@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import train_gpt as tg
-from conftest import randomized_model as randomized
+from conftest import cpu_runtime, randomized_model as randomized
+from records.tool import read_env_file
 
 RECIPES = Path(__file__).resolve().parents[1] / "records" / "recipes"
 CPU = torch.device("cpu")
@@ -21,10 +22,6 @@ LOOP_STACK = {"VOCAB_SIZE": "64", "NUM_LAYERS": "4", "MODEL_DIM": "32", "NUM_HEA
 RECURRENCE_STACK = {**LOOP_STACK, "NUM_LOOPS": "0", "NUM_LAYERS": "2", "NUM_REPEATS": "3", "NUM_VALUE_EMBEDS": "2",
                     "PROG_DEPTH": "0.5:2,1.0:3", "XSA_LAST_N": "4", "SPARSE_ATTN_GATE_ENABLED": "0",
                     "ATTN_OUT_GATE_ENABLED": "1", "ATTN_OUT_GATE_SRC": "q", "PARALLEL_START_LAYER": "1"}
-
-
-def read_env_file(path: Path) -> dict:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#"))
 
 
 def count(model) -> int:
@@ -262,5 +259,5 @@ def test_asym_logit_caps_positive_and_negative_logits_separately():
     assert got.max() <= 4.0 and got.min() >= -9.0 and got.min() < -5.0  # each side has its own cap
     names = {n for n, _ in model.named_parameters()}
     assert {"softcap_pos", "softcap_neg"} <= names
-    scalar_group = tg.build_optimizers(model, model.hp, tg.Runtime(0, 1, 0, CPU, False))[1]
+    scalar_group = tg.build_optimizers(model, model.hp, cpu_runtime())[1]
     assert any(p is model.softcap_pos for p in scalar_group.param_groups[0]["params"])  # learned, scalar LR

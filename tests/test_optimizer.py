@@ -8,8 +8,9 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import train_gpt as tg
+from conftest import cpu_runtime
 
-CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
+CPU = cpu_runtime()
 
 
 def conditioned(shape, low_exponent: float) -> torch.Tensor:
@@ -56,7 +57,7 @@ def test_muon_step_matches_hand_computation():
 
 def muon_worker(rank: int, world_size: int, init_file: str, out_file: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    torch.save(run_muon(tg.Runtime(rank, world_size, rank, torch.device("cpu"), False)), f"{out_file}.{rank}")
+    torch.save(run_muon(cpu_runtime(rank=rank, world_size=world_size)), f"{out_file}.{rank}")
     dist.barrier()  # no rank tears down gloo's sockets while the other still uses them (SIGABRT, as in run_cli)
     dist.destroy_process_group()
 

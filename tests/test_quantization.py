@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import train_gpt as tg
+from conftest import cpu_runtime
 
 HP = tg.Hyperparameters.from_env({})
 
@@ -111,7 +112,7 @@ def test_hessians_count_each_application_and_use_the_final_norm_for_the_embeddin
            "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "VOCAB_SIZE": "64", "PARALLEL_START_LAYER": "-1"}
     hp = tg.Hyperparameters.from_env(env)
     model = tg.build_model(hp, torch.device("cpu"))
-    rt = tg.Runtime(0, 1, 0, torch.device("cpu"), False)
+    rt = cpu_runtime()
     x = torch.randint(0, 64, (2, 8))
     hessians = tg.collect_hessians(model, [x], rt)
     seen = []
@@ -131,7 +132,7 @@ def test_self_generated_calibration_needs_no_data():
            "VOCAB_SIZE": "64", "TRAIN_SEQ_LEN": "12", "TRAIN_BATCH_TOKENS": "96", "GPTQ_CALIBRATION": "self",
            "GPTQ_CALIBRATION_BATCHES": "3", "DATA_PATH": "/nonexistent"}
     hp = tg.Hyperparameters.from_env(env)
-    rt = tg.Runtime(0, 1, 0, torch.device("cpu"), False)
+    rt = cpu_runtime()
     model = tg.build_model(hp, rt.device)
     batches = tg.calibration_batches(model, hp, rt)
     assert [tuple(b.shape) for b in batches] == [(1, 12)] * 3

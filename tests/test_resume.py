@@ -16,10 +16,10 @@ import torch
 
 import train_gpt as tg
 import train_gpt_longrun as longrun
-from conftest import REPO, run_script, tiny_env
+from conftest import REPO, cpu_runtime, run_script, tiny_env
 from test_faults import one_line_error
 
-CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
+CPU = cpu_runtime()
 CRC = r"trained_weights_crc32:(\w+)"
 # 24 steps of a 3-block model whose middle block loops from step 12 on; EMA on; a fractional warm-down. The
 # schedule follows steps (no cap), so two runs can be compared step by step whatever the machine's speed.

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import gpu_plan
 import shard_io
 import train_gpt as tg
-from conftest import randomized_model
+from conftest import cpu_runtime, randomized_model
 
 CPU = torch.device("cpu")
 SPAN = 8
@@ -207,7 +207,7 @@ def test_loader_gives_each_rank_one_flat_row_of_a_contiguous_span(tmp_path):
     slices of one contiguous span that starts at the shard's first BOS."""
     shard = [7, 7, 7] + [tg.BOS_ID] + list(range(10, 400))
     pattern = write_train_shards(tmp_path, [shard])
-    loaders = [tg.TrainLoader(pattern, tg.Runtime(r, 2, r, CPU, False), 256) for r in range(2)]
+    loaders = [tg.TrainLoader(pattern, cpu_runtime(rank=r, world_size=2), 256) for r in range(2)]
     for step in range(3):
         for rank, loader in enumerate(loaders):
             batch = loader.next_batch(SPAN)
@@ -222,7 +222,7 @@ def test_loader_skips_a_shard_tail_that_cannot_hold_a_span_and_wraps(tmp_path):
     first = [tg.BOS_ID] + list(range(10, 60))  # 51 tokens: one 33-token span fits, the second does not
     second = [5, 5, tg.BOS_ID] + list(range(100, 140))  # read from its first BOS, at 2
     pattern = write_train_shards(tmp_path, [first, second])
-    loader = tg.TrainLoader(pattern, tg.Runtime(0, 1, 0, CPU, False), 256)
+    loader = tg.TrainLoader(pattern, cpu_runtime(), 256)
     starts = [loader.next_batch(SPAN).x[0, 0].item() for _ in range(4)]
     assert starts == [tg.BOS_ID, tg.BOS_ID, tg.BOS_ID, tg.BOS_ID]
     assert loader.state_dict()["file_index"] == 1 and loader.state_dict()["pos"] == 2 + 33  # shards 0, 1, 0, 1
@@ -255,7 +255,7 @@ def test_loader_streams_the_tokens_and_segments_of_the_plain_rule_and_resumes_ex
         shards.append(tokens.tolist())
     pattern = write_train_shards(tmp_path, shards)
     for rank in range(2):
-        rt = tg.Runtime(rank, 2, rank, CPU, False)
+        rt = cpu_runtime(rank=rank, world_size=2)
         want = plain_loader_stream(shards, 65, 2, rank, 60)
         loader = tg.TrainLoader(pattern, rt, 512)
         for i, row in enumerate(want[:30]):
@@ -275,10 +275,10 @@ def test_loader_streams_the_tokens_and_segments_of_the_plain_rule_and_resumes_ex
 def test_loader_refuses_shards_too_small_for_one_micro_batch(tmp_path):
     pattern = write_train_shards(tmp_path, [[tg.BOS_ID] + list(range(10, 30))])
     with pytest.raises(tg.DataError, match="no train shard holds one micro-batch of 33 tokens"):
-        tg.TrainLoader(pattern, tg.Runtime(0, 1, 0, CPU, False), 256).next_batch(SPAN)
+        tg.TrainLoader(pattern, cpu_runtime(), 256).next_batch(SPAN)
 
 
 def test_loader_refuses_a_shard_without_bos(tmp_path):
     pattern = write_train_shards(tmp_path, [list(range(10, 100))])
     with pytest.raises(tg.DataError, match="no BOS"):
-        tg.TrainLoader(pattern, tg.Runtime(0, 1, 0, CPU, False), 256)
+        tg.TrainLoader(pattern, cpu_runtime(), 256)

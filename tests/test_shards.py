@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 
 import shard_io
 import train_gpt as tg
-from conftest import run_script, tiny_env
+from conftest import cpu_runtime, run_script, tiny_env
 
-CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
+CPU = cpu_runtime()
 
 
 def test_roundtrip_including_the_largest_id(tmp_path):

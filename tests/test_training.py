@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 import train_gpt as tg
-from conftest import randomized_model, run_script, tiny_env
+from conftest import cpu_runtime, randomized_model, run_script, tiny_env
 
-CPU = tg.Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), autocast=False)
+CPU = cpu_runtime()
 
 
 def final_exact(text: str) -> tuple[float, float]:
@@ -18,10 +18,10 @@ def final_exact(text: str) -> tuple[float, float]:
     return float(m.group(1)), float(m.group(2))
 
 
-def test_single_process_run_trains_exports_and_scores(tiny_dataset, tmp_path, numeric_mode):
-    env = tiny_env(tiny_dataset, tmp_path, ITERATIONS=30, VAL_LOSS_EVERY=30, TRAIN_LOG_EVERY=10, AUTOCAST=numeric_mode)
-    result = run_script(env)
+def test_single_process_run_trains_exports_and_scores(tiny_run, numeric_mode):
+    env, result = tiny_run(numeric_mode)  # ITERATIONS=30, VAL_LOSS_EVERY=30, TRAIN_LOG_EVERY=10
     assert result.returncode == 0, result.stderr[-2000:]
+    tmp_path = Path(env["ARTIFACT_DIR"])
     out = result.stdout
     val_bpbs = [float(v) for v in re.findall(r"step:\d+/30 val_loss:\S+ val_bpb:(\S+)", out)]
     assert len(val_bpbs) == 2 and val_bpbs[1] < val_bpbs[0] - 0.5  # step 0 vs step 30: it learned
@@ -41,9 +41,9 @@ def test_single_process_run_trains_exports_and_scores(tiny_dataset, tmp_path, nu
     assert (tmp_path / "final_model.int6.ptz").exists() and (tmp_path / "final_model.pt").exists()
 
 
-def test_same_seed_same_result(tiny_dataset, tmp_path, numeric_mode):
-    runs = [run_script(tiny_env(tiny_dataset, tmp_path / str(i), RUN_ID=f"r{i}", AUTOCAST=numeric_mode))
-            for i in range(2)]
+def test_same_seed_same_result(tiny_run, tmp_path, numeric_mode):
+    env, first = tiny_run(numeric_mode)
+    runs = [first, run_script({**env, "ARTIFACT_DIR": str(tmp_path), "RUN_ID": "again"})]
     assert all(r.returncode == 0 for r in runs)
     assert final_exact(runs[0].stdout) == final_exact(runs[1].stdout)
 

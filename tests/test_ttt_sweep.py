@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script, tiny_env
+from conftest import REPO
 
 SWEEP = REPO / "scripts" / "ttt_sweep.py"
 # phased TTT only (no window pass, no tilt): two stages, the headline quantized_ttt_phased, seconds per run
@@ -27,8 +27,9 @@ VARIANTS = {"variants": [{"id": "v0", "description": "LoRA lr 0.003", "env": {"T
                          {"id": "v1", "description": "LoRA lr 0.03", "env": {"TTT_LORA_LR": 0.03}}]}
 
 
-def sweep(*args, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def sweep(*args, shell: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """The sweep run from a shell with this environment, plus shell's variables."""
+    env = {**os.environ, **(shell or {}), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(SWEEP), *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=120, **kw)
 
@@ -49,15 +50,16 @@ def processes_with_env(needle: bytes) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_dataset, tmp_path_factory):
-    """A tiny artifact, the recipe it was trained with (as a .env) and a two-variant file."""
+def setup(tiny_run, tmp_path_factory):
+    """A tiny artifact (the shared fp32 run, TTT off), the recipe it was trained with plus the eval knobs (as a
+    .env) and a two-variant file."""
     work = tmp_path_factory.mktemp("sweep")
-    result = run_script(tiny_env(tiny_dataset, work / "train", TTT_ENABLED=0))
+    env, result = tiny_run("off")
     assert result.returncode == 0, result.stderr[-3000:]
-    base = {k: v for k, v in tiny_env(tiny_dataset, work, **EVAL).items() if k not in ("ARTIFACT_DIR", "RUN_ID")}
+    base = {k: str(v) for k, v in {**env, **EVAL}.items() if k not in ("ARTIFACT_DIR", "RUN_ID")}
     (work / "recipe.env").write_text("# the tiny recipe\n" + "".join(f"{k}={v}\n" for k, v in base.items()))
     (work / "variants.json").write_text(json.dumps(VARIANTS))
-    return work, work / "train" / "final_model.int6.ptz"
+    return work, Path(env["ARTIFACT_DIR"]) / "final_model.int6.ptz"
 
 
 def test_interrupted_sweep_resumes_and_reports_the_logs_numbers(setup):
@@ -161,3 +163,33 @@ def test_toml_variants_file_is_read_like_json(setup, tmp_path):
     commands = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
     assert "TTT_LORA_RANK=8 " in commands[0] and "TTT_ENABLED=0 " in commands[1]
     assert "# r8: rank 8" in result.stdout
+
+
+def test_the_shell_wins_over_the_base_env_and_a_variant_over_both(tmp_path):
+    """Precedence, lowest first: base env, shell, variant, the sweep's own; each shell override is noted."""
+    (tmp_path / "a.ptz").write_bytes(b"not read by a dry run")
+    (tmp_path / "v.json").write_text(json.dumps(VARIANTS))
+    (tmp_path / "r.env").write_text("# recipe\nDATA_PATH=./recipe_data\nTTT_LORA_LR=1\nTTT_LORA_RANK=4\nRUN_ID=r\n")
+    shell = {"DATA_PATH": "/shell/data", "TTT_LORA_LR": "2", "TTT_LORA_RANK": "4", "RUN_ID": "shell"}
+    result = sweep("--artifact", tmp_path / "a.ptz", "--variants", tmp_path / "v.json", "--out", tmp_path / "out",
+                   "--base-env", tmp_path / "r.env", "--dry-run", shell=shell)
+    assert result.returncode == 0, result.stderr
+    assert "note: the shell's DATA_PATH, TTT_LORA_LR win over the base env's" in result.stdout
+    for command, vid, lr in zip([c for c in result.stdout.splitlines() if c and c[0] != "#" and "=" in c.split()[0]],
+                                ("v0", "v1"), ("0.003", "0.03")):
+        env = dict(w.split("=", 1) for w in shlex.split(command) if re.match(r"^[A-Z_][A-Z0-9_]*=", w))
+        assert env["DATA_PATH"] == "/shell/data" and env["TTT_LORA_RANK"] == "4"
+        assert env["TTT_LORA_LR"] == lr and env["RUN_ID"] == vid
+    assert "base env, shell, variant" in " ".join(sweep("--help").stdout.split())
+
+
+def test_a_bad_base_env_line_is_one_line_naming_file_and_line(tmp_path):
+    (tmp_path / "a.ptz").write_bytes(b"")
+    (tmp_path / "v.json").write_text(json.dumps(VARIANTS))
+    (tmp_path / "r.env").write_text("# recipe\nTTT_LORA_RANK=4\nTTT_LORA_LR 0.1\n")
+    result = sweep("--artifact", tmp_path / "a.ptz", "--variants", tmp_path / "v.json", "--out", tmp_path / "out",
+                   "--base-env", tmp_path / "r.env")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"ttt_sweep: error: base env file {tmp_path / 'r.env'}:3: expected VAR=value, got " \
+                            "'TTT_LORA_LR 0.1'\n"
+    assert not (tmp_path / "out").exists()
