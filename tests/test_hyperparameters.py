@@ -7,13 +7,9 @@ import pytest
 import torch
 
 import train_gpt as tg
+from records.tool import read_env_file
 
 RECIPES = Path(__file__).resolve().parents[1] / "records" / "recipes"
-
-
-def read_env_file(path: Path) -> dict:
-    pairs = [line.split("=", 1) for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    return {k: v for k, v in pairs}
 
 
 def test_defaults_are_the_top_recipe():

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import train_gpt as tg
+from records.tool import read_env_file
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "records" / "recipes"
@@ -19,8 +20,7 @@ spec.loader.exec_module(record_env)
 
 
 def recipe(name: str) -> dict:
-    pairs = [line.split("=", 1) for line in (RECIPES / name).read_text().splitlines() if line and line[0] != "#"]
-    return dict(pairs)
+    return read_env_file(RECIPES / name)
 
 
 def words(spec: str) -> dict:
