@@ -2379,30 +2379,6 @@ def check_artifact_config(stored: dict, hp: Hyperparameters) -> None:
         raise ArtifactError("artifact was built for another model config: " + ", ".join(diffs))
 
 
-def budget_report(quantized: dict, compressor: str, code_bytes: int, model_bytes: int,
-                  rans: dict | None = None) -> list[str]:
-    """Bytes per tensor group (each group compressed alone, plus its rANS stream, so they need not add
-    up exactly to the artifact), bits per parameter, and the headroom under the cap."""
-    groups: dict[str, list] = {}
-    for name, (scheme, _, arrays) in quantized.items():
-        groups.setdefault(tensor_role(name), []).append((scheme, arrays))
-    lines, matrix_bytes, matrix_params, rans = [], 0, 0, rans or {}
-    for role, items in sorted(groups.items()):
-        params = sum((a["value"] if s == "raw" else a["q"]).numel() for s, a in items)
-        rest = (t for _, a in items for k, t in a.items() if not (role in rans and k == "q"))
-        size = len(compress(b"".join(map(byte_shuffle, rest)), compressor)) + (rans[role].nbytes() if role in rans else 0)
-        lines.append(f"budget:{role} tensors:{len(items)} params:{params} bytes:{size} "
-                     f"bits_per_param:{8 * size / params:.3f}")
-        if role in ("embed", "attn", "mlp"):
-            matrix_bytes, matrix_params = matrix_bytes + size, matrix_params + params
-    if matrix_params:
-        lines.append(f"budget:matrices params:{matrix_params} bits_per_param:{8 * matrix_bytes / matrix_params:.3f}")
-    total = code_bytes + model_bytes
-    lines.append(f"budget:total code:{code_bytes} model:{model_bytes} total:{total} cap:{ARTIFACT_CAP_BYTES} "
-                 f"headroom:{ARTIFACT_CAP_BYTES - total}")
-    return lines
-
-
 PACKED_STUB_PREFIX = "import brotli,base64\n"
 # The payload's first lines when a run uses more modules than this file: a finder that serves their sources to
 # `import` from a dict, so they load when imported, as from their files.
@@ -3192,8 +3168,8 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
         log(f"Serialized model {label.replace('_', '+')}: {len(blob)} bytes (raw:{raw_bytes} "
             f"ratio:{raw_bytes / len(blob):.2f}x)")
         log(f"Total submission size {label.replace('_', '+')}: {len(blob) + code_bytes} bytes")
-        for line in budget_report(quantized, hp.compressor, code_bytes, len(blob), rans):
-            log(line)
+        log(f"budget:total code:{code_bytes} model:{len(blob)} total:{len(blob) + code_bytes} "
+            f"cap:{ARTIFACT_CAP_BYTES} headroom:{ARTIFACT_CAP_BYTES - len(blob) - code_bytes}")  # scripts/budget.py
         total += len(blob) + code_bytes
     total = int(all_reduce_(total, rt).item())
     if total > ARTIFACT_CAP_BYTES:

@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import train_gpt as tg  # noqa: E402
+from budget import budget_report  # noqa: E402
 from records.tool import EnvFileError, read_env_file  # noqa: E402
 
 OFF = dict(rans_coding=False)
@@ -54,7 +55,7 @@ def export_row(model, hp, changes, val, rt) -> tuple[int, float, float, float]:
     rans = tg.rans_groups(quantized, method.rans_coding)
     blob = tg.pack_artifact(quantized, method.model_config(), method.compressor, rans)
     seconds = time.perf_counter() - start
-    report = tg.budget_report(quantized, method.compressor, 0, len(blob), rans)
+    report = budget_report(quantized, method.compressor, rans)
     bits = float(re.search(r"budget:matrices params:\d+ bits_per_param:(\S+)", "\n".join(report)).group(1))
     scored = tg.build_model(hp, rt.device)
     scored.load_state_dict(tg.dequantize_state_dict(tg.unpack_artifact(blob)[0]))

@@ -254,6 +254,8 @@ echo "gpu_smoke: [6/7] training: $(show "${TRAIN_CMD[@]}")"
 set +e
 "${TRAIN_CMD[@]}" 2>&1 | tee "$CONSOLE"
 rc=${PIPESTATUS[0]}
+# the per-group byte breakdown is read from the artifact (the run logs only budget:total); appended to the log
+[ -f "$OUT/final_model.int6.ptz" ] && "$PY" scripts/budget.py "$OUT/final_model.int6.ptz" >> "$LOG"
 set -e
 train_done=$(date +%s)
 

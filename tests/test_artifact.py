@@ -211,3 +211,23 @@ def test_a_packed_stub_with_the_long_run_module_trains_saves_and_scores_as_the_s
     stub.write_text(tg.packed_code((Path(tg.__file__).parent / "train_gpt.py").read_text()))
     one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "without")}, script=stub),
                    "RESUME_* and EXPORT_MINUTES need train_gpt_longrun.py beside this file")
+
+
+def test_budget_reader_breaks_an_artifact_down_by_group(tmp_path, capsys):
+    """scripts/budget.py: every parameter in exactly one group, bytes near the file's, one line for a bad file."""
+    import budget
+
+    model, hp = trained_like_model(), tg.Hyperparameters.from_env(SMALL)
+    quantized = tg.quantize_state_dict(model.state_dict(), hp)
+    path = tmp_path / "final_model.int6.ptz"
+    path.write_bytes(tg.pack_artifact(quantized, hp.model_config(), "brotli", tg.rans_groups(quantized, True)))
+    assert budget.main([str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    groups = [dict(kv.split(":", 1) for kv in line.split()[1:]) for line in lines if line.startswith("budget:")
+              and not line.startswith("budget:matrices")]
+    assert sum(int(g["params"]) for g in groups) == sum(t.numel() for t in model.state_dict().values())
+    assert 0.9 < sum(int(g["bytes"]) for g in groups) / path.stat().st_size < 1.2
+    assert lines[-1].startswith("budget:matrices params:")
+    (tmp_path / "junk.ptz").write_bytes(b"not an artifact")
+    assert budget.main([str(tmp_path / "junk.ptz")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

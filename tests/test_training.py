@@ -30,7 +30,7 @@ def test_single_process_run_trains_exports_and_scores(tiny_run, numeric_mode):
     for pattern in (r"step:10/30 train_loss:\d+\.\d{4} train_time:\d+ms step_avg:\d+\.\d{2}ms",
                     r"Serialized model int6\+brotli: \d+ bytes", r"Code size: \d+ bytes",
                     r"Total submission size int6\+brotli: \d+ bytes", r"model_params:\d+",
-                    r"budget:matrices params:\d+ bits_per_param:\d",
+                    r"budget:total code:\d+ model:\d+ total:\d+ cap:16000000 headroom:\d+",
                     r"final_int6_brotli_roundtrip val_loss:\S+ val_bpb:\S+ eval_time:\d+ms",
                     r"\ntrain_shards: 2\n", r"\nval_tokens: \d+\n", r"\ntarget_tokens: \d+\n"):
         assert re.search(pattern, out), pattern
