@@ -348,15 +348,15 @@ LIST_KNOBS = {"prog_depth": (float, int), "train_seq_schedule": (int, float), "t
 
 
 def knob_list(hp, name: str) -> list:
-    spec, kinds = getattr(hp, name), LIST_KNOBS[name]
+    spec, kinds, sep = getattr(hp, name), LIST_KNOBS[name], ":" if name == "prog_depth" else "@"
     try:
-        items = sorted({tuple(k(v) for k, v in zip(kinds, item.replace(":", "@").split("@"), strict=True))
+        items = sorted({tuple(k(v) for k, v in zip(kinds, item.split(sep), strict=True))
                         for item in spec.split(",") if item.strip()})
     except ValueError:
         items = [(-1,)]
     least = 0 if name == "ttt_eval_batches" else 1e-300
     if any(not least <= v < math.inf for item in items for v in item):
-        form = "@".join(k.__name__ for k in kinds)
+        form = sep.join(k.__name__ for k in kinds)
         raise HyperparameterError(f"{name.upper()}={spec!r}: expected a comma list of {form}, numbers > 0")
     return [item[0] if len(kinds) == 1 else item for item in items]
 
@@ -2426,18 +2426,27 @@ def eval_batch_seqs(hp: Hyperparameters, rt: Runtime) -> int:
     return max(1, hp.val_batch_size // (rt.world_size * rt.grad_accum_steps * hp.train_seq_len))
 
 
+def rank_share(n: int, rt: Runtime) -> slice:  # this rank's contiguous share of n items, in rank order
+    return slice(n * rt.rank // rt.world_size, n * (rt.rank + 1) // rt.world_size)
+
+
+@contextlib.contextmanager
+def timed(timers: dict[str, float], key: str):  # adds the block's host-clock seconds to timers[key]
+    start = time.perf_counter()
+    yield
+    timers[key] = timers.get(key, 0.0) + time.perf_counter() - start
+
+
 @torch.no_grad()
 def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Runtime) -> tuple[float, float]:
     seq_len, n, tokens = hp.train_seq_len, val.tokens.numel() - 1, val.tokens.numpy()
     total_seqs = -(-n // seq_len)  # the last, shorter row holds the tail
-    first, last = total_seqs * rt.rank // rt.world_size, total_seqs * (rt.rank + 1) // rt.world_size
-    batch_seqs = eval_batch_seqs(hp, rt)
-    meter = BpbMeter(rt.device)
-    was_training = model.training
+    share, batch_seqs = rank_share(total_seqs, rt), eval_batch_seqs(hp, rt)
+    meter, was_training = BpbMeter(rt.device), model.training
     model.eval()
-    for s in range(first, last, batch_seqs):
+    for s in range(share.start, share.stop, batch_seqs):
         a = s * seq_len
-        window = tokens[a : min((s + batch_seqs) * seq_len, last * seq_len, n) + 1]
+        window = tokens[a : min((s + batch_seqs) * seq_len, share.stop * seq_len, n) + 1]
         # rows of TRAIN_SEQ_LEN scored alone (documents also cut at BOS), so no score depends on the batch or
         # world size; a short last batch is padded at the end (causal: no real token sees it): one shape
         real, pad = window.size - 1, batch_seqs * seq_len - (window.size - 1)
@@ -2506,28 +2515,24 @@ def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
 
 class StageMeters:
     """The meters of one eval stage, by label: the mode's distribution and any mixer's, each also tilted
-    under NGRAM_TILT_ENABLED (hints: the host array of ngram_hints). probe(label, positions, logp) sees every
-    scored distribution (the tests; it reads the mask on the host)."""
+    under NGRAM_TILT_ENABLED (hints: the host array of ngram_hints)."""
 
     def __init__(self, labels: list[str], val: ValidationData, hp: Hyperparameters, rt: Runtime,
-                 hints: np.ndarray | None, probe=None):
-        self.val, self.hp, self.hints, self.probe, self.counting = val, hp, hints, probe, True
+                 hints: np.ndarray | None):
+        self.val, self.hp, self.hints = val, hp, hints
         self.labels = [x for label in labels for x in [label] + ([f"{label}_tilt"] if hints is not None else [])]
         self.meters = {label: BpbMeter(rt.device) for label in self.labels}  # every rank reduces the same set
 
-    def add(self, label: str, logp: Tensor, dev: dict[str, Tensor], positions: np.ndarray) -> None:
-        """logp [..., V]: log-probabilities for the targets at stream `positions` (host), fixed before any update;
+    def add(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
+        """logp [..., V]: log-probabilities for the targets of the last target_arrays, fixed before any update;
         dev holds the targets, their bytes, the mask of real slots and the hints, in logp's leading shape."""
-        scored = [(label, logp)]
+        self.score(label, logp, dev)
         if self.hints is not None:
-            scored.append((f"{label}_tilt", ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta)))
-        for name, dist_ in scored:
-            if self.counting:
-                nll = -dist_.gather(-1, dev["targets"][..., None]).squeeze(-1)
-                self.meters[name].add(nll, dev["nbytes"], dev["mask"])
-            if self.probe is not None:
-                real = dev["mask"].bool().cpu().numpy()
-                self.probe(name, torch.from_numpy(positions[real]), dist_[torch.from_numpy(real)])
+            self.score(f"{label}_tilt", ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta), dev)
+
+    def score(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
+        """One scored distribution into its meter: the NLL of the targets at the real slots."""
+        self.meters[label].add(-logp.gather(-1, dev["targets"][..., None]).squeeze(-1), dev["nbytes"], dev["mask"])
 
     def target_arrays(self, positions: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Host arrays of the targets at stream positions (any shape): ids, bytes of the real ones, hints."""
@@ -2643,30 +2648,32 @@ def eval_sliding(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runti
     windows = sliding_windows(val.tokens.numel() - 1, seq_len, hp.eval_stride)
     hedge = HedgeMixer(hp.vocab_size, hp.hedge_eta, rt.device) if hp.use_hedge else None
     if hedge is None:
-        windows = windows[len(windows) * rt.rank // rt.world_size : len(windows) * (rt.rank + 1) // rt.world_size]
-    meters.counting = hedge is None or rt.is_main  # with Hedge every rank computes it all; rank 0 counts
+        windows = windows[rank_share(len(windows), rt)]
+    counts = hedge is None or rt.is_main  # with Hedge every rank computes it all; rank 0 counts
     model.eval()
     for i in range(0, len(windows), hp.eval_batch_seqs):
         host, positions = window_arrays(windows[i : i + hp.eval_batch_seqs], meters, seq_len, hp)
         dev = to_device(host, rt)
         with autocast_context(rt):
             logp = scored_logp(model, dev, seq_len)
-        meters.add("sliding_window", logp, dev, positions)
+        if counts:
+            meters.add("sliding_window", logp, dev)
         if hedge is not None:
-            hedge_batch(hedge, logp, host["mask"], positions, meters, rt)
+            hedge_batch(hedge, logp, host["mask"], positions, meters, rt, counts)
 
 
 def hedge_batch(hedge: HedgeMixer, logp: Tensor, mask: np.ndarray, positions: np.ndarray, meters: StageMeters,
-                rt: Runtime) -> None:
-    """The mixer on a window batch's scored targets in stream order (the real slots, flattened): scored, then
-    updated."""
+                rt: Runtime, counts: bool) -> None:
+    """The mixer on a window batch's scored targets in stream order (the real slots, flattened): scored (into
+    the meters if this rank counts), then updated."""
     flat = np.flatnonzero(mask.ravel())
     positions, tokens = positions.ravel()[flat], meters.val.tokens.numpy()
     host = dict(flat=flat, prev1=tokens[positions - 1], prev2=tokens[np.maximum(positions - 2, 0)],
                 **meters.target_arrays(positions, np.ones(positions.size, np.int32)))
     dev = to_device(host, rt)
     mixed, experts = hedge.mix(logp.view(-1, logp.size(-1))[dev["flat"]], dev["prev2"], dev["prev1"])
-    meters.add("hedge_mixer", mixed, dev, positions)
+    if counts:
+        meters.add("hedge_mixer", mixed, dev)
     hedge.update(experts, dev["prev2"], dev["prev1"], dev["targets"])
 
 
@@ -2747,28 +2754,34 @@ def eval_scorer(hp: Hyperparameters, rt: Runtime):
     return compiled_scorer() if compiles(hp, rt) else scored_logp
 
 
-def ttt_batch(model: GPT, val: ValidationData, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime,
-              meters: StageMeters, label: str) -> None:
+TTT_PROGRESS_SECONDS = 30.0  # a long batch (a 25k-token document: 90 min on a CPU) logs its chunk steps this often
+
+
+def ttt_batch(model: GPT, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime, meters: StageMeters,
+              label: str, log=None) -> None:
     """Score-first LoRA TTT of one batch of documents (ordered by chunk count, most first): each chunk is
     scored with the adapters trained on the document's earlier chunks, then trained on; a document's last
     chunk is scored, never trained on."""
-    optimizer = ttt_optimizer(lora, hp)
-    chunks = [chunk_count(d, hp) for d in docs]
+    optimizer, chunks = ttt_optimizer(lora, hp), [chunk_count(d, hp) for d in docs]
+    start = shown = time.perf_counter()  # host clock: the progress line waits for nothing
     for step in range(chunks[0]):
         rows = sum(c > step for c in chunks)  # the documents still scoring: the first `rows`
-        host, positions = window_arrays(chunk_windows(docs[:rows], step, hp), meters, hp.ttt_eval_seq_len, hp)
+        host, _ = window_arrays(chunk_windows(docs[:rows], step, hp), meters, hp.ttt_eval_seq_len, hp)
         host["train"] = np.array([c > step + 1 for c in chunks[:rows]], np.int32)  # those with a later chunk
-        ttt_step(model, lora.delta(rows), optimizer, host, positions, meters, label, hp, rt)
+        ttt_step(model, lora.delta(rows), optimizer, host, meters, label, hp, rt)
+        if log is not None and time.perf_counter() - shown >= TTT_PROGRESS_SECONDS:
+            shown = time.perf_counter()
+            log(f"ttc: chunk:{step + 1}/{chunks[0]} docs:{rows} t:{shown - start:.1f}s")
 
 
-def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], positions: np.ndarray,
-             meters: StageMeters, label: str, hp: Hyperparameters, rt: Runtime) -> None:
+def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], meters: StageMeters, label: str,
+             hp: Hyperparameters, rt: Runtime) -> None:
     """One chunk step: positions, masks and counts were cut on the host and reach the device in one copy;
     the scores are committed before the adapters step on them. Nothing here waits for the GPU."""
     dev, score, span = to_device(host, rt), eval_scorer(hp, rt), hp.ttt_eval_seq_len
     with autocast_context(rt):
         logp = score(model, dev, span, adapters)
-    meters.add(label, logp.detach(), dev, positions)
+    meters.add(label, logp.detach(), dev)
     if not host["train"].any():
         return
     weights = dev["mask"] * dev["train"][:, None] / dev["mask"].sum(1, keepdim=True)  # a document's mean
@@ -2781,12 +2794,16 @@ def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], posit
         optimizer.step()
 
 
+def by_length(doc: tuple[int, int]) -> tuple[int, int]:
+    return doc[1] - doc[0], doc[0]  # shortest first, ties in stream order
+
+
 def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
     """(batch index, documents), as #1855 queues them: documents sorted shortest first (ties in stream order),
     cut into batches of TTT_BATCH_SIZE from the short end, the batches longest first (so a remainder batch of
     the longest runs first); each batch ordered by chunk count (most first, so the documents still scoring
     at a step are its first ones); TTT_EVAL_BATCHES keeps only the listed batches."""
-    docs = sorted(val_documents(val.tokens), key=lambda d: (d[1] - d[0], d[0]))
+    docs = sorted(val_documents(val.tokens), key=by_length)
     batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
     chosen = knob_list(hp, "ttt_eval_batches")
@@ -2814,7 +2831,7 @@ def phase_docs(queue: list, bound: int, count: int, hp: Hyperparameters) -> list
     original batch, which runs short to long, and cuts; the longest scored ones are left out)."""
     scored = [d for _, docs in queue[:bound] for d in docs]
     if hp.global_ttt_stream == "record":
-        scored = sorted(scored, key=lambda d: (d[1] - d[0], d[0]))
+        scored = sorted(scored, key=by_length)
     return scored[:count]
 
 
@@ -2882,10 +2899,9 @@ def global_sgd_backward(model: GPT, val: ValidationData, positions: np.ndarray, 
     the same), in micro-batches of GLOBAL_TTT_BATCH_SEQS rows; gradients of the chunk's mean loss. The
     chunk's tokens are read here from their stream positions, and only these (tests/test_eval_legality.py)."""
     seq_len, n, tokens = hp.ttt_eval_seq_len, positions.size - 1, val.tokens.numpy()[positions]
-    rows = -(-n // seq_len)
-    first, last = rows * rt.rank // rt.world_size, rows * (rt.rank + 1) // rt.world_size
-    for i in range(first, last, hp.global_ttt_batch_seqs):
-        window = tokens[i * seq_len : min(min(i + hp.global_ttt_batch_seqs, last) * seq_len, n) + 1]
+    share = rank_share(-(-n // seq_len), rt)
+    for i in range(share.start, share.stop, hp.global_ttt_batch_seqs):
+        window = tokens[i * seq_len : min(min(i + hp.global_ttt_batch_seqs, share.stop) * seq_len, n) + 1]
         full = (window.size - 1) // seq_len * seq_len  # whole rows, then a shorter last one
         for x, y in ((window[:full], window[1 : full + 1]), (window[full:-1], window[full + 1 :])):
             if x.size:
@@ -2915,14 +2931,17 @@ class BatchClaims:
         return self.store.add(self.key, 1) - 1
 
 
-def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, meters: StageMeters, log,
-             trace: list | None = None) -> dict[str, float]:
+def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, hints: np.ndarray | None,
+             log) -> tuple[StageMeters, dict[str, float]]:
     """Score-first LoRA TTT over the queue, ranks claiming batches (BatchClaims), then phased global SGD: phase
     k starts once every batch before its bound is scored, so a rank that claims a batch past the bound holds
     it, joins the phase and scores it after. The base weights are frozen except inside global SGD. Returns
-    seconds per leg (this rank's)."""
-    queue, label = ttt_queue(val, hp), meters.labels[0]
+    the meters and seconds per leg (this rank's)."""
+    queue = ttt_queue(val, hp)
     phases = phase_plan([len(docs) for _, docs in queue], hp)
+    # the label names what runs: without a phase (PHASED_TTT_PREFIX_DOCS past the queue) it is LoRA TTT alone
+    label = "ttt_phased" if phases else "ttt_lora"
+    meters = StageMeters([label], val, hp, rt, hints)
     log(f"ttt: docs:{sum(len(d) for _, d in queue)} batches:{len(queue)} world_size:{rt.world_size} "
         f"phase_docs:{[d for _, d in phases]}")
     claims, lanes, legs, t0 = BatchClaims(rt), {}, {}, time.perf_counter()
@@ -2930,29 +2949,24 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     model.eval()
     b = claims.next()
     for k, (bound, prefix) in enumerate(phases + [(len(queue), 0)]):
-        while b < bound:
-            index, docs = queue[b]
-            lora = new_lora(model, hp, index, len(docs), lanes)
-            ttt_batch(model, val, docs, lora, hp, rt, meters, label)
-            lanes[len(docs)] = {n: a.detach() for n, a in lora.a.items()}
-            if trace is not None:
-                trace.append(("scored", docs))
-            nll, tokens, nbytes = meters.meters[label].sums.tolist()  # this rank's running totals: once a batch
-            loss, bpb = loss_and_bpb(nll, max(tokens, 1), max(nbytes, 1))
-            log(f"ttp: b{b}/{len(queue)} docs:{len(docs)} dl:{docs[-1][1] - docs[-1][0]}-{docs[0][1] - docs[0][0]} "
-                f"rl:{loss:.4f} rb:{bpb:.4f} t:{time.perf_counter() - t0:.1f}s")
-            b = claims.next()
-        legs[f"ttt_scoring_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
+        with timed(legs, f"ttt_scoring_{k + 1}"):
+            while b < bound:
+                index, docs = queue[b]
+                lora = new_lora(model, hp, index, len(docs), lanes)
+                ttt_batch(model, docs, lora, hp, rt, meters, label, log)
+                lanes[len(docs)] = {n: a.detach() for n, a in lora.a.items()}
+                nll, tokens, nbytes = meters.meters[label].sums.tolist()  # this rank's running totals, once a batch
+                loss, bpb = loss_and_bpb(nll, max(tokens, 1), max(nbytes, 1))
+                log(f"ttp: b{b}/{len(queue)} docs:{len(docs)} dl:{docs[-1][1] - docs[-1][0]}-"
+                    f"{docs[0][1] - docs[0][0]} rl:{loss:.4f} rb:{bpb:.4f} t:{time.perf_counter() - t0:.1f}s")
+                b = claims.next()
         if prefix:
-            sgd_docs = phase_docs(queue, bound, prefix, hp)
-            if trace is not None:
-                trace.append(("global_sgd", sgd_docs))
-            global_sgd(model, val, sgd_docs, hp, rt, log)
+            with timed(legs, f"ttt_global_sgd_{k + 1}"):
+                global_sgd(model, val, phase_docs(queue, bound, prefix, hp), hp, rt, log)
             lanes.clear()  # adapters start from scratch after a phase (#1626)
-            legs[f"ttt_global_sgd_{k + 1}"] = time.perf_counter() - t0 - sum(legs.values())
             log(f"ttpp: phase:{k + 1}/{len(phases)} docs:{prefix} t:{time.perf_counter() - t0:.1f}s")
     model.requires_grad_(True)
-    return legs
+    return meters, legs
 
 
 def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
@@ -2973,7 +2987,7 @@ def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
     if hp.ttt_enabled:
         docs = [(int(s), int(e)) for s, e in zip(starts, starts[1:])]
         model.requires_grad_(False)
-        ttt_batch(model, fake, docs, new_lora(model, hp, 0, len(docs), {}), fake_hp, rt, meters, "warmup")
+        ttt_batch(model, docs, new_lora(model, hp, 0, len(docs), {}), fake_hp, rt, meters, "warmup")
         model.requires_grad_(True)
     if hp.sliding_window_enabled or hp.use_hedge:
         eval_sliding(model, fake, fake_hp, rt, meters)
@@ -2995,37 +3009,41 @@ def stage_row(label: str, val_loss: float, val_bpb: float, tokens: float, nbytes
     return dict(label=label, val_loss=val_loss, val_bpb=val_bpb, tokens=int(tokens), bytes=int(nbytes), seconds=seconds)
 
 
-def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, log, probe=None,
-                trace: list | None = None) -> tuple[list[dict], dict[str, float]]:
+def sdpa_view(model: GPT) -> GPT:
+    """The same parameters (shared) attending with SDPA: FlexAttention is fast only compiled, the stages run eager."""
+    with torch.device("meta"):
+        view = GPT(replace(model.hp, attn_backend="sdpa"))
+    view.load_state_dict(model.state_dict(keep_vars=True), assign=True)
+    return view
+
+
+def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime,
+                log) -> tuple[list[dict], dict[str, float]]:
     """The stages after the round trip, in the records' order (window pass, then TTT, which changes the
     weights, last); returns their rows and timers."""
-    rows, timers, partial = [], {}, val.partial or bool(knob_list(hp, "ttt_eval_batches"))
-    if attention_backend(model.hp, rt.device) == "flex":  # fast only compiled, and these stages run eager
-        model.hp = replace(model.hp, attn_backend="sdpa")  # the same attention (tests/test_gpu.py)
-        log("eval_stages: attention on SDPA (FlexAttention needs torch.compile, which the eval stages skip)")
-    t0 = time.perf_counter()
-    hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled else None
-    timers["ngram_hints"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    eval_warmup(model, hp, rt)
-    timers["eval_warmup"] = time.perf_counter() - t0
+    rows, timers = [], {}
+    if attention_backend(model.hp, rt.device) == "flex":
+        model = sdpa_view(model)
+        log("eval_stages: attention on SDPA (Flex needs torch.compile)")
+    with timed(timers, "ngram_hints"):
+        hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled else None
+    with timed(timers, "eval_warmup"):
+        eval_warmup(model, hp, rt)
     if hp.sliding_window_enabled or hp.use_hedge:
-        meters = StageMeters(["sliding_window"] + (["hedge_mixer"] if hp.use_hedge else []), val, hp, rt, hints, probe)
+        meters = StageMeters(["sliding_window"] + (["hedge_mixer"] if hp.use_hedge else []), val, hp, rt, hints)
         synchronize(rt)
-        t0 = time.perf_counter()
-        eval_sliding(model, val, hp, rt, meters)
-        timers["sliding_window"] = time.perf_counter() - t0
+        with timed(timers, "sliding_window"):
+            eval_sliding(model, val, hp, rt, meters)
         rows += report_stage(meters, timers["sliding_window"], val.partial, rt, log)
     if hp.ttt_enabled:
-        meters = StageMeters(["ttt_phased" if hp.phased_ttt_enabled else "ttt_lora"], val, hp, rt, hints, probe)
         synchronize(rt)
         log("beginning TTT eval timer")
-        t0 = time.perf_counter()
-        timers.update(eval_ttt(model, val, hp, rt, meters, log, trace))
-        timers["ttt"] = time.perf_counter() - t0
-        rows += report_stage(meters, timers["ttt"], partial, rt, log)
+        with timed(timers, "ttt"):
+            meters, legs = eval_ttt(model, val, hp, rt, hints, log)
+            timers.update(legs)
+        rows += report_stage(meters, timers["ttt"], val.partial or bool(knob_list(hp, "ttt_eval_batches")), rt, log)
         if timers["ttt"] > hp.eval_budget_seconds:
-            log(f"warning: the TTT timer ({timers['ttt']:.1f}s) exceeds EVAL_BUDGET_SECONDS={hp.eval_budget_seconds:g}")
+            log(f"warning: ttt:{timers['ttt']:.1f}s > EVAL_BUDGET_SECONDS={hp.eval_budget_seconds:g}")
     return rows, timers
 
 
@@ -3286,28 +3304,25 @@ def compiled_graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 
-def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperparameters, rt: Runtime, log,
-                   probe=None, trace: list | None = None) -> float:
+def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperparameters, rt: Runtime, log) -> float:
     """What a grader runs: load the artifact from disk, score the round trip, then every enabled eval stage
     (eval_stages); the last stage's _exact line is the headline. EVAL_SUMMARY_JSON gets every stage."""
-    start = time.perf_counter()
+    start, timers = time.perf_counter(), {}
     RUN_STATE["stage"] = f"the eval of {path} (round trip)"
-    load_artifact_into(models.raw, path, hp)
-    synchronize(rt)
-    t0 = time.perf_counter()
-    timers = {"decompress": t0 - start}
-    val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
-    timers["roundtrip"] = time.perf_counter() - t0
+    with timed(timers, "decompress"):
+        load_artifact_into(models.raw, path, hp)
+        synchronize(rt)
+    with timed(timers, "roundtrip"):
+        val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
     first = stage_row(f"final_{export_label(hp)}_roundtrip{'_partial' if val.partial else ''}", val_loss, val_bpb,
                       val.tokens.numel() - 1, val.token_bytes[1:].sum(), timers["roundtrip"], log)
     RUN_STATE["stage"] = f"the eval stages of {path}"
-    rows, stage_timers = eval_stages(models.raw, val, hp, rt, log, probe, trace)
+    rows, stage_timers = eval_stages(models.raw, val, hp, rt, log)
     timers.update(stage_timers, total=time.perf_counter() - start)
     log("eval_timers: " + " ".join(f"{k}:{v:.1f}s" for k, v in timers.items()))
     log(f"total_eval_time:{timers['total']:.1f}s")
     if timers["total"] > hp.eval_budget_seconds:
-        log(f"warning: eval took {timers['total']:.1f}s > EVAL_BUDGET_SECONDS={hp.eval_budget_seconds:g} "
-            "(the records count the TTT timer only)")
+        log(f"warning: total_eval_time > EVAL_BUDGET_SECONDS={hp.eval_budget_seconds:g} (records count ttt only)")
     if hp.eval_summary_json and rt.is_main:
         summary = dict(artifact=str(path), world_size=rt.world_size, stages=[first] + rows, timers=timers,
                        hyperparameters={f.name: getattr(hp, f.name) for f in fields(hp)})

@@ -337,10 +337,10 @@ def ttt_documents(hp: tg.Hyperparameters, rows: int, seed: int) -> tuple[tg.Vali
 def ttt_run(model, lora, optimizer, meters, docs: list, step: int, hp, rt) -> dict:
     """Two warm-up runs (the second under the sync recorder), the third timed; peak memory of the third."""
     rows = len(docs)
-    host, positions = tg.window_arrays(tg.chunk_windows(docs, step, hp), meters, hp.ttt_eval_seq_len, hp)
+    host, _ = tg.window_arrays(tg.chunk_windows(docs, step, hp), meters, hp.ttt_eval_seq_len, hp)
     host["train"] = np.ones(rows, np.int32)
     cuda = rt.device.type == "cuda"
-    args = (model, lora.delta(rows), optimizer, host, positions, meters, "warmup", hp, rt)
+    args = (model, lora.delta(rows), optimizer, host, meters, "warmup", hp, rt)
     t0 = time.perf_counter()
     tg.ttt_step(*args)
     with SyncRecorder(cuda=cuda) as rec:
@@ -399,7 +399,7 @@ def cmd_ttt(args) -> int:
     fake_hp = replace(hp, ngram_tilt_enabled=False, use_hedge=False, ttt_short_doc_chunks="")
     model = tg.build_model(hp, device)
     if tg.attention_backend(model.hp, device) == "flex":  # as eval_stages: the eval runs SDPA, not Flex
-        model.hp = replace(model.hp, attn_backend="sdpa")
+        model = tg.sdpa_view(model)
     model.eval()
     model.requires_grad_(False)
     fake, docs, step = ttt_documents(fake_hp, hp.ttt_batch_size, seed=hp.seed)

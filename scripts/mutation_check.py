@@ -62,7 +62,8 @@ MUTATIONS = {
     "ttt_scores_the_next_target": ("index[i], positions[i], mask[i, : e - s] = s - a + slots,",
                                    "index[i], positions[i], mask[i, : e - s] = s - a + 1 + slots,", LEGALITY),
     "ttt_claims_skip_a_batch": ("            self.taken += 1\n", "            self.taken += 2\n", LEGALITY),
-    "phase_before_its_batches_are_scored": ("        while b < bound:\n", "        while b < bound - 1:\n", LEGALITY),
+    "phase_before_its_batches_are_scored": ("            while b < bound:\n", "            while b < bound - 1:\n",
+                                            LEGALITY),
     "ttt_window_sees_the_chunk_end": ("out.append((max(start, hi - hp.ttt_eval_seq_len), start + step * c, hi))",
                                       "out.append((max(start, hi + 1 - hp.ttt_eval_seq_len), start + step * c, "
                                       "min(hi + 1, end)))", LEGALITY),
@@ -76,8 +77,8 @@ MUTATIONS = {
                                 'arrays["hints"] = self.hints[np.minimum(positions + 1, self.hints.size - 1)]', LEGALITY),
     "sliding_drops_the_tail": ("    while end < num_targets:\n", "    while end + stride <= num_targets:\n", LEGALITY),
     "plain_eval_drops_the_tail": ("total_seqs = -(-n // seq_len)", "total_seqs = n // seq_len", LEGALITY),
-    "global_sgd_on_unscored_docs": ("sgd_docs = phase_docs(queue, bound, prefix, hp)",
-                                    "sgd_docs = phase_docs(queue, bound + 1, prefix + hp.ttt_batch_size, hp)", LEGALITY),
+    "global_sgd_on_unscored_docs": ("phase_docs(queue, bound, prefix, hp)",
+                                    "phase_docs(queue, bound + 1, prefix + hp.ttt_batch_size, hp)", LEGALITY),
     "phase_bound_floor": ("bound = int(np.searchsorted(held, docs)) + 1", "bound = int(np.searchsorted(held, docs))",
                           LEGALITY),
     "global_sgd_reads_past_its_documents": ("([] if close else [[docs[-1][1]]])",
@@ -87,7 +88,7 @@ MUTATIONS = {
                                               "[np.arange(s, e + close) for s, e in docs]", LEGALITY),
     "ttt_counts_the_rescores": ("                logp = score(model, dev, span, adapters)\n",
                                 "                logp = score(model, dev, span, adapters)\n"
-                                "            meters.add(label, logp.detach(), dev, positions)\n", LEGALITY),
+                                "            meters.add(label, logp.detach(), dev)\n", LEGALITY),
     "hedge_entropy_expert": ("return torch.stack([logp, uni, bi, tri])",
                              "return torch.stack([logp, uni, bi, tri, (logp.exp() * logp).sum(-1, keepdim=True)"
                              ".expand_as(logp)])", LEGALITY),

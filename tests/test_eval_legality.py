@@ -6,6 +6,7 @@ an honest mode cannot beat and a deliberately leaky one (train on a chunk, then 
 import functools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -65,6 +66,43 @@ def model_for(hp_env: dict):
     return randomized_model(hp_env, std=0.2)
 
 
+def observe_scores(monkeypatch, val: tg.ValidationData, seen) -> None:
+    """seen(label, positions, logp) for every distribution the meters on `val` score, at its real slots (the
+    warm-up's fake stream is not seen): the stream positions are those of the batch's target_arrays call,
+    which comes before its scores."""
+    target_arrays, score, last = tg.StageMeters.target_arrays, tg.StageMeters.score, {}
+
+    def target_arrays_(self, positions, mask):
+        last["positions"] = positions
+        return target_arrays(self, positions, mask)
+
+    def score_(self, label, logp, dev):
+        if self.val is val:
+            real = dev["mask"].bool().cpu().numpy()
+            seen(label, torch.from_numpy(last["positions"][real]), logp[torch.from_numpy(real)])
+        score(self, label, logp, dev)
+
+    monkeypatch.setattr(tg.StageMeters, "target_arrays", target_arrays_)
+    monkeypatch.setattr(tg.StageMeters, "score", score_)
+
+
+def record_ttt_events(trace: list, patch=setattr) -> None:
+    """trace gets ("scored", docs) after each TTT batch and ("global_sgd", docs) before each phase's SGD;
+    patch: monkeypatch.setattr, or setattr in a spawned rank (its own copy of the module)."""
+    ttt_batch, global_sgd = tg.ttt_batch, tg.global_sgd
+
+    def batch(model, docs, *args):
+        ttt_batch(model, docs, *args)
+        trace.append(("scored", docs))
+
+    def sgd(model, val, docs, *args):
+        trace.append(("global_sgd", docs))
+        global_sgd(model, val, docs, *args)
+
+    patch(tg, "ttt_batch", batch)
+    patch(tg, "global_sgd", sgd)
+
+
 def run_mode(mode: str, tokens: torch.Tensor, tmp_path, monkeypatch, numeric_mode: str = "off", **extra):
     """A mode's scored distribution at every position [N+1, V], how often each was scored, and its rows."""
     overrides, label = MODES[mode]
@@ -73,12 +111,13 @@ def run_mode(mode: str, tokens: torch.Tensor, tmp_path, monkeypatch, numeric_mod
     monkeypatch.setattr(tg.HedgeMixer, "WARMUP_TOKENS", 40)  # the mixer's weights move within this small stream
     dists, counts = torch.zeros(tokens.numel(), VOCAB), torch.zeros(tokens.numel())
 
-    def probe(name, positions, logp):
+    def seen(name, positions, logp):
         if name == label:
             dists[positions] = logp.float()
             counts[positions] += 1
 
-    rows, _ = tg.eval_stages(model, val, hp, cpu_runtime(numeric_mode), lambda *a, **k: None, probe=probe)
+    observe_scores(monkeypatch, val, seen)
+    rows, _ = tg.eval_stages(model, val, hp, cpu_runtime(numeric_mode), lambda *a, **k: None)
     return dists, counts, {r["label"]: r for r in rows}
 
 
@@ -208,8 +247,8 @@ def lora_ttt_total(env: dict, warm_up: bool = False) -> tuple[float, float, int]
     want = reference_lora_ttt_nll(model, val, hp)
     if warm_up:
         tg.eval_warmup(model, hp, CPU)
-    graphs, meters = tg.compiled_graphs(), tg.StageMeters(["ttt_lora"], val, hp, CPU, None)
-    tg.eval_ttt(model, val, hp, CPU, meters, lambda *a, **k: None)
+    graphs = tg.compiled_graphs()
+    meters, _ = tg.eval_ttt(model, val, hp, CPU, None, lambda *a, **k: None)
     nll, tokens, _ = meters.meters["ttt_lora"].totals(CPU)
     assert tokens == val.tokens.numel() - 1
     return nll, want, tg.compiled_graphs() - graphs
@@ -257,13 +296,14 @@ def test_global_sgd_trains_only_on_token_positions_already_scored(prefix, stream
         read.append(p)
         original(model_, val_, positions, hp_, rt)
 
-    def probe(name, positions, logp):
+    def seen(name, positions, logp):
         scored[positions] = True
 
     monkeypatch.setattr(tg, "global_sgd_backward", record)
+    observe_scores(monkeypatch, val, seen)
     trace, before = [], {k: v.clone() for k, v in model.state_dict().items()}
-    meters = tg.StageMeters(["ttt_phased"], val, hp, CPU, None, probe)
-    tg.eval_ttt(model, val, hp, CPU, meters, lambda *a, **k: None, trace)
+    record_ttt_events(trace, monkeypatch.setattr)
+    tg.eval_ttt(model, val, hp, CPU, None, lambda *a, **k: None)
     assert len(read) > 0 and any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     queue = tg.ttt_queue(val, hp)
     scored_docs = [[d for _, docs in queue[:bound] for d in docs] for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp)]
@@ -280,8 +320,9 @@ def claiming_worker(rank: int, world: int, init_file: str, out: str, env: dict) 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     rt = cpu_runtime(rank=rank, world_size=world)
     hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=4))
-    trace, meters = [], tg.StageMeters(["ttt_phased"], val, hp, rt, None)
-    tg.eval_ttt(model, val, hp, rt, meters, lambda *a, **k: None, trace)
+    trace = []
+    record_ttt_events(trace)
+    meters, _ = tg.eval_ttt(model, val, hp, rt, None, lambda *a, **k: None)
     torch.save(dict(trace=trace, totals=meters.meters["ttt_phased"].totals(rt)), f"{out}.{rank}")
     dist.barrier()
     dist.destroy_process_group()
@@ -314,8 +355,7 @@ def test_claimed_batches_on_two_ranks_score_each_document_once_and_phases_wait_f
             scored.append(b)
         assert phase == len(bounds)  # every rank joined every phase
     assert sorted(scored) == list(range(len(queue)))
-    one = tg.StageMeters(["ttt_phased"], val, hp, CPU, None)
-    tg.eval_ttt(model_for(env), val, hp, CPU, one, lambda *a, **k: None)
+    one, _ = tg.eval_ttt(model_for(env), val, hp, CPU, None, lambda *a, **k: None)
     want = one.meters["ttt_phased"].totals(CPU)
     assert runs[0]["totals"] == runs[1]["totals"] and runs[0]["totals"][1:] == want[1:]
     assert runs[0]["totals"][0] == pytest.approx(want[0], rel=1e-6)  # global SGD: another summation order
@@ -327,26 +367,74 @@ def test_a_documents_last_chunk_is_scored_but_never_trained_on(tmp_path):
     docs = tg.ttt_queue(val, hp)[0][1]  # 21 targets (3 chunks), 8 (1 chunk), 4 (1 chunk)
     lora, meters = tg.new_lora(model, hp, 0, len(docs), {}), tg.StageMeters(["ttt_lora"], val, hp, CPU, None)
     model.requires_grad_(False)
-    tg.ttt_batch(model, val, docs, lora, hp, CPU, meters, "ttt_lora")
+    tg.ttt_batch(model, docs, lora, hp, CPU, meters, "ttt_lora")
     assert meters.meters["ttt_lora"].totals(CPU)[1] == 33
     for name, b in lora.b.items():  # B starts at 0 and moves only by gradient steps
         assert torch.count_nonzero(b[0]) > 0 and torch.count_nonzero(b[1:]) == 0, name
 
 
-def leaky_ttt_batch(model, val, docs, lora, hp, rt, meters, label):
+def test_a_long_document_logs_progress_inside_its_batch(tmp_path, monkeypatch):
+    """A batch holding a long document (a 25k-token one ran 90 min on a CPU without a line) logs its chunk
+    steps through eval_ttt's log at most every TTT_PROGRESS_SECONDS: 0 here, so after every step."""
+    hp, model = hparams(tmp_path), model_for(tiny_env(tmp_path, tmp_path, **SMALL))
+    val = validation(stream(seed=5, lengths=(150, 20, 3)))
+    docs = tg.ttt_queue(val, hp)[0][1]
+    chunks = [tg.chunk_count(d, hp) for d in docs]
+    lines = []
+    tg.eval_ttt(model, val, hp, CPU, None, lambda msg, **k: lines.append(msg))
+    assert not any(line.startswith("ttc: ") for line in lines)  # a fast batch: no progress line at 30 s
+    monkeypatch.setattr(tg, "TTT_PROGRESS_SECONDS", 0.0)
+    lines.clear()
+    tg.eval_ttt(model, val, hp, CPU, None, lambda msg, **k: lines.append(msg))
+    got = [re.fullmatch(r"ttc: chunk:(\d+)/(\d+) docs:(\d+) t:\d+\.\ds", line) for line in lines if "ttc" in line]
+    assert chunks[0] == 19 and all(got)
+    assert [tuple(map(int, m.groups())) for m in got] == \
+        [(s + 1, chunks[0], sum(c > s for c in chunks)) for s in range(chunks[0])]
+    assert lines.index(next(line for line in lines if line.startswith("ttp: b0/"))) > len(got)  # within the batch
+
+
+def test_phased_ttt_with_no_phase_to_run_is_labelled_lora_ttt(tmp_path):
+    """PHASED_TTT_PREFIX_DOCS past the queue: no global SGD runs, so the stage is LoRA TTT and says so, with the
+    numbers of PHASED_TTT_ENABLED=0."""
+    val, lines, totals = validation(stream(seed=3)), [], []
+    for phased in (1, 0):
+        env = tiny_env(tmp_path, tmp_path, **{**SMALL, "PHASED_TTT_ENABLED": phased, "PHASED_TTT_PREFIX_DOCS": 1000})
+        hp = tg.Hyperparameters.from_env(env)
+        rows, _ = tg.eval_stages(model_for(env), val, hp, CPU, lambda msg, **k: lines.append(msg))
+        totals.append((rows[-1]["label"], rows[-1]["val_bpb"]))
+    assert totals[0] == totals[1] and totals[0][0] == "quantized_ttt_lora"
+    assert any(line.startswith("ttt: ") and line.endswith(" phase_docs:[]") for line in lines)
+
+
+def test_a_flex_model_is_scored_through_an_sdpa_view_of_its_own_weights(tmp_path):
+    """The eval stages run eager, where FlexAttention is slow: they score a view that shares the parameters
+    and attends with SDPA, the same numbers as an SDPA model, and leave the model's own config as built."""
+    rows = {}
+    for backend in ("flex", "sdpa"):
+        env = tiny_env(tmp_path, tmp_path, **{**SMALL, "SLIDING_WINDOW_ENABLED": 1, "TTT_ENABLED": 0,
+                                              "ATTN_BACKEND": backend})
+        model, hp = model_for(env), tg.Hyperparameters.from_env(env)
+        rows[backend], _ = tg.eval_stages(model, validation(stream(seed=7)), hp, CPU, lambda *a, **k: None)
+        assert model.hp.attn_backend == backend
+    assert rows["flex"] == [dict(r, seconds=f["seconds"]) for r, f in zip(rows["sdpa"], rows["flex"])]
+    view = tg.sdpa_view(model)
+    assert view.hp.attn_backend == "sdpa" and all(a is b for a, b in zip(view.parameters(), model.parameters()))
+
+
+def leaky_ttt_batch(model, docs, lora, hp, rt, meters, label, log=None):
     """The forbidden order, built only here: train on each chunk, then score it."""
     optimizer, span = tg.ttt_optimizer(lora, hp), hp.ttt_eval_seq_len
     chunks = [tg.chunk_count(d, hp) for d in docs]
     for step in range(chunks[0]):
         rows = sum(c > step for c in chunks)
-        host, positions = tg.window_arrays(tg.chunk_windows(docs[:rows], step, hp), meters, span, hp)
+        host, _ = tg.window_arrays(tg.chunk_windows(docs[:rows], step, hp), meters, span, hp)
         dev = tg.to_device(host, rt)
         for _ in range(hp.ttt_grad_steps):
             optimizer.zero_grad()
             logp = tg.scored_logp(model, dev, span, lora.delta(rows))
             (-logp.gather(-1, dev["targets"][..., None]).squeeze(-1) * dev["mask"]).sum().backward()
             optimizer.step()
-        meters.add(label, tg.scored_logp(model, dev, span, lora.delta(rows)).detach(), dev, positions)
+        meters.add(label, tg.scored_logp(model, dev, span, lora.delta(rows)).detach(), dev)
 
 
 @pytest.fixture(scope="module")
@@ -439,10 +527,11 @@ def test_the_tilt_at_each_position_uses_that_positions_hint(mode, tmp_path, monk
     hp, val = tg.Hyperparameters.from_env(env), validation(tokens)
     dists = {}
 
-    def probe(name, positions, logp):
+    def seen(name, positions, logp):
         dists.setdefault(name, torch.zeros(tokens.numel(), VOCAB))[positions] = logp.float()
 
-    tg.eval_stages(model_for(env), val, hp, CPU, lambda *a, **k: None, probe=probe)
+    observe_scores(monkeypatch, val, seen)
+    tg.eval_stages(model_for(env), val, hp, CPU, lambda *a, **k: None)
     hints = torch.tensor(slow_2135_hints(tokens.tolist(), hp.ngram_tilt_order, hp.ngram_tilt_threshold))
     assert int((hints[1:] >= 0).sum()) > 50
     want = tg.ngram_tilt(dists[label.removesuffix("_tilt")][1:], hints[1:], hp.ngram_tilt_beta)

@@ -87,4 +87,6 @@ def test_dev_subsets_are_labelled_partial(trained, tiny_dataset, tmp_path):
     assert "every score below is partial" in result.stdout
     result = run_script(tiny_env(tiny_dataset, tmp_path, **base, TTT_EVAL_BATCHES="0,3", RUN_ID="batches"))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert list(exact_lines(result.stdout)) == ["final_int6_brotli_roundtrip", "quantized_ttt_phased_partial"]
+    # two batches hold fewer documents than a phase needs: no global SGD runs, and the label says LoRA TTT
+    assert list(exact_lines(result.stdout)) == ["final_int6_brotli_roundtrip", "quantized_ttt_lora_partial"]
+    assert re.search(r"^ttt: .* phase_docs:\[\]$", result.stdout, re.M)
