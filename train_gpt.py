@@ -1772,21 +1772,31 @@ class LoopState:
     saved: list[float] = field(default_factory=list)  # RESUME_SAVE_MINUTES done
 
 
-LONG_RUN_MODULE = "train_gpt_longrun"
+# Off-by-default features live in modules beside this file (or inside the packed stub), imported only when a
+# knob asks for them: module -> (is it used?, the knobs that use it)
+OPTIONAL_MODULES = {
+    "train_gpt_longrun": (lambda hp: hp.resume_enabled or bool(hp.resume_from or hp.export_minutes),
+                          "RESUME_* and EXPORT_MINUTES"),  # #2008's resumable checkpoints and periodic exports
+    "train_gpt_mixers": (lambda hp: hp.sliding_window_enabled or hp.use_hedge or hp.ngram_tilt_enabled,
+                         "SLIDING_WINDOW_ENABLED, USE_HEDGE and NGRAM_TILT_ENABLED"),  # sliding window, Hedge, hints
+}
+
+
+def optional_module(name: str, hp: Hyperparameters):
+    """The module if this run's knobs use it, else None; a missing one is one line."""
+    used, knobs = OPTIONAL_MODULES[name]
+    if not used(hp):
+        return None
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name != name:
+            raise
+        raise HyperparameterError(f"{knobs} need {name}.py beside this file") from None
 
 
 def long_run(hp: Hyperparameters):
-    """#2008's resumable checkpoints and periodic exports live in train_gpt_longrun.py, beside this file (or inside
-    the packed stub): imported only when RESUME_ENABLED, RESUME_FROM or EXPORT_MINUTES ask for it, else None."""
-    if not (hp.resume_enabled or hp.resume_from or hp.export_minutes):
-        return None
-    try:
-        import train_gpt_longrun
-    except ModuleNotFoundError as e:
-        if e.name != LONG_RUN_MODULE:
-            raise
-        raise HyperparameterError(f"RESUME_* and EXPORT_MINUTES need {LONG_RUN_MODULE}.py beside this file") from None
-    return train_gpt_longrun
+    return optional_module("train_gpt_longrun", hp)
 
 
 @dataclass
@@ -2462,48 +2472,6 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
     return meter.result(rt)
 
 
-def ngram_hints(tokens: Tensor, order: int, threshold: float) -> np.ndarray:
-    """#2135's token-only hint per stream position p (-1: none): the exact ORDER-1 tokens before p, seen
-    earlier in the stream, propose the continuation that first reached the most counts, if it holds
-    >= threshold of them. No back-off, no document bounds; causal in stream order, so any scoring order."""
-    t, ctx = tokens.numpy().astype(np.int64), order - 1
-    n, hints = t.size, np.full(t.size, -1, np.int64)
-    if n <= ctx:
-        return hints
-    # contexts and (context, token) pairs keyed by a random 64-bit linear hash (collisions ~1e-4 over 48M);
-    # int32 positions and dels keep the process under 4.5 GB at 48M tokens (scripts/tilt_bench.py)
-    coef = np.random.default_rng(2135).integers(1, 2**63, ctx + 1, dtype=np.uint64) | np.uint64(1)
-    u = t.astype(np.uint64) + np.uint64(1)
-    key = np.zeros(n - ctx, np.uint64)
-    for j in range(ctx):
-        key += u[j : n - ctx + j] * coef[j]
-    idx = np.arange(n - ctx, dtype=np.int32)
-
-    def runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        order_ = np.argsort(keys, kind="stable").astype(np.int32)  # equal keys stay in stream order
-        s = keys[order_]
-        first = np.r_[True, s[1:] != s[:-1]]
-        return order_, first, idx - np.maximum.accumulate(np.where(first, idx, 0))  # earlier equal keys
-
-    by_pair, _, earlier = runs(key + u[ctx:] * coef[ctx])
-    count = np.empty_like(idx)
-    count[by_pair] = earlier + 1  # the pair's count once position p is learned
-    del u, by_pair, earlier
-    by_ctx, first, seen = runs(key)
-    del key
-    count = count[by_ctx]
-    # per context, in stream order: the running max count and the position that first reached it (#2135's
-    # table replaces its top token only on a strictly larger count); contexts lifted apart for one running max
-    lifted = np.cumsum(first, dtype=np.int64) * (n + 1) + count
-    best = np.maximum.accumulate(lifted)
-    leader = np.maximum.accumulate(np.where(np.r_[True, lifted[1:] > best[:-1]], idx, 0))
-    before = np.maximum(idx - 1, 0)  # the state before p: its context's previous entry
-    top = (best[before] - lifted + count).astype(np.float32)  # where seen > 0, `before` is in p's context
-    fire = (seen > 0) & (top / np.maximum(seen, 1).astype(np.float32) >= np.float32(threshold))
-    hints[ctx + by_ctx] = np.where(fire, t[ctx:][by_ctx][leader[before]], -1)
-    return hints
-
-
 def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
     """p'(t) = p(t) e^{beta [t = h]} / Z, Z = 1 + p(h)(e^beta - 1) (#1514): a renormalized boost of the hint,
     never a function of the realized token. logp [..., V]; hints [...], -1 = unchanged."""
@@ -2543,71 +2511,6 @@ class StageMeters:
         return arrays
 
 
-HEDGE_TRIGRAM_BUCKETS = 65_536  # #895's hash table rows
-
-
-class HedgeMixer:
-    """#895's Hedge mixer (#688/#745): exponential weights over the neural distribution and three count
-    experts, each a full add-k distribution over the vocabulary: unigram, bigram on the previous token,
-    trigram on a hash of the previous two. #895's fifth "entropy expert" gave every token one probability,
-    so its mixture did not sum to 1 (#1017 C2): it is left out. Tables and weights change only after a
-    batch is scored; the weights move by the mean NLL of each expert on that batch's scored targets."""
-
-    WARMUP_TOKENS, INIT_LOG_W = 10_000, (2.0, 0.0, 0.0, 0.0)
-
-    def __init__(self, vocab: int, eta: float, device: torch.device):
-        self.vocab, self.eta = vocab, eta
-        self.unigram = torch.zeros(vocab, device=device)
-        self.bigram = torch.zeros(vocab, vocab, device=device)
-        self.trigram = torch.zeros(HEDGE_TRIGRAM_BUCKETS, vocab, device=device)
-        self.log_w = torch.tensor(self.INIT_LOG_W, device=device)
-        self.seen = 0
-
-    def _bucket(self, prev2: Tensor, prev1: Tensor) -> Tensor:
-        return ((prev2 * 36313) ^ (prev1 * 27191)) % HEDGE_TRIGRAM_BUCKETS
-
-    def experts(self, logp: Tensor, prev2: Tensor, prev1: Tensor) -> Tensor:
-        """[4, n, V] log-distributions of the neural, unigram, bigram and trigram experts."""
-        v = self.vocab
-        uni = ((self.unigram + 0.1) / (self.unigram.sum() + 0.1 * v)).log().expand_as(logp)
-        bi = self.bigram[prev1]
-        tri = self.trigram[self._bucket(prev2, prev1)]
-        bi = ((bi + 0.1) / (bi.sum(-1, keepdim=True) + 0.1 * v)).log()
-        tri = ((tri + 0.01) / (tri.sum(-1, keepdim=True) + 0.01 * v)).log()
-        return torch.stack([logp, uni, bi, tri])
-
-    def mix(self, logp: Tensor, prev2: Tensor, prev1: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The mixture's log-distribution [n, V] (the neural one until WARMUP_TOKENS were counted)."""
-        if self.seen < self.WARMUP_TOKENS:
-            return logp, None
-        experts = self.experts(logp, prev2, prev1)
-        return torch.logsumexp(torch.log_softmax(self.log_w, 0)[:, None, None] + experts, 0), experts
-
-    def update(self, experts: Tensor | None, prev2: Tensor, prev1: Tensor, targets: Tensor) -> None:
-        """After scoring: move the weights, then count the scored targets."""
-        if experts is not None:
-            nll = -experts.gather(2, targets[None, :, None].expand(experts.size(0), -1, 1)).squeeze(2)
-            self.log_w -= self.eta * nll.mean(1)
-        ones = torch.ones_like(targets, dtype=torch.float32)
-        self.unigram.index_add_(0, targets, ones)
-        self.bigram.index_put_((prev1, targets), ones, accumulate=True)
-        self.trigram.index_put_((self._bucket(prev2, prev1), targets), ones, accumulate=True)
-        self.seen += targets.numel()
-
-
-def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[int, int, int]]:
-    """(context start, score start, end) in input positions: inputs tokens[a:e] score the targets at
-    positions s+1..e. The first window scores all its targets, each later one the stride after the last
-    scored, down to a shorter final one, so the tail is scored too (pg #121)."""
-    end = min(seq_len, num_targets)
-    windows = [(0, 0, end)]
-    while end < num_targets:
-        new_end = min(end + stride, num_targets)
-        windows.append((max(0, new_end - seq_len), end, new_end))
-        end = new_end
-    return windows
-
-
 WINDOW_WIDTH_BUCKET, SCORED_BUCKET = 16, 8  # padded row widths and scored slots: compiled shapes never 1, few kinds
 
 
@@ -2637,44 +2540,6 @@ def scored_logp(model: GPT, dev: dict[str, Tensor], span: int, lora=None) -> Ten
     h = model.hidden(dev["x"], span=span, lora=lora, cu_seqlens=dev["cu"].int())
     h = h.gather(1, dev["index"][..., None].expand(-1, -1, h.size(-1)))
     return torch.log_softmax(model.logits(h, lora).float(), -1)
-
-
-@torch.no_grad()
-def eval_sliding(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, meters: StageMeters) -> None:
-    """Overlapping windows (#895 eval_val_sliding, #1626 SLIDING_WINDOW_ENABLED), context clipped at document
-    starts by the segment cuts. With Hedge the windows run in order on every rank (its state is sequential)
-    and rank 0 alone counts; otherwise each rank takes a contiguous share."""
-    seq_len = hp.eval_seq_len or hp.train_seq_len
-    windows = sliding_windows(val.tokens.numel() - 1, seq_len, hp.eval_stride)
-    hedge = HedgeMixer(hp.vocab_size, hp.hedge_eta, rt.device) if hp.use_hedge else None
-    if hedge is None:
-        windows = windows[rank_share(len(windows), rt)]
-    counts = hedge is None or rt.is_main  # with Hedge every rank computes it all; rank 0 counts
-    model.eval()
-    for i in range(0, len(windows), hp.eval_batch_seqs):
-        host, positions = window_arrays(windows[i : i + hp.eval_batch_seqs], meters, seq_len, hp)
-        dev = to_device(host, rt)
-        with autocast_context(rt):
-            logp = scored_logp(model, dev, seq_len)
-        if counts:
-            meters.add("sliding_window", logp, dev)
-        if hedge is not None:
-            hedge_batch(hedge, logp, host["mask"], positions, meters, rt, counts)
-
-
-def hedge_batch(hedge: HedgeMixer, logp: Tensor, mask: np.ndarray, positions: np.ndarray, meters: StageMeters,
-                rt: Runtime, counts: bool) -> None:
-    """The mixer on a window batch's scored targets in stream order (the real slots, flattened): scored (into
-    the meters if this rank counts), then updated."""
-    flat = np.flatnonzero(mask.ravel())
-    positions, tokens = positions.ravel()[flat], meters.val.tokens.numpy()
-    host = dict(flat=flat, prev1=tokens[positions - 1], prev2=tokens[np.maximum(positions - 2, 0)],
-                **meters.target_arrays(positions, np.ones(positions.size, np.int32)))
-    dev = to_device(host, rt)
-    mixed, experts = hedge.mix(logp.view(-1, logp.size(-1))[dev["flat"]], dev["prev2"], dev["prev1"])
-    if counts:
-        meters.add("hedge_mixer", mixed, dev)
-    hedge.update(experts, dev["prev2"], dev["prev1"], dev["targets"])
 
 
 LORA_TARGETS = ("q", "k", "v", "o", "mlp")
@@ -2990,7 +2855,7 @@ def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
         ttt_batch(model, docs, new_lora(model, hp, 0, len(docs), {}), fake_hp, rt, meters, "warmup")
         model.requires_grad_(True)
     if hp.sliding_window_enabled or hp.use_hedge:
-        eval_sliding(model, fake, fake_hp, rt, meters)
+        optional_module("train_gpt_mixers", hp).eval_sliding(model, fake, fake_hp, rt, meters)
 
 
 def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime, log) -> list[dict]:
@@ -3025,15 +2890,17 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
     if attention_backend(model.hp, rt.device) == "flex":
         model = sdpa_view(model)
         log("eval_stages: attention on SDPA (Flex needs torch.compile)")
+    mixers = optional_module("train_gpt_mixers", hp)
     with timed(timers, "ngram_hints"):
-        hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled else None
+        hints = mixers.ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled \
+            else None
     with timed(timers, "eval_warmup"):
         eval_warmup(model, hp, rt)
     if hp.sliding_window_enabled or hp.use_hedge:
         meters = StageMeters(["sliding_window"] + (["hedge_mixer"] if hp.use_hedge else []), val, hp, rt, hints)
         synchronize(rt)
         with timed(timers, "sliding_window"):
-            eval_sliding(model, val, hp, rt, meters)
+            mixers.eval_sliding(model, val, hp, rt, meters)
         rows += report_stage(meters, timers["sliding_window"], val.partial, rt, log)
     if hp.ttt_enabled:
         synchronize(rt)
@@ -3095,12 +2962,13 @@ def export_label(hp: Hyperparameters) -> str:
 
 
 def code_sources(hp: Hyperparameters) -> dict[str, str]:
-    """The code this run uses, by module: this file, and the long-run module when a knob asks for it. A module
-    served from a packed stub has no file of its own: the stub, this run's __file__, holds it."""
+    """The code this run uses, by module: this file and the optional modules its knobs import. A module served
+    from a packed stub has no file of its own: the stub, this run's __file__, holds it."""
     sources = {"train_gpt": Path(__file__).read_text(encoding="utf-8")}
-    module = long_run(hp)
-    if getattr(module, "__file__", None):
-        sources[module.__name__] = Path(module.__file__).read_text(encoding="utf-8")
+    for name in OPTIONAL_MODULES:
+        module = optional_module(name, hp)
+        if getattr(module, "__file__", None):
+            sources[name] = Path(module.__file__).read_text(encoding="utf-8")
     return sources
 
 
@@ -3230,7 +3098,8 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
     """What would otherwise fail minutes in: the artifact to score exists, ARTIFACT_DIR takes the outputs,
     every train shard is whole and in the vocabulary. Returns (artifact to score or None, shards, tokens)."""
     scored = Path(hp.eval_only_path) if hp.eval_only_path else None
-    long_run(hp)  # the long-run module a knob asks for is at hand (a packed stub may lack it)
+    for name in OPTIONAL_MODULES:  # the modules the knobs ask for are at hand (a packed stub may lack them)
+        optional_module(name, hp)
     if rt.is_main:
         check_output_dir(Path(hp.artifact_dir), model)
         lock_output_dir(Path(hp.artifact_dir))

@@ -20,7 +20,8 @@ LEGALITY = ["tests/test_eval_legality.py"]
 RESUME = ["tests/test_resume.py::test_restore_brings_back_every_state_and_the_next_steps_match",
           "tests/test_resume.py::test_the_fingerprint_holds_training_knobs_and_not_the_continuations"]
 LONG_RUN = "train_gpt_longrun.py"
-SOURCES = ("train_gpt.py", LONG_RUN)
+MIXERS = "train_gpt_mixers.py"
+SOURCES = ("train_gpt.py", LONG_RUN, MIXERS)
 # name: (text in train_gpt.py, its replacement, tests that must fail[, the file holding the text])
 MUTATIONS = {
     "lane_split_after_skip": (  # the split moved below the skip merge: lane M would start with the skip in it
@@ -69,13 +70,14 @@ MUTATIONS = {
                                       "min(hi + 1, end)))", LEGALITY),
     "hedge_counts_before_mixing": ("    mixed, experts = hedge.mix(",
                                    "    hedge.update(None, dev[\"prev2\"], dev[\"prev1\"], dev[\"targets\"])\n"
-                                   "    mixed, experts = hedge.mix(", LEGALITY),
+                                   "    mixed, experts = hedge.mix(", LEGALITY, MIXERS),
     "tilt_hints_the_target": ('arrays["hints"] = self.hints[positions]',
                               'arrays["hints"] = self.val.tokens.numpy()[positions].astype(np.int64)', LEGALITY),
-    "ngram_hint_sees_the_target": ("before = np.maximum(idx - 1, 0)", "before = idx", LEGALITY),  # counts x_p
+    "ngram_hint_sees_the_target": ("before = np.maximum(idx - 1, 0)", "before = idx", LEGALITY, MIXERS),  # counts x_p
     "tilt_uses_the_next_hint": ('arrays["hints"] = self.hints[positions]',
                                 'arrays["hints"] = self.hints[np.minimum(positions + 1, self.hints.size - 1)]', LEGALITY),
-    "sliding_drops_the_tail": ("    while end < num_targets:\n", "    while end + stride <= num_targets:\n", LEGALITY),
+    "sliding_drops_the_tail": ("    while end < num_targets:\n", "    while end + stride <= num_targets:\n", LEGALITY,
+                               MIXERS),
     "plain_eval_drops_the_tail": ("total_seqs = -(-n // seq_len)", "total_seqs = n // seq_len", LEGALITY),
     "global_sgd_on_unscored_docs": ("phase_docs(queue, bound, prefix, hp)",
                                     "phase_docs(queue, bound + 1, prefix + hp.ttt_batch_size, hp)", LEGALITY),
@@ -91,7 +93,7 @@ MUTATIONS = {
                                 "            meters.add(label, logp.detach(), dev)\n", LEGALITY),
     "hedge_entropy_expert": ("return torch.stack([logp, uni, bi, tri])",
                              "return torch.stack([logp, uni, bi, tri, (logp.exp() * logp).sum(-1, keepdim=True)"
-                             ".expand_as(logp)])", LEGALITY),
+                             ".expand_as(logp)])", LEGALITY, MIXERS),
     # resumable checkpoints: each drops one piece of state a continuation needs
     "resume_without_muon_momenta": ('zip(optimizers, [*shared["adam"], local["muon"]], strict=True)',
                                     'zip(optimizers[:-1], shared["adam"], strict=True)', RESUME, LONG_RUN),

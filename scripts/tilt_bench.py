@@ -1,4 +1,4 @@
-"""The n-gram tilt's hint pass (train_gpt.ngram_hints, #2135's token-only rule) on real text: microseconds per
+"""The n-gram tilt's hint pass (train_gpt_mixers.ngram_hints, #2135's token-only rule) on real text: microseconds per
 token on this CPU and the hint statistics, beside #2135's.
 
     .venv/bin/python scripts/tilt_bench.py [--corpus C4.jsonl] [--tokenizer sp8192.model] [--scale-tokens 48000000]
@@ -25,6 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train_gpt as tg  # noqa: E402
+import train_gpt_mixers as mixers  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 
@@ -40,7 +41,7 @@ def timed(tokens: np.ndarray, hp: tg.Hyperparameters, repeats: int) -> tuple[np.
     best, hints = float("inf"), None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        hints = tg.ngram_hints(torch.from_numpy(tokens), hp.ngram_tilt_order, hp.ngram_tilt_threshold)
+        hints = mixers.ngram_hints(torch.from_numpy(tokens), hp.ngram_tilt_order, hp.ngram_tilt_threshold)
         best = min(best, time.perf_counter() - t0)
     return hints, best
 

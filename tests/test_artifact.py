@@ -168,35 +168,38 @@ def test_eval_only_takes_the_model_knobs_from_the_artifact_and_refuses_another_v
 
 
 LONG_RUN_KNOBS = {"default": {}, "resume": {"RESUME_ENABLED": "1", "RESUME_SAVE_STEPS": "3"},
-                  "exports": {"EXPORT_MINUTES": "10"}}
+                  "exports": {"EXPORT_MINUTES": "10"}, "tilt": {"NGRAM_TILT_ENABLED": "1"},
+                  "sliding": {"SLIDING_WINDOW_ENABLED": "1"}}
+USES = {"default": (), "resume": ("train_gpt_longrun",), "exports": ("train_gpt_longrun",),
+        "tilt": ("train_gpt_mixers",), "sliding": ("train_gpt_mixers",)}
 
 
-def test_the_counted_code_holds_the_long_run_module_only_when_a_run_uses_it():
+def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it():
     """A default run counts and ships train_gpt.py alone; RESUME_* or EXPORT_MINUTES import train_gpt_longrun.py,
-    whose bytes then count too, raw (CODE_PACKING=raw) and packed (about its own packed size more)."""
+    the sliding window, Hedge or the tilt train_gpt_mixers.py, whose bytes then count too, raw (CODE_PACKING=raw)
+    and packed (about the module's own packed size more)."""
     here = Path(tg.__file__).parent
-    raw = {name: len((here / name).read_bytes()) for name in ("train_gpt.py", "train_gpt_longrun.py")}
+    raw = {name: len((here / f"{name}.py").read_bytes()) for name in ("train_gpt", *tg.OPTIONAL_MODULES)}
     counted = {}
     for name, env in LONG_RUN_KNOBS.items():
         lines = []
         counted[name], packed = tg.shipped_code(tg.Hyperparameters.from_env(env), lines.append)
-        uses_module = name != "default"
-        assert f"Code size (uncompressed): {raw['train_gpt.py'] + uses_module * raw['train_gpt_longrun.py']} " \
-               "bytes" in lines
+        assert f"Code size (uncompressed): {raw['train_gpt'] + sum(raw[m] for m in USES[name])} bytes" in lines
         assert f"Code size (compressed): {counted[name]} bytes" in lines and len(packed) == counted[name]
-    raw_form = tg.shipped_code(tg.Hyperparameters.from_env({**LONG_RUN_KNOBS["resume"], "CODE_PACKING": "raw"}),
-                               lambda line: None)
-    assert raw_form == (sum(raw.values()), None)
-    module_packed = len(tg.packed_code((here / "train_gpt_longrun.py").read_text()))
-    assert counted["resume"] == counted["exports"]
-    assert 0.5 * module_packed < counted["resume"] - counted["default"] < 1.1 * module_packed
+        raw_form = tg.shipped_code(tg.Hyperparameters.from_env({**env, "CODE_PACKING": "raw"}), lambda line: None)
+        assert raw_form == (raw["train_gpt"] + sum(raw[m] for m in USES[name]), None)
+        for module in USES[name]:
+            module_packed = len(tg.packed_code((here / f"{module}.py").read_text()))
+            assert 0.5 * module_packed < counted[name] - counted["default"] < 1.1 * module_packed
+    assert counted["resume"] == counted["exports"] and counted["tilt"] == counted["sliding"]
 
 
-def test_a_packed_stub_with_the_long_run_module_trains_saves_and_scores_as_the_source(tiny_dataset, tmp_path):
-    """The stub of a run that saves checkpoints carries train_gpt_longrun.py: run from a folder without that
-    file, it trains, saves and scores exactly as the source did. A stub without the module refuses such a run
-    in one line."""
-    env = tiny_env(tiny_dataset, tmp_path / "source", RESUME_ENABLED=1, RESUME_SAVE_STEPS=3)
+def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_source(tiny_dataset, tmp_path):
+    """The stub of a run that saves checkpoints and scores tilted sliding windows carries train_gpt_longrun.py and
+    train_gpt_mixers.py: run from a folder without them, it trains, saves and scores exactly as the source did.
+    A stub without the modules refuses such a run in one line."""
+    env = tiny_env(tiny_dataset, tmp_path / "source", RESUME_ENABLED=1, RESUME_SAVE_STEPS=3,
+                   SLIDING_WINDOW_ENABLED=1, NGRAM_TILT_ENABLED=1, NGRAM_TILT_ORDER=3, EVAL_STRIDE=16)
     source = run_script(env)
     assert source.returncode == 0, source.stderr[-2000:]
     stub = tmp_path / "alone" / "train_gpt_packed.py"  # no train_gpt_longrun.py beside it
@@ -206,7 +209,7 @@ def test_a_packed_stub_with_the_long_run_module_trains_saves_and_scores_as_the_s
     packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed")}, script=stub)
     assert packed.returncode == 0, packed.stderr[-2000:]
     for pattern in (r"trained_weights_crc32:\w+", r"resume:saved step:3 ", r"final_\w+_roundtrip_exact .*",
-                    r"Code size: \d+ bytes"):  # the stub counts itself: the same bytes
+                    r"quantized_sliding_window_tilt_exact .*", r"Code size: \d+ bytes"):  # the stub counts itself: the same bytes
         assert re.search(pattern, packed.stdout).group(0) == re.search(pattern, source.stdout).group(0), pattern
     stub.write_text(tg.packed_code((Path(tg.__file__).parent / "train_gpt.py").read_text()))
     one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "without")}, script=stub),

@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 
 import synthetic_corpus
 import train_gpt as tg
+import train_gpt_mixers as mixers
 from conftest import cpu_runtime, randomized_model, tiny_env
 
 VOCAB = 64
@@ -108,7 +109,7 @@ def run_mode(mode: str, tokens: torch.Tensor, tmp_path, monkeypatch, numeric_mod
     overrides, label = MODES[mode]
     env = tiny_env(tmp_path, tmp_path, **{**SMALL, **overrides, **extra})
     hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(tokens)
-    monkeypatch.setattr(tg.HedgeMixer, "WARMUP_TOKENS", 40)  # the mixer's weights move within this small stream
+    monkeypatch.setattr(mixers.HedgeMixer, "WARMUP_TOKENS", 40)  # the mixer's weights move within this small stream
     dists, counts = torch.zeros(tokens.numel(), VOCAB), torch.zeros(tokens.numel())
 
     def seen(name, positions, logp):
@@ -453,7 +454,7 @@ def test_no_mode_beats_the_entropy_floor_but_a_leaky_ttt_does(synthetic, tmp_pat
                                            "TTT_CHUNK_SIZE": 16, "TTT_BATCH_SIZE": 4, "TTT_WARM_START_A": 0})
     hp = tg.Hyperparameters.from_env(env)
     val = tg.load_validation(hp, CPU, lambda *a, **k: None)
-    monkeypatch.setattr(tg.HedgeMixer, "WARMUP_TOKENS", 200)
+    monkeypatch.setattr(mixers.HedgeMixer, "WARMUP_TOKENS", 200)
     rows, _ = tg.eval_stages(model_for(env), val, hp, CPU, lambda *a, **k: None)
     honest = {r["label"]: r["val_bpb"] for r in rows}
     assert len(honest) == 6 and all(bpb > floor for bpb in honest.values()), (honest, floor)
@@ -464,7 +465,7 @@ def test_no_mode_beats_the_entropy_floor_but_a_leaky_ttt_does(synthetic, tmp_pat
 
 
 def test_hedge_experts_are_full_distributions_and_the_entropy_expert_is_gone():
-    hedge = tg.HedgeMixer(VOCAB, 0.1, torch.device("cpu"))
+    hedge = mixers.HedgeMixer(VOCAB, 0.1, torch.device("cpu"))
     prev = torch.randint(0, VOCAB, (50,))
     hedge.update(None, prev, prev.roll(1), prev.roll(2))
     logp = torch.log_softmax(torch.randn(50, VOCAB), -1)
@@ -505,14 +506,14 @@ def test_ngram_hints_are_2135s_rule():
     tokens = [1, 5, 6, 7, 5, 6, 7, 5, 6, 1, 5, 6, 9, 5, 6]
     # a context seen once proposes what followed it (p = 6, 7, 8, 11); "5 6" at p = 9 has 7 twice: 7; at p = 12
     # it was followed by 7, 7, 1: 2/3 < 0.8, none; document bounds play no part (p = 11 reads across a BOS)
-    assert tg.ngram_hints(torch.tensor(tokens), order=3, threshold=0.8).tolist() == \
+    assert mixers.ngram_hints(torch.tensor(tokens), order=3, threshold=0.8).tolist() == \
         [-1, -1, -1, -1, -1, -1, 7, 5, 6, 7, -1, 6, -1, -1, -1]
     gen = np.random.default_rng(0)
     for order, threshold in [(1, 0.3), (2, 0.5), (3, 0.8), (5, 0.6), (16, 0.8)]:
         phrases = gen.integers(0, 6, (5, 4))  # phrases, and copies of the first 300 tokens with 5 % noise
         base = np.where(gen.random(300) < 0.2, gen.integers(0, 6, 300), phrases[gen.integers(0, 5, 75)].ravel())
         tokens = np.concatenate([base] + [np.where(gen.random(300) < 0.05, gen.integers(0, 6, 300), base)] * 3)
-        got = tg.ngram_hints(torch.tensor(tokens, dtype=torch.int32), order, threshold)
+        got = mixers.ngram_hints(torch.tensor(tokens, dtype=torch.int32), order, threshold)
         want = slow_2135_hints(tokens.tolist(), order, threshold)
         assert got.tolist() == want and sum(h >= 0 for h in want) > 20, (order, threshold)
 
