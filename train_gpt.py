@@ -224,7 +224,6 @@ class Hyperparameters:
     eval_only_path: str = knob("")  # skip training, score this artifact (1 = ARTIFACT_DIR's)
     eval_summary_json: str = knob("")  # write every eval stage's loss, bpb, tokens, bytes and seconds here (JSON)
     eval_budget_seconds: float = knob(600.0)  # warn when the TTT timer or the whole eval exceeds this
-    val_doc_fraction: float = knob(1.0, "(0, 1]")  # dev only: score a seeded sample of val documents (_partial)
     sliding_window_enabled: bool = knob(False)  # also score with overlapping windows (#895, #1626; absent in #1855)
     eval_seq_len: int = knob(0, "[0, inf)")  # sliding-window length (0 = TRAIN_SEQ_LEN)
     eval_stride: int = knob(64, "(0, inf)")  # a new window every N targets; each scores its last N
@@ -941,18 +940,22 @@ def load_tokenizer(path: str, vocab_size: int) -> spm.SentencePieceProcessor:
     return sp
 
 
-def check_shards_tokenizer(data_path: str, tokenizer_path: str) -> None:
-    """data/build_shards.py records the tokenizer's sha256: another tokenizer of the same size would count
-    other bytes per token and give a wrong val_bpb silently."""
+def build_info(data_path: str) -> dict:
+    """DATA_PATH/build_info.json of data/build_shards.py (the tokenizer's sha256) or data/sample_val.py (val_sample),
+    {} without one."""
     info = Path(data_path) / "build_info.json"
     try:
-        built = json.loads(info.read_text(encoding="utf-8")).get("tokenizer_sha256") if info.is_file() else None
-    except (OSError, ValueError, AttributeError) as e:
+        return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
+    except (OSError, ValueError) as e:
         raise DataError(f"{info} is unreadable ({type(e).__name__}): rebuild the shards or remove it") from None
-    ours = hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest()
-    if built and built != ours:
-        raise DataError(f"tokenizer {tokenizer_path} (sha256 {ours[:12]}) is not the one the shards were built "
-                        f"with ({info}: {str(built)[:12]}): set TOKENIZER_PATH to that one")
+
+
+def check_shards_tokenizer(data_path: str, tokenizer_path: str) -> None:
+    """Another tokenizer of the same size would count other bytes per token: a wrong val_bpb, silently."""
+    built, ours = build_info(data_path).get("tokenizer_sha256"), hashlib.sha256(Path(tokenizer_path).read_bytes())
+    if built and built != ours.hexdigest():
+        raise DataError(f"tokenizer {tokenizer_path} (sha256 {ours.hexdigest()[:12]}) is not the one the shards were "
+                        f"built with ({data_path}/build_info.json: {str(built)[:12]}): set TOKENIZER_PATH to that one")
 
 
 def token_bytes_from_luts(tokens: Tensor, luts: ByteLUTs) -> Tensor:
@@ -975,7 +978,7 @@ def load_token_bytes_sidecar(pattern: str, num_tokens: int) -> Tensor:
 class ValidationData:
     tokens: Tensor  # int32 [N+1]: the val stream; tokens 1..N are the targets
     token_bytes: Tensor  # int16 [N+1]: bytes token i adds when it is a target
-    partial: bool = False  # a VAL_DOC_FRACTION sample: no number from it is the score
+    partial: bool = False  # a sample (data/sample_val.py): no number from it is the score
 
 
 def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
@@ -987,17 +990,6 @@ def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
     starts = starts if starts and starts[0] == 0 else [0] + starts
     return list(zip(starts, starts[1:] + [n]))
 
-
-def sample_documents(val: ValidationData, fraction: float, seed: int) -> ValidationData:
-    """VAL_DOC_FRACTION: a seeded sample of whole documents, kept in stream order, as one stream."""
-    docs = val_documents(val.tokens)
-    keep = max(1, round(fraction * len(docs)))
-    chosen = sorted(torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed))[:keep].tolist())
-    targets = torch.cat([torch.arange(docs[i][0] + 1, docs[i][1] + 1) for i in chosen])
-    index = torch.cat([torch.tensor([docs[chosen[0]][0]]), targets])  # the first input, then every target
-    bytes_ = val.token_bytes[index].clone()
-    bytes_[0] = 0
-    return ValidationData(val.tokens[index], bytes_, partial=True)
 
 class BpbMeter:
     """Accumulates NLL (nats), scored tokens and bytes in float64 on the device; every eval path feeds one."""
@@ -2945,15 +2937,13 @@ def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> Validation
         log(f"val_bytes:sidecar pattern={hp.val_bytes_path}")
     else:
         token_bytes = token_bytes_from_luts(tokens, build_byte_luts(sp, hp.vocab_size))
-    val = ValidationData(tokens, token_bytes)
+    sample = build_info(hp.data_path).get("val_sample")
     log(f"val_loader:shards pattern={pattern} tokens:{tokens.numel()} documents:{len(val_documents(tokens))}")
     log(f"val_tokens: {tokens.numel() - 1}")  # every target the split holds; reviewers compare it across runs
-    if hp.val_doc_fraction < 1:
-        val = sample_documents(val, hp.val_doc_fraction, hp.seed)
-        log(f"val_doc_fraction:{hp.val_doc_fraction:g} documents:{len(val_documents(val.tokens))}: every score "
-            "below is partial")
-    log(f"target_tokens: {val.tokens.numel() - 1}")  # the targets every eval mode scores, the tail included
-    return val
+    if sample:
+        log(f"val_sample: {sample}: every score below is partial")
+    log(f"target_tokens: {tokens.numel() - 1}")  # the targets every eval mode scores, the tail included
+    return ValidationData(tokens, token_bytes, partial=bool(sample))
 
 
 def export_label(hp: Hyperparameters) -> str:
@@ -3024,51 +3014,51 @@ def artifact_path(hp: Hyperparameters) -> Path:
     return Path(hp.artifact_dir) / f"final_model.{export_label(hp).split('_')[0]}.ptz"
 
 
+def export_outputs(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> tuple[dict[Path, bytes], int]:
+    """Rank 0's files of an export (raw checkpoint, artifact, packed code, their sha256 listing last) and the
+    bytes counted against the cap, with the records' size lines."""
+    out_dir, label, state = Path(hp.artifact_dir), export_label(hp).replace("_", "+"), model.state_dict()
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    log(f"Serialized model: {buf.tell()} bytes")
+    quantized, t0 = quantize_for_export(model, hp, rt, log), time.perf_counter()
+    blob = pack_artifact(quantized, hp.model_config(), hp.compressor, rans_groups(quantized, hp.rans_coding))
+    log(f"serialize_wallclock:{time.perf_counter() - t0:.1f}s")
+    code_bytes, packed = shipped_code(hp, log)
+    outputs = {out_dir / "final_model.pt": buf.getvalue(), artifact_path(hp): blob}
+    if packed is not None:
+        outputs[out_dir / "train_gpt_packed.py"] = packed
+    outputs[out_dir / OUTPUT_SUMS] = output_sums(outputs)  # renamed last: see check_output_set
+    raw_bytes, total = sum(t.numel() * t.element_size() for t in state.values()), len(blob) + code_bytes
+    log(f"Code size: {code_bytes} bytes")
+    log(f"Serialized model {label}: {len(blob)} bytes (raw:{raw_bytes} ratio:{raw_bytes / len(blob):.2f}x)")
+    log(f"Total submission size {label}: {total} bytes")
+    log(f"budget:total code:{code_bytes} model:{len(blob)} total:{total} cap:{ARTIFACT_CAP_BYTES} "
+        f"headroom:{ARTIFACT_CAP_BYTES - total}")  # per tensor group: scripts/budget.py
+    return outputs, total
+
+
 def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> Path:
-    """Rank 0 quantizes; the size cap and finite weights are enforced here. The raw checkpoint, the artifact
-    and the packed code replace the previous run's together, only once all of them are complete."""
-    out_dir, label, path = Path(hp.artifact_dir), export_label(hp), artifact_path(hp)
+    """Finite weights and the size cap are enforced on every rank; the outputs rank 0 builds then replace the
+    previous run's together, only once all of them are complete."""
+    start, path = time.perf_counter(), artifact_path(hp)
     bad = [name for name, t in model.state_dict().items() if not bool(torch.isfinite(t).all())]
     if bad:  # every rank holds the same weights: all refuse together
         raise ArtifactError(f"non-finite weights in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}: "
                             "nothing exported")
-    total = torch.zeros((), dtype=torch.float64, device=rt.device)
-    outputs: dict[Path, bytes] = {}
-    if rt.is_main:
-        start, state = time.perf_counter(), model.state_dict()
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        log(f"Serialized model: {buf.tell()} bytes")
-        quantized = quantize_for_export(model, hp, rt, log)
-        t0 = time.perf_counter()
-        rans = rans_groups(quantized, hp.rans_coding)
-        blob = pack_artifact(quantized, hp.model_config(), hp.compressor, rans)
-        log(f"serialize_wallclock:{time.perf_counter() - t0:.1f}s")
-        code_bytes, packed = shipped_code(hp, log)
-        outputs = {out_dir / "final_model.pt": buf.getvalue(), path: blob}
-        if packed is not None:
-            outputs[out_dir / "train_gpt_packed.py"] = packed
-        outputs[out_dir / OUTPUT_SUMS] = output_sums(outputs)  # renamed last: see check_output_set
-        raw_bytes = sum(t.numel() * t.element_size() for t in state.values())
-        log(f"Code size: {code_bytes} bytes")
-        log(f"Serialized model {label.replace('_', '+')}: {len(blob)} bytes (raw:{raw_bytes} "
-            f"ratio:{raw_bytes / len(blob):.2f}x)")
-        log(f"Total submission size {label.replace('_', '+')}: {len(blob) + code_bytes} bytes")
-        log(f"budget:total code:{code_bytes} model:{len(blob)} total:{len(blob) + code_bytes} "
-            f"cap:{ARTIFACT_CAP_BYTES} headroom:{ARTIFACT_CAP_BYTES - len(blob) - code_bytes}")  # scripts/budget.py
-        total += len(blob) + code_bytes
-    total = int(all_reduce_(total, rt).item())
+    outputs, total = export_outputs(model, hp, rt, log) if rt.is_main else ({}, 0)
+    total = int(all_reduce_(torch.tensor(float(total), dtype=torch.float64, device=rt.device), rt).item())
     if total > ARTIFACT_CAP_BYTES:
-        msg = (f"artifact is {total} bytes, over the {ARTIFACT_CAP_BYTES}-byte cap by {total - ARTIFACT_CAP_BYTES}: "
-               "nothing written")
+        msg = f"artifact is {total} bytes, over the {ARTIFACT_CAP_BYTES}-byte cap by {total - ARTIFACT_CAP_BYTES}: " \
+              "nothing written"
         log(f"error: {msg}")
         raise ArtifactError(msg)
     why = write_on_all_ranks(functools.partial(atomic_write_files, outputs) if rt.is_main else None, rt, "on rank 0")
     if why is not None:
-        raise ArtifactError(f"could not write the outputs to {out_dir} ({why}); the previous ones are untouched")
-    if rt.is_main:
-        RUN_STATE["artifact"] = path
-        log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
+        raise ArtifactError(f"could not write the outputs to {hp.artifact_dir} ({why}); the previous ones are "
+                            "untouched")
+    RUN_STATE["artifact"] = path
+    log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
     return path
 
 

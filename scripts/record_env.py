@@ -120,6 +120,9 @@ RECORD_ENV: dict[str, RecordEnv] = {
                                 "TTT_ENABLED is score-first LoRA TTT", off=lambda raw, hp: _number(raw) == 0),
     "TTT_LR": _no_equivalent("#895 (early)", "see TTT_STEPS; the adapters' rate is TTT_LORA_LR", off=_any),
     "TTT_DEBUG_BYPASS": _no_equivalent("#1855", "no debug bypass of TTT", off=_is_off),
+    "VAL_DOC_FRACTION": _no_equivalent("#1626-#1775", "sample the val split once with data/sample_val.py and point "
+                                       "DATA_PATH at it (its scores are labelled _partial)",
+                                       off=lambda raw, hp: _number(raw) == 1),
     **{name: RecordEnv("same_math", "#1855/#2008", "results go to the log and EVAL_SUMMARY_JSON",
                        translate=_nothing, off=_any) for name in (
         "TTT_OUTPUT_DIR", "TTT_VARIANT_ID", "OUTPUT_DIR", "SLIDING_EVAL_OUTPUT_JSON", "PREQUANT_EVAL_OUTPUT_JSON",

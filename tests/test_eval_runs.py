@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import sample_val
 from conftest import NUMERIC_MODES, run_script, tiny_env
 
 EVAL = dict(TTT_ENABLED=1, TTT_CHUNK_SIZE=16, TTT_EVAL_SEQ_LEN=32, TTT_BATCH_SIZE=8, TTT_LORA_RANK=4,
@@ -81,7 +82,9 @@ def test_dev_subsets_are_labelled_partial(trained, tiny_dataset, tmp_path):
     work, _, mode = trained
     artifact = work / "final_model.int6.ptz"
     base = dict(EVAL, AUTOCAST=mode, SLIDING_WINDOW_ENABLED=0, USE_HEDGE=0, NGRAM_TILT_ENABLED=0, EVAL_ONLY_PATH=artifact)
-    result = run_script(tiny_env(tiny_dataset, tmp_path, **base, VAL_DOC_FRACTION=0.3, RUN_ID="sample"))
+    sampled = tmp_path / "sampled"
+    assert sample_val.main([str(tiny_dataset), str(sampled), "--fraction", "0.3"]) == 0
+    result = run_script(tiny_env(tiny_dataset, tmp_path, **base, DATA_PATH=sampled, RUN_ID="sample"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert list(exact_lines(result.stdout)) == ["final_int6_brotli_roundtrip_partial", "quantized_ttt_phased_partial"]
     assert "every score below is partial" in result.stdout
