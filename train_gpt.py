@@ -82,17 +82,14 @@ torch.fx.experimental._config.use_duck_shape = False
 # spellings of knob names fail at startup with the variable's name.
 # -----------------------------------------------------------------------------------------------
 
-
 def knob(default, bounds: str = "", model: bool = False):
     """One env-var knob: its default, its allowed interval such as "[0, 1)", and model=True if it changes the
     function the weights compute (stored in the artifact). Its meaning is the comment on its line (--help)."""
     return field(default=default, metadata={"bounds": bounds, "choices": (), "model": model})
 
-
 def choice(default: str, *others: str, model: bool = False):
     """A knob that takes one of a few words, the first being the default."""
     return field(default=default, metadata={"bounds": "", "choices": (default, *others), "model": model})
-
 
 @dataclass(frozen=True)
 class Hyperparameters:
@@ -323,10 +320,8 @@ class Hyperparameters:
         """The knobs that define the function the weights compute: stored in the artifact, checked on load."""
         return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata["model"]}
 
-
 class HyperparameterError(ValueError):
     pass
-
 
 def check_bounds(name: str, value, bounds: str) -> None:
     """nan or inf in a float knob would train or score garbage silently; bounds "[lo, hi)" as in math."""
@@ -337,14 +332,12 @@ def check_bounds(name: str, value, bounds: str) -> None:
         if not ((lo < value or bounds[0] == "[" and value == lo) and (value < hi or bounds[-1] == "]" and value == hi)):
             raise HyperparameterError(f"{name}={value} must be in {bounds}")
 
-
 # The knobs that hold a list: 'a@b,c@d' -> [(a, b), (c, d)] or 'a,b' -> [a, b], sorted, distinct, every number
 # > 0 (TTT_EVAL_BATCHES: >= 0). PROG_DEPTH is #895's frac:repeats, TRAIN_SEQ_SCHEDULE #2014's len@frac,
 # TTT_SHORT_DOC_CHUNKS #2014's chunk@maxlen.
 LIST_KNOBS = {"prog_depth": (float, int), "train_seq_schedule": (int, float), "ttt_short_doc_chunks": (int, int),
               "export_minutes": (float,), "resume_save_minutes": (float,), "resume_save_steps": (int,),
               "ttt_eval_batches": (int,)}
-
 
 def knob_list(hp, name: str) -> list:
     spec, kinds, sep = getattr(hp, name), LIST_KNOBS[name], ":" if name == "prog_depth" else "@"
@@ -359,18 +352,15 @@ def knob_list(hp, name: str) -> list:
         raise HyperparameterError(f"{name.upper()}={spec!r}: expected a comma list of {form}, numbers > 0")
     return [item[0] if len(kinds) == 1 else item for item in items]
 
-
 def seq_schedule(hp) -> list[tuple[float, int]]:
     """TRAIN_SEQ_SCHEDULE as (training fraction, segment length), by fraction."""
     return sorted((f, n) for n, f in knob_list(hp, "train_seq_schedule"))
-
 
 # Env vars that belong to the launcher, not to us, even if they resemble a knob name.
 LAUNCHER_ENV = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
                 "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "OMP_NUM_THREADS"}
 PROCESS_ENV_PREFIXES = ("NCCL_", "CUDA_", "CUDNN_", "CUBLAS", "TORCH", "PYTORCH_", "TRITON_", "PYTHON", "OMP_",
                         "MKL_", "KMP_", "NVIDIA_", "HF_", "LD_", "LC_", "XDG_", "SLURM_")
-
 
 def parse_knob(name: str, raw: str, kind: type, choices: tuple):
     try:
@@ -383,7 +373,6 @@ def parse_knob(name: str, raw: str, kind: type, choices: tuple):
     if choices and value not in choices:
         raise HyperparameterError(f"{name}={raw!r} is not one of {', '.join(choices)}")
     return value
-
 
 def derived_paths(hp: Hyperparameters) -> dict[str, str]:
     """DATA_PATH and TOKENIZER_PATH left empty, derived as #1775/#1855/#2008 derive them; under CASEOPS_ENABLED
@@ -403,7 +392,6 @@ def derived_paths(hp: Hyperparameters) -> dict[str, str]:
         paths["val_bytes_path"] = os.path.join(paths["data_path"], "fineweb_val_bytes_*.bin")
     return paths
 
-
 def check_knob_spelling(environ) -> None:
     """A typo like MODEL_DIMS would otherwise be ignored silently and the run would use the default; so would
     a record's name spelled in our words (SMEAR_GATE, VAL_BATCH_TOKENS), which scripts/record_env.py translates.
@@ -422,11 +410,9 @@ def check_knob_spelling(environ) -> None:
             raise HyperparameterError(f"{key} is not a knob of train_gpt.py; a record's name? see "
                                       "scripts/record_env.py")
 
-
 def describe_hyperparameters(hp: Hyperparameters) -> list[str]:
     """The resolved knobs, derived paths included."""
     return ["hyperparameters:"] + [f"  {f.name.upper()}={getattr(hp, f.name)}" for f in fields(hp)]
-
 
 def knob_table() -> str:
     """Markdown table of every knob (--help, docs/knobs.md); a knob's meaning is the comment on its line of the
@@ -439,14 +425,12 @@ def knob_table() -> str:
         rows.append(f"| `{f.name.upper()}` | `{f.default}` | {doc.replace('|', '/')} |")
     return "\n".join(rows)
 
-
 # -----------------------------------------------------------------------------------------------
 # RUNTIME
 # Distributed setup lives here (with the gradient average of GRAD_CLIP_PER_RANK) and in two other
 # places only: Muon's update all-reduce and the metric reducer. World size 1 is the plain path: no
 # torchrun, no process group.
 # -----------------------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class Runtime:
@@ -469,7 +453,6 @@ class Runtime:
         # The baseline's global batch is defined for 8 ranks; fewer ranks accumulate to match it.
         return 8 // self.world_size
 
-
 def init_runtime(hp: Hyperparameters) -> Runtime:
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
@@ -490,12 +473,10 @@ def init_runtime(hp: Hyperparameters) -> Runtime:
     autocast = hp.autocast == "bf16" or (hp.autocast == "auto" and native_bf16)
     return Runtime(rank, world_size, local_rank, device, autocast)
 
-
 def all_reduce_(tensor: Tensor, rt: Runtime, op=dist.ReduceOp.SUM) -> Tensor:
     if rt.distributed:
         dist.all_reduce(tensor, op=op)
     return tensor
-
 
 def average_gradients(params: list[Tensor], rt: Runtime) -> None:
     """The average DDP computes, done by hand after each rank clipped its own gradient (GRAD_CLIP_PER_RANK)."""
@@ -508,32 +489,25 @@ def average_gradients(params: list[Tensor], rt: Runtime) -> None:
         for g, averaged in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
             g.copy_(averaged)
 
-
 def autocast_context(rt: Runtime):
     return torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16, enabled=rt.autocast)
 
-
 def compiles(hp: Hyperparameters, rt: Runtime) -> bool:
     return hp.compile == "1" or (hp.compile == "auto" and rt.device.type == "cuda")
-
 
 def fp32_context(device: torch.device):
     """Statistics (Hessians, GPTQ, LQER) stay fp32 even when called inside an autocast region."""
     return torch.autocast(device_type=device.type, enabled=False)
 
-
 def synchronize(rt: Runtime) -> None:
     if rt.device.type == "cuda":
         torch.cuda.synchronize()
 
-
 class OutputError(RuntimeError):
     """A log or summary that cannot be written (a full disk): one line, exit 2."""
 
-
 # Where the run is and what it has written, for the one line of an interrupted run (Ctrl-C)
 RUN_STATE: dict = {"stage": "startup"}
-
 
 class Logger:
     """Rank 0 prints and appends to logs/<RUN_ID>.txt; other ranks stay silent. Lines are held in memory
@@ -573,7 +547,6 @@ class Logger:
             path, self.path = self.path, None  # no more lines: the error line goes to stderr
             raise OutputError(f"could not write the log {path} ({e.strerror}): the run stopped") from None
 
-
 def atomic_write_files(files: dict[Path, bytes]) -> None:
     """Write every file to a temp name in its directory and fsync, then rename them all: readers never see
     a partial file, and a set of outputs replaces the previous set only once all of it is on disk. On any
@@ -596,10 +569,8 @@ def atomic_write_files(files: dict[Path, bytes]) -> None:
             tmp.unlink(missing_ok=True)
         raise
 
-
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write_files({Path(path): data})
-
 
 def remove_stale_temps(directory: Path, name: str) -> None:
     """Temp files of the files matching name (a glob) left by a process that no longer runs (kill -9 during
@@ -614,7 +585,6 @@ def remove_stale_temps(directory: Path, name: str) -> None:
             except PermissionError:
                 pass  # alive, another user's
 
-
 def write_on_all_ranks(write, rt: Runtime, elsewhere: str) -> str | None:
     """Runs this rank's write (None: nothing to write here) and tells every rank whether every write succeeded:
     None, or why not (its OSError, else `elsewhere`). A failed write (a full disk) leaves the earlier files whole;
@@ -627,7 +597,6 @@ def write_on_all_ranks(write, rt: Runtime, elsewhere: str) -> str | None:
         failed, why = failed + 1, str(e)
     return why if all_reduce_(failed, rt).item() else None
 
-
 # -----------------------------------------------------------------------------------------------
 # DATA
 # Official shard format: 256 little-endian int32 (magic 20240520, version 1, token count N), then N
@@ -638,15 +607,12 @@ def write_on_all_ranks(write, rt: Runtime, elsewhere: str) -> str | None:
 SHARD_MAGIC, SHARD_VERSION, SHARD_HEADER_BYTES = 20240520, 1, 256 * 4
 BOS_ID = 1  # every document in a shard starts with this id (checked against the tokenizer)
 
-
 class DataError(ValueError):
     pass
-
 
 def read_shard(path: str | Path) -> Tensor:
     """Tokens of one shard as an int32 tensor; any disagreement with the header is an error."""
     return torch.from_numpy(shard_array(path).astype(np.int32))
-
 
 def shard_array(path: str | Path) -> np.ndarray:
     """The tokens of one shard, memory-mapped, once its header and size agree."""
@@ -667,10 +633,8 @@ def shard_array(path: str | Path) -> np.ndarray:
         return np.zeros(0, dtype="<u2")
     return np.memmap(path, dtype="<u2", mode="r", offset=SHARD_HEADER_BYTES, shape=(num_tokens,))
 
-
 GET_DATA_HINT = ("get the official data with `python data/cached_challenge_fineweb.py --variant sp8192` (or sp1024), "
                  "or build shards from your own text with `python data/build_shards.py`")
-
 
 def shard_paths(pattern: str, skip_sidecars: bool = False) -> list[Path]:
     """Sorted shard files of a glob; skip_sidecars drops the CaseOps byte sidecars (fineweb_val_bytes_*),
@@ -679,7 +643,6 @@ def shard_paths(pattern: str, skip_sidecars: bool = False) -> list[Path]:
     if not paths:
         raise DataError(f"no files match {pattern}: {GET_DATA_HINT}")
     return paths
-
 
 def check_train_shards(pattern: str, vocab_size: int) -> tuple[int, int]:
     """Every train shard's header, size and token range, before training: the loader opens a shard only
@@ -693,10 +656,8 @@ def check_train_shards(pattern: str, vocab_size: int) -> tuple[int, int]:
         total += tokens.size
     return len(paths), total
 
-
 def train_pattern(hp: Hyperparameters) -> str:
     return os.path.join(hp.data_path, "fineweb_train_*.bin")
-
 
 def first_bos(tokens: np.ndarray, path: Path) -> int:
     """Where a shard's first document starts, read a megatoken at a time (a memmap: the rest stays on disk)."""
@@ -706,9 +667,7 @@ def first_bos(tokens: np.ndarray, path: Path) -> int:
             return lo + int(hits[0])
     raise DataError(f"{path}: no BOS ({BOS_ID}) token: documents cannot be found")
 
-
 CU_SEQLENS_BUCKET = 64  # #1855: attention boundaries padded to a multiple of 64 entries, a few shapes to compile
-
 
 def segment_starts(bos: np.ndarray, length: int, span: int) -> np.ndarray:
     """Starts of the attention segments of a row of `length` tokens with BOS at the sorted positions `bos`, as
@@ -718,7 +677,6 @@ def segment_starts(bos: np.ndarray, length: int, span: int) -> np.ndarray:
     within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     return np.repeat(docs, counts) + within * span
 
-
 def bucketed_cu_seqlens(starts: np.ndarray, total: int, size: int | None = None) -> np.ndarray:
     """FA3's varlen boundaries (cu_seqlens, int32): the segment starts over the flattened batch, then its end,
     padded with empty segments at the end to `size` entries, by default the next multiple of CU_SEQLENS_BUCKET."""
@@ -727,13 +685,11 @@ def bucketed_cu_seqlens(starts: np.ndarray, total: int, size: int | None = None)
     cu[: starts.size] = starts
     return cu
 
-
 def rows_cu_seqlens(rows: np.ndarray, span: int, doc_isolation: bool) -> np.ndarray:
     """cu_seqlens of a [B, T] batch of token rows; DOC_ISOLATION=0 cuts only every `span` from a row's start."""
     b, t = rows.shape
     bos = [np.flatnonzero(r == BOS_ID) if doc_isolation else np.zeros(0, np.int64) for r in rows]
     return bucketed_cu_seqlens(np.concatenate([segment_starts(p, t, span) + i * t for i, p in enumerate(bos)]), b * t)
-
 
 def cu_seqlens_input(cu: Tensor) -> Tensor:
     """The int32 boundaries FA3 takes, marked so that a compiled graph keeps their count symbolic where it can
@@ -742,14 +698,12 @@ def cu_seqlens_input(cu: Tensor) -> Tensor:
     torch._dynamo.maybe_mark_dynamic(cu, 0)
     return cu
 
-
 def copy_to_device(t: Tensor, rt: Runtime) -> Tensor:
     """A host tensor on the device without waiting for the GPU: pinned (a copy from pageable memory would wait
     for the stream to drain), non_blocking. Already pinned tensors are not copied again on the host."""
     if rt.device.type == "cuda" and not t.is_pinned():
         t = t.pin_memory()
     return t.to(rt.device, non_blocking=True)
-
 
 def to_device(arrays: dict[str, np.ndarray], rt: Runtime) -> dict[str, Tensor]:
     """Host arrays on the device through one copy (copy_to_device), packed as int32. Returns int64 views, in
@@ -761,7 +715,6 @@ def to_device(arrays: dict[str, np.ndarray], rt: Runtime) -> dict[str, Tensor]:
         views[name] = flat[lo:hi].view(np.shape(a))
     return views
 
-
 @dataclass(frozen=True)
 class Batch:
     """A training micro-batch on the device: one flat row of inputs and targets [1, T] and the cu_seqlens of
@@ -770,7 +723,6 @@ class Batch:
     x: Tensor
     y: Tensor
     cu_seqlens: Tensor
-
 
 class TrainLoader:
     """The document-packing loader of #1530/#1855: shards in sorted order, strictly sequential. Each batch is the
@@ -833,7 +785,6 @@ class TrainLoader:
         self.close()
         self.cursor = (state["file_index"], state["pos"])
 
-
 def produce_batches(job: dict, cursor: tuple[int, int], buffer: queue.Queue, stop: threading.Event) -> None:
     """TrainLoader's thread: from the cursor on, each batch's row of this rank (int32, pinned for CUDA), its BOS
     positions and the cursor after it, into the bounded queue; an error goes there too, for next_batch."""
@@ -860,7 +811,6 @@ def produce_batches(job: dict, cursor: tuple[int, int], buffer: queue.Queue, sto
     except Exception as e:  # noqa: BLE001 - raised on the main thread by next_batch
         offer(buffer, e, stop)
 
-
 def offer(buffer: queue.Queue, item, stop: threading.Event) -> None:
     """Put into a bounded queue unless asked to stop meanwhile."""
     while not stop.is_set():
@@ -870,12 +820,10 @@ def offer(buffer: queue.Queue, item, stop: threading.Event) -> None:
         except queue.Full:
             continue
 
-
 def check_same_shards(saved: list[str], paths: list[Path]) -> None:
     if saved != [p.name for p in paths]:
         raise DataError(f"RESUME_FROM: the checkpoint read {len(saved)} train shards ({saved[0]}..{saved[-1]}), "
                         f"this run has {len(paths)} ({paths[0].name}..{paths[-1].name}): resume on the same shards")
-
 
 def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
     """The whole val stream: every token after the first is a target, the tail included (#2014; the baseline
@@ -888,7 +836,6 @@ def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
         raise DataError(f"validation token id {max_id} >= VOCAB_SIZE {vocab_size}: shards and vocab disagree")
     return tokens
 
-
 # -----------------------------------------------------------------------------------------------
 # METRIC (exact BPB)
 # Tokenizer-agnostic score: bits of the model's NLL per UTF-8 byte of the text. Bytes per target
@@ -897,13 +844,11 @@ def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
 # sidecar for transformed tokenizers. Sums are float64 and all-reduced. Nothing else counts bytes.
 # -----------------------------------------------------------------------------------------------
 
-
 @dataclass(frozen=True)
 class ByteLUTs:
     base_bytes: Tensor  # int16 [vocab]: UTF-8 length of the piece without its leading "▁"
     has_leading_space: Tensor  # bool [vocab]
     is_boundary: Tensor  # bool [vocab]: control/unknown/unused ids (BOS), and ids past the tokenizer
-
 
 def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int) -> ByteLUTs:
     base = np.zeros(vocab_size, dtype=np.int16)
@@ -922,7 +867,6 @@ def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int) -> ByteLUTs
         base[i] = len(piece.encode("utf-8"))
     return ByteLUTs(torch.from_numpy(base), torch.from_numpy(space), torch.from_numpy(boundary))
 
-
 def load_tokenizer(path: str, vocab_size: int) -> spm.SentencePieceProcessor:
     if not Path(path).is_file():
         raise DataError(f"tokenizer {path} not found: {GET_DATA_HINT}")
@@ -939,7 +883,6 @@ def load_tokenizer(path: str, vocab_size: int) -> spm.SentencePieceProcessor:
                         "byte-fallback bytes (pg #897)")
     return sp
 
-
 def build_info(data_path: str) -> dict:
     """DATA_PATH/build_info.json of data/build_shards.py (the tokenizer's sha256) or data/sample_val.py (val_sample),
     {} without one."""
@@ -949,14 +892,12 @@ def build_info(data_path: str) -> dict:
     except (OSError, ValueError) as e:
         raise DataError(f"{info} is unreadable ({type(e).__name__}): rebuild the shards or remove it") from None
 
-
 def check_shards_tokenizer(data_path: str, tokenizer_path: str) -> None:
     """Another tokenizer of the same size would count other bytes per token: a wrong val_bpb, silently."""
     built, ours = build_info(data_path).get("tokenizer_sha256"), hashlib.sha256(Path(tokenizer_path).read_bytes())
     if built and built != ours.hexdigest():
         raise DataError(f"tokenizer {tokenizer_path} (sha256 {ours.hexdigest()[:12]}) is not the one the shards were "
                         f"built with ({data_path}/build_info.json: {str(built)[:12]}): set TOKENIZER_PATH to that one")
-
 
 def token_bytes_from_luts(tokens: Tensor, luts: ByteLUTs) -> Tensor:
     """Bytes each token adds to the text when it is the target; position 0 follows nothing (a boundary)."""
@@ -965,7 +906,6 @@ def token_bytes_from_luts(tokens: Tensor, luts: ByteLUTs) -> Tensor:
     prev_is_boundary[1:] = luts.is_boundary[tokens[:-1]]
     return luts.base_bytes[tokens] + (luts.has_leading_space[tokens] & ~prev_is_boundary).to(torch.int16)
 
-
 def load_token_bytes_sidecar(pattern: str, num_tokens: int) -> Tensor:
     """Per-token original-byte counts written next to transformed val shards (same shard format)."""
     counts = torch.cat([read_shard(p) for p in shard_paths(pattern)])
@@ -973,13 +913,11 @@ def load_token_bytes_sidecar(pattern: str, num_tokens: int) -> Tensor:
         raise DataError(f"byte sidecar {pattern} has {counts.numel()} entries for {num_tokens} val tokens")
     return counts[:num_tokens].to(torch.int16)
 
-
 @dataclass(frozen=True)
 class ValidationData:
     tokens: Tensor  # int32 [N+1]: the val stream; tokens 1..N are the targets
     token_bytes: Tensor  # int16 [N+1]: bytes token i adds when it is a target
     partial: bool = False  # a sample (data/sample_val.py): no number from it is the score
-
 
 def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
     """(start, end) per document: inputs tokens[start:end], targets tokens[start+1:end+1]. A document runs
@@ -989,7 +927,6 @@ def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
     starts = (tokens[:n] == BOS_ID).nonzero().flatten().tolist()
     starts = starts if starts and starts[0] == 0 else [0] + starts
     return list(zip(starts, starts[1:] + [n]))
-
 
 class BpbMeter:
     """Accumulates NLL (nats), scored tokens and bytes in float64 on the device; every eval path feeds one."""
@@ -1012,11 +949,9 @@ class BpbMeter:
     def result(self, rt: Runtime) -> tuple[float, float]:
         return loss_and_bpb(*self.totals(rt))
 
-
 def loss_and_bpb(nll: float, tokens: float, nbytes: float) -> tuple[float, float]:
     """val_loss (nats per target) and val_bpb (bits per UTF-8 byte) from the summed totals."""
     return nll / tokens, nll / tokens / math.log(2.0) * tokens / nbytes
-
 
 # -----------------------------------------------------------------------------------------------
 # MODEL
@@ -1028,10 +963,8 @@ def loss_and_bpb(nll: float, tokens: float, nbytes: float) -> tuple[float, float
 # tensor or a plan entry consumed by the same forward: training, eval and test-time adapters share it.
 # -----------------------------------------------------------------------------------------------
 
-
 def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
-
 
 class CastedLinear(nn.Linear):
     """fp32 master weight, computed in the activation dtype (bf16 under autocast)."""
@@ -1044,7 +977,6 @@ class CastedLinear(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight.to(x.dtype))
 
-
 def rotary_tables(positions: Tensor, rope_dims: int, base: float, bf16_freqs: bool = False) -> tuple[Tensor, Tensor]:
     """cos/sin [B, 1, T, rope_dims/2] at each token's position inside its attention segment. RoPE scores
     depend only on offsets inside a segment, so this is the records' function (they use row positions)
@@ -1055,7 +987,6 @@ def rotary_tables(positions: Tensor, rope_dims: int, base: float, bf16_freqs: bo
     freqs = positions[:, None, :, None].float() * inv_freq
     return freqs.cos(), freqs.sin()
 
-
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Half-split RoPE on the first 2*cos.size(-1) dims, pairs (j, j + half); the rest is position-free
     (partial RoPE, #1626 lineage)."""
@@ -1063,7 +994,6 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin, rest), dim=-1)
-
 
 def xsa_remove_self_value(y: Tensor, v: Tensor) -> Tensor:
     """Exclusive self-attention (XSA; #895, all layers since the 2026-03-25 record): drop from each head's
@@ -1073,7 +1003,6 @@ def xsa_remove_self_value(y: Tensor, v: Tensor) -> Tensor:
     v_hat = F.normalize(v, dim=-1).unsqueeze(2)
     return (y - (y * v_hat).sum(-1, keepdim=True) * v_hat).view(b, h, t, d)
 
-
 def smear_previous_token(e: Tensor, ids: Tensor, gate_w: Tensor, lam: Tensor) -> Tensor:
     """SmearGate (#1667): e_t += lam * sigmoid(w . e_t[:window]) * e_{t-1}, except at BOS, so the last
     token of one document never leaks into the next (the BOS fix of #1851/#1855)."""
@@ -1081,12 +1010,10 @@ def smear_previous_token(e: Tensor, ids: Tensor, gate_w: Tensor, lam: Tensor) ->
     gate = torch.sigmoid(e[..., : gate_w.numel()] @ gate_w.to(e.dtype)) * (ids != BOS_ID)
     return e + lam.to(e.dtype) * gate.unsqueeze(-1) * prev
 
-
 def skip_merge(x: Tensor, skip: Tensor, weight: Tensor, gate: Tensor | None) -> Tensor:
     """U-Net skip: baseline x + w*skip; with skip gates a lerp (1 - s)*(w*skip) + s*x, s = sigmoid(g)."""
     skip = weight.to(x.dtype) * skip
     return x + skip if gate is None else torch.lerp(skip, x, torch.sigmoid(gate).to(x.dtype))
-
 
 def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
     """auto: FA3 varlen on CUDA when importable (the records' kernel), else FlexAttention on CUDA (block-
@@ -1097,7 +1024,6 @@ def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
     if hp.attn_backend == "auto":
         return "fa3" if fa3_ok else "flex" if device.type == "cuda" and hp.compile != "0" else "sdpa"
     return hp.attn_backend
-
 
 @dataclass(frozen=True)
 class AttentionContext:
@@ -1110,7 +1036,6 @@ class AttentionContext:
     segment_ids: Tensor | None = None
     block_mask: object = None
     cu_seqlens: Tensor | None = None
-
 
 def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None,
                       cu_seqlens: Tensor | None = None) -> AttentionContext:
@@ -1136,7 +1061,6 @@ def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None,
         return AttentionContext(rope, span, block_mask=create_block_mask(same_segment_causal, b, None, t, t,
                                                                            device=ids.device))
     return AttentionContext(rope, span, segment_ids=segment_ids)
-
 
 def banded_sdpa(q: Tensor, k: Tensor, v: Tensor, segment_ids: Tensor, span: int) -> Tensor:
     """SDPA under the same-segment causal mask in memory linear in the row length: a segment is at most
@@ -1166,7 +1090,6 @@ def banded_sdpa(q: Tensor, k: Tensor, v: Tensor, segment_ids: Tensor, span: int)
                                        enable_gqa=gqa)
     return y.view(b, c, h, chunk, d).transpose(1, 2).reshape(b, h, c * chunk, d)[:, :, :t]
 
-
 def attend(q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext) -> Tensor:
     """Causal GQA attention inside the context's segments. SDPA (banded) is the portable reference;
     FlexAttention skips fully masked tiles (fast once compiled on GPU); FA3 varlen is the records' path."""
@@ -1180,7 +1103,6 @@ def attend(q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext) -> Tensor:
     if ctx.block_mask is not None:
         return flex_attention(q, k, v, block_mask=ctx.block_mask, enable_gqa=q.size(1) != k.size(1))
     return banded_sdpa(q, k, v, ctx.segment_ids, ctx.span)
-
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, hp: Hyperparameters):
@@ -1223,12 +1145,10 @@ class CausalSelfAttention(nn.Module):
             y = y * self.gate(x, q_raw).transpose(1, 2).unsqueeze(-1).to(y.dtype)
         return with_lora(self.proj(y.transpose(1, 2).reshape(bsz, seqlen, dim)), lora, "o", x)
 
-
 def with_lora(y: Tensor, lora, target: str, x: Tensor) -> Tensor:
     """y plus a test-time adapter's delta of x where one is attached to this target (BatchedLoRA)."""
     delta = None if lora is None else lora(target, x)
     return y if delta is None else y + delta.to(y.dtype)
-
 
 def attention_gate_kind(hp: Hyperparameters) -> str | None:
     if hp.sparse_attn_gate_enabled:
@@ -1236,7 +1156,6 @@ def attention_gate_kind(hp: Hyperparameters) -> str | None:
     if hp.attn_out_gate_enabled:
         return "out"
     return "dense" if hp.gated_attn_enabled else None
-
 
 class MLP(nn.Module):
     def __init__(self, hp: Hyperparameters):
@@ -1248,7 +1167,6 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(F.leaky_relu(self.fc(x), self.negative_slope).square())
-
 
 class Block(nn.Module):
     def __init__(self, hp: Hyperparameters, layer_idx: int):
@@ -1278,7 +1196,6 @@ class Block(nn.Module):
         lane_a = resid[0] * x + post[0, 0] * attn_out + post[1, 0] * mlp_out
         return lane_a, resid[1] * lane_m + post[0, 1] * attn_out + post[1, 1] * mlp_out
 
-
 @dataclass(frozen=True)
 class LayerPlan:
     """One schedule stage's route through the blocks; computed once, never mutated."""
@@ -1288,7 +1205,6 @@ class LayerPlan:
     num_encoder: int  # the first applications push U-Net skips, later ones pop them (0: no skips)
     xsa: tuple[bool, ...]
     parallel: tuple[bool, ...]  # two-lane mode from the first decoder application >= PARALLEL_START_LAYER
-
 
 def make_plan(order: list[int], repeat: list[int], unet: bool, hp: Hyperparameters) -> LayerPlan:
     n = len(order)
@@ -1300,7 +1216,6 @@ def make_plan(order: list[int], repeat: list[int], unet: bool, hp: Hyperparamete
     else:  # #1855: every application of the last N physical blocks (11 of 11: all 17 applications)
         xsa = [b >= hp.num_layers - hp.xsa_last_n for b in order]
     return LayerPlan(tuple(order), tuple(repeat), num_encoder, tuple(xsa), tuple(i >= first_parallel for i in range(n)))
-
 
 def layer_plans(hp: Hyperparameters) -> tuple[LayerPlan, ...]:
     """All stages a run goes through, in schedule order; the last one is used for eval and export.
@@ -1316,11 +1231,9 @@ def layer_plans(hp: Hyperparameters) -> tuple[LayerPlan, ...]:
     looped = layers[: hp.loop_start] + loop * (1 + hp.num_loops) + layers[hp.loop_end + 1 :]
     return plain, make_plan(looped, [0] * len(looped), True, hp)
 
-
 def depth_stages(hp: Hyperparameters) -> list[int]:
     """Distinct repeat counts of the #895 schedule, in order, ending at full depth for eval and export."""
     return list(dict.fromkeys([r for _, r in knob_list(hp, "prog_depth")] + [hp.num_repeats]))
-
 
 def plan_index_at(frac: float, hp: Hyperparameters) -> int:
     """Which plan trains at this fraction of training; every rank passes the same all-reduced frac."""
@@ -1328,7 +1241,6 @@ def plan_index_at(frac: float, hp: Hyperparameters) -> int:
         stages = knob_list(hp, "prog_depth")
         return depth_stages(hp).index(next((r for f, r in stages if frac < f), stages[-1][1]))
     return int(hp.num_loops > 0 and frac >= hp.enable_looping_at)
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -1338,19 +1250,16 @@ class Stage:
     plan: int
     span: int
 
-
 def stage_at(frac: float, hp: Hyperparameters) -> Stage:
     """TRAIN_SEQ_SCHEDULE: the len of the first entry whose fraction is above frac; past all: TRAIN_SEQ_LEN."""
     span = next((n for f, n in seq_schedule(hp) if frac < f), hp.train_seq_len)
     return Stage(plan_index_at(frac, hp), span)
-
 
 def schedule_stages(hp: Hyperparameters) -> list[Stage]:
     """Every stage a run trains under, in order: what the compile warm-up must build before the clock."""
     points = [f for f, _ in knob_list(hp, "prog_depth") + seq_schedule(hp)]
     points += [hp.enable_looping_at] if hp.num_loops > 0 else []
     return list(dict.fromkeys(stage_at(f, hp) for f in sorted([0.0, *points])))
-
 
 class GPT(nn.Module):
     def __init__(self, hp: Hyperparameters):
@@ -1443,7 +1352,6 @@ class GPT(nn.Module):
         logits = self.logits(self.hidden(input_ids, plan_index, span, lora, cu_seqlens), lora)
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction=reduction)
 
-
 def build_model(hp: Hyperparameters, device: torch.device) -> GPT:
     """fp32 masters everywhere except the embedding tables, which stay bf16 as in the records."""
     torch.manual_seed(hp.seed)
@@ -1451,7 +1359,6 @@ def build_model(hp: Hyperparameters, device: torch.device) -> GPT:
     model.tok_emb.to(torch.bfloat16)
     model.value_embeds.to(torch.bfloat16)
     return model
-
 
 # -----------------------------------------------------------------------------------------------
 # OPTIMIZER
@@ -1473,7 +1380,6 @@ POLAR_EXPRESS_COEFFS = (
     (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
 )
 
-
 def newton_schulz(grad: Tensor, steps: int, polar_express: bool = False, dtype: torch.dtype = torch.bfloat16,
                   eps: float = 1e-7) -> Tensor:
     """Approximate U V^T of grad = U S V^T (bf16 on GPU). Polar Express runs at most its 5 tuples."""
@@ -1487,7 +1393,6 @@ def newton_schulz(grad: Tensor, steps: int, polar_express: bool = False, dtype: 
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x if wide else x.T
-
 
 class Muon(torch.optim.Optimizer):
     def __init__(self, params, hp: Hyperparameters, rt: Runtime):
@@ -1522,7 +1427,6 @@ class Muon(torch.optim.Optimizer):
         g = self.orthogonalize(g, self.hp.muon_backend_steps, self.hp.muon_polar_express, self.dtype)
         return g * max(1.0, g.size(0) / g.size(1)) ** 0.5
 
-
 def build_optimizers(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[torch.optim.Optimizer]:
     """Routing table by explicit membership: block matrices -> Muon; embedding tables, head and all
     control tensors (gains, mixes, gates, lambdas, skip and recurrence scales) -> AdamW groups."""
@@ -1541,18 +1445,15 @@ def build_optimizers(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[torch
                   for ps, lr, wd in table if ps]
     return optimizers + [Muon(matrices, hp, rt)]
 
-
 def muon_momentum_at(step: int, hp: Hyperparameters) -> float:
     frac = min(step / hp.muon_momentum_warmup_steps, 1.0) if hp.muon_momentum_warmup_steps > 0 else 1.0
     return (1 - frac) * hp.muon_momentum_warmup_start + frac * hp.muon_momentum
-
 
 def training_cap_ms(hp: Hyperparameters) -> float:
     """The training clock's cap: MAX_WALLCLOCK_SECONDS minus the post-training calibration reserve."""
     if hp.max_wallclock_seconds <= 0:
         return math.inf
     return 1000 * (hp.max_wallclock_seconds - hp.gptq_reserve_seconds)
-
 
 def training_frac(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
     """How far the fractional schedules are: the clock over the cap, or over SCHEDULE_HORIZON_SECONDS (a
@@ -1561,7 +1462,6 @@ def training_frac(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
         return elapsed_ms / (1000 * (hp.schedule_horizon_seconds - hp.gptq_reserve_seconds))
     cap_ms = training_cap_ms(hp)
     return elapsed_ms / cap_ms if cap_ms < math.inf else step / max(hp.iterations, 1)
-
 
 def lr_scale_at(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
     """1. WARMDOWN_FRAC > 0 (#1560/#1787): linear decay over the last fraction, floored at MIN_LR.
@@ -1579,7 +1479,6 @@ def lr_scale_at(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
     remaining_ms = max(cap_ms - elapsed_ms, 0.0)
     return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
 
-
 # -----------------------------------------------------------------------------------------------
 # TRAINING
 # The clock counts optimizer steps only: compile warm-up happens before it starts (and is then undone),
@@ -1588,7 +1487,6 @@ def lr_scale_at(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
 # Weight averages (EMA, or #895's SWA) are loaded after training.
 # -----------------------------------------------------------------------------------------------
 
-
 @dataclass(frozen=True)
 class Models:
     """Three views of one set of weights: raw (state dicts), eval (compiled), train (compiled + DDP)."""
@@ -1596,7 +1494,6 @@ class Models:
     raw: GPT
     eval: nn.Module
     train: nn.Module
-
 
 def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hyperparameters, rt: Runtime,
                step: int, lr_scale: float, stage: Stage) -> Tensor:
@@ -1623,7 +1520,6 @@ def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hype
         opt.zero_grad(set_to_none=True)
     return total / rt.grad_accum_steps
 
-
 def warmup_buckets(rows: int, tokens: int, span: int) -> list[int]:
     """The cu_seqlens sizes compiled before the clock for batches of `rows` rows of `tokens`: four buckets from
     the fewest segments such a batch has (one document a row, cut every span), as #1855 warms 64..256 for its
@@ -1633,12 +1529,10 @@ def warmup_buckets(rows: int, tokens: int, span: int) -> list[int]:
     return [size for size in range(first, first + 4 * CU_SEQLENS_BUCKET, CU_SEQLENS_BUCKET)
             if size - CU_SEQLENS_BUCKET < most]
 
-
 def bucket_stand_in(rows: int, tokens: int, span: int, size: int, device: torch.device) -> Tensor:
     """A cu_seqlens of `size` entries for warm-up: every row cut every span, padded with empty segments."""
     starts = np.concatenate([np.arange(0, tokens, span) + r * tokens for r in range(rows)])
     return cu_seqlens_input(torch.from_numpy(bucketed_cu_seqlens(starts, rows * tokens, size)).to(device))
-
 
 def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
     """Build every graph the run will use before the clock starts: under each stage (layer plan and segment
@@ -1660,7 +1554,6 @@ def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
             opt.state[p]["momentum_buffer"] = buf
         opt.zero_grad(set_to_none=True)
 
-
 @contextlib.contextmanager
 def weights_kept(model: nn.Module):
     """The model's weights as they are now come back when the block ends (the warm-up, a periodic export)."""
@@ -1669,7 +1562,6 @@ def weights_kept(model: nn.Module):
         yield
     finally:
         model.load_state_dict(kept, strict=True)
-
 
 def warm_up_training(models: Models, optimizers, hp: Hyperparameters, rt: Runtime, log) -> None:
     loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
@@ -1694,7 +1586,6 @@ def warm_up_training(models: Models, optimizers, hp: Hyperparameters, rt: Runtim
     finally:
         loader.close()
 
-
 def warm_up_eval(models: Models, hp: Hyperparameters, rt: Runtime) -> None:
     """The eval graph on random tokens (never val data), per cu_seqlens bucket."""
     rows, t = eval_batch_seqs(hp, rt), hp.train_seq_len
@@ -1704,7 +1595,6 @@ def warm_up_eval(models: Models, hp: Hyperparameters, rt: Runtime) -> None:
     for size in warmup_buckets(rows, t, t):
         with torch.no_grad(), autocast_context(rt):
             models.eval(x, y, reduction="none", cu_seqlens=bucket_stand_in(rows, t, t, size, rt.device))
-
 
 class WeightAverage:
     """EMA (every step, fp32 shadow) or #895's SWA (every SWA_EVERY steps once the LR multiplier is
@@ -1738,7 +1628,6 @@ class WeightAverage:
         self.log(f"swa: averaging {self.count + 1} checkpoints")  # the final weights count once more
         return {k: ((self.sum[k] + v.float()) / (self.count + 1)).to(v.dtype) for k, v in state.items()}
 
-
 def log_stage_switch(old: Stage, new: Stage, plans: tuple, step: int, frac: float, hp: Hyperparameters, log) -> None:
     if new.span != old.span:
         log(f"seq_len:switched to {new.span} step:{step} frac:{frac:.3f}")
@@ -1751,7 +1640,6 @@ def log_stage_switch(old: Stage, new: Stage, plans: tuple, step: int, frac: floa
         enc, dec = list(plan.order[: plan.num_encoder]), list(plan.order[plan.num_encoder :])
         log(f"layer_loop:enabled step:{step} frac:{frac:.3f} encoder:{enc} decoder:{dec}")
 
-
 @dataclass
 class LoopState:
     """What the training loop carries from step to step; a checkpoint holds it."""
@@ -1763,7 +1651,6 @@ class LoopState:
     exported: list[float] = field(default_factory=list)  # EXPORT_MINUTES done
     saved: list[float] = field(default_factory=list)  # RESUME_SAVE_MINUTES done
 
-
 # Off-by-default features live in modules beside this file (or inside the packed stub), imported only when a
 # knob asks for them: module -> (is it used?, the knobs that use it)
 OPTIONAL_MODULES = {
@@ -1772,7 +1659,6 @@ OPTIONAL_MODULES = {
     "train_gpt_mixers": (lambda hp: hp.sliding_window_enabled or hp.use_hedge or hp.ngram_tilt_enabled,
                          "SLIDING_WINDOW_ENABLED, USE_HEDGE and NGRAM_TILT_ENABLED"),  # sliding window, Hedge, hints
 }
-
 
 def optional_module(name: str, hp: Hyperparameters):
     """The module if this run's knobs use it, else None; a missing one is one line."""
@@ -1786,20 +1672,16 @@ def optional_module(name: str, hp: Hyperparameters):
             raise
         raise HyperparameterError(f"{knobs} need {name}.py beside this file") from None
 
-
 def long_run(hp: Hyperparameters):
     return optional_module("train_gpt_longrun", hp)
-
 
 @dataclass
 class TrainResult:
     steps: int
     plan_switch_steps: list[int]  # steps after which a new stage took over (same on every rank)
 
-
 class TrainingError(RuntimeError):
     """A run that cannot go on (a non-finite loss); reported as one line, exit 2."""
-
 
 def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoint: dict | None = None) -> TrainResult:
     """Runs until ITERATIONS or the wallclock cap, from step 0 or from a checkpoint (RESUME_FROM); loads the
@@ -1823,7 +1705,6 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
         val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
         log(f"diagnostic pre-quantization post-average val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
     return TrainResult(steps, loop.switches)
-
 
 def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: LoopState, val: ValidationData,
                resumed: bool, hp: Hyperparameters, rt: Runtime, log) -> int:
@@ -1870,13 +1751,11 @@ def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: L
         log(f"stopping_early: wallclock_cap train_time:{loop.train_ms:.0f}ms step:{loop.step}/{hp.iterations}")
     return loop.step
 
-
 def log_stage_avg(stage: Stage, start: tuple[int, float], step: int, train_ms: float, log) -> None:
     """A stage's own mean step time (looping makes the later steps ~1.5x the earlier ones)."""
     if step > start[0]:
         log(f"stage_avg: plan:{stage.plan} span:{stage.span} steps:{step - start[0]} "
             f"step_avg:{(train_ms - start[1]) / (step - start[0]):.2f}ms")
-
 
 def step_clock(loss: Tensor, elapsed_ms: float, rt: Runtime) -> tuple[float, float, float]:
     """(clock, diverged, this rank's loss) after a step: the host clock goes to the device without a wait
@@ -1885,7 +1764,6 @@ def step_clock(loss: Tensor, elapsed_ms: float, rt: Runtime) -> tuple[float, flo
     clock = copy_to_device(torch.tensor([elapsed_ms], dtype=torch.float64), rt)
     shared = all_reduce_(torch.cat([clock, (~torch.isfinite(loss)).double()[None]]), rt, dist.ReduceOp.MAX)
     return tuple(torch.cat([shared, loss.double()[None]]).tolist())
-
 
 class TrainClock:
     """The training clock in ms: wall time since training began (or the checkpoint's time it resumes from), less
@@ -1908,7 +1786,6 @@ class TrainClock:
         synchronize(self.rt)
         self.origin += time.perf_counter() - start
 
-
 # -----------------------------------------------------------------------------------------------
 # QUANTIZATION AND ARTIFACT
 # The score is taken after export, so the artifact is the model. Default export (#1394 -> #1855):
@@ -1928,10 +1805,8 @@ SCALE_STEPS_PER_OCTAVE = 32  # SDClip row scales sit on a 2^(1/32) grid: 2.2% ap
 RANS_ROLES = ("attn", "mlp")  # near-Gaussian codes with little context: order-0 rANS beats brotli on them
 RANS_PROB_BITS, RANS_LOW = 14, 1 << 16  # frequencies sum to 2^14; lane states live in [2^16, 2^32)
 
-
 class ArtifactError(ValueError):
     pass
-
 
 def tensor_role(name: str) -> str:
     """Which clip and bit settings a tensor gets; also the groups of the byte budget."""
@@ -1943,7 +1818,6 @@ def tensor_role(name: str) -> str:
         return "mlp"
     return "gate" if name.endswith("attn_gate_w") else "other"
 
-
 def sdclip_row_scales(w: Tensor, clip_sigmas: float, qmax: int, log_grid: bool = True) -> dict[str, Tensor]:
     """SDClip (#1394): scale = k * row std / qmax, fp16 as #1855 stores it. Ours (SCALE_LOG_GRID): snapped to
     a log grid and stored as its int16 exponent, ~5 compressed bits a row instead of ~11; the codes use
@@ -1953,19 +1827,15 @@ def sdclip_row_scales(w: Tensor, clip_sigmas: float, qmax: int, log_grid: bool =
         return {"scale": scale.to(torch.float16)}
     return {"scale_exp": torch.round(SCALE_STEPS_PER_OCTAVE * torch.log2(scale)).to(torch.int16)}
 
-
 def exponent_scale(exponents: Tensor) -> Tensor:
     return torch.exp2(exponents.double() / SCALE_STEPS_PER_OCTAVE).float()
-
 
 def row_scale(arrays: dict[str, Tensor]) -> Tensor:
     """The float scale of each row: stored fp16 (int8, GPTQ-lite) or as a log-grid exponent (SDClip)."""
     return arrays["scale"].float() if "scale" in arrays else exponent_scale(arrays["scale_exp"])
 
-
 def quantize_rows(w: Tensor, scale: Tensor, qmax: int) -> Tensor:
     return torch.clamp(torch.round(w.float() / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
-
 
 def quantize_int8_per_row(w: Tensor) -> dict[str, Tensor]:
     """Baseline export: clip each row at a high quantile of |w|, 127 levels, fp16 scale."""
@@ -1973,7 +1843,6 @@ def quantize_int8_per_row(w: Tensor) -> dict[str, Tensor]:
     clip = torch.quantile(w.abs(), INT8_CLIP_QUANTILE, dim=1)
     scale = (clip / 127.0).clamp_min(1.0 / 127.0).to(torch.float16)
     return {"q": quantize_rows(torch.clamp(w, -clip[:, None], clip[:, None]), scale, 127), "scale": scale}
-
 
 def quantize_gptq_lite(w: Tensor, qmax: int) -> dict[str, Tensor]:
     """#895: per row, try clips at a few |w| quantiles and keep the one with the least squared error."""
@@ -1985,9 +1854,7 @@ def quantize_gptq_lite(w: Tensor, qmax: int) -> dict[str, Tensor]:
     rows = torch.arange(w.size(0))
     return {"q": codes[best, rows], "scale": scales[best, rows]}
 
-
 GPTQ_DAMPING = (0.01, 0.1, 1.0)  # fractions of mean(diag H) added to the diagonal: 1% (GPTQ), raised on failure
-
 
 def inverse_hessian_factor(h: Tensor, name: str) -> Tensor:
     """Upper Cholesky factor of the damped H^-1. A Hessian that is not positive definite even with 1%
@@ -2001,7 +1868,6 @@ def inverse_hessian_factor(h: Tensor, name: str) -> Tensor:
                 return upper
     raise ArtifactError(f"GPTQ: the Hessian of {name} is not positive definite even with damping "
                         f"{GPTQ_DAMPING[-1]:g} x mean(diag) (non-finite weights or activations?)")
-
 
 def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, name: str = "a matrix",
                   log_grid: bool = True, block: int = 128) -> dict[str, Tensor]:
@@ -2028,7 +1894,6 @@ def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, nam
         w[:, end:] -= err @ u[start:end, end:]
     return {"q": q[:, torch.argsort(perm)].to(torch.int8), **scales}
 
-
 def quantize_groups(x: Tensor, num_groups: int, low: int, high: int, divisor: float) -> dict[str, Tensor]:
     """Signed codes in [low, high] with one fp16 scale (group max / divisor) per row-major group."""
     groups = x.float().reshape(num_groups, -1)
@@ -2036,10 +1901,8 @@ def quantize_groups(x: Tensor, num_groups: int, low: int, high: int, divisor: fl
     q = torch.clamp(torch.round(groups / scale.float()[:, None]), low, high).to(torch.int8)
     return {"q": q.reshape(x.shape), "scale": scale}
 
-
 def dequantize_groups(q: Tensor, scale: Tensor) -> Tensor:
     return (q.float().reshape(scale.numel(), -1) * scale.float()[:, None]).reshape(q.shape)
-
 
 def lqer_factors(error: Tensor, hp: Hyperparameters) -> dict[str, Tensor]:
     """LQER (#1797): rank-r SVD of the quantization error, E ~ A B with A = U S, B = V^T. Asymmetric
@@ -2055,18 +1918,15 @@ def lqer_factors(error: Tensor, hp: Hyperparameters) -> dict[str, Tensor]:
         qa, qb = quantize_groups(a, a.size(0), -qmax, qmax, qmax), quantize_groups(b, b.size(0), -qmax, qmax, qmax)
     return {"lqer_a": qa["q"], "lqer_a_scale": qa["scale"], "lqer_b": qb["q"], "lqer_b_scale": qb["scale"]}
 
-
 def lqer_correction(arrays: dict[str, Tensor]) -> Tensor:
     a = dequantize_groups(arrays["lqer_a"], arrays["lqer_a_scale"])
     return a @ dequantize_groups(arrays["lqer_b"], arrays["lqer_b_scale"])
-
 
 def role_bits_and_sigmas(role: str, hp: Hyperparameters) -> tuple[int, float]:
     if role == "embed":
         return hp.embed_bits, hp.embed_clip_sigmas
     sigmas = {"attn": hp.attn_clip_sigmas, "mlp": hp.mlp_clip_sigmas}.get(role, hp.matrix_clip_sigmas)
     return hp.matrix_bits, sigmas
-
 
 def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[str, Tensor]) -> dict[str, Tensor]:
     """One large matrix by QUANT_METHOD; a matrix without a Hessian (value embeddings) gets SDClip
@@ -2081,7 +1941,6 @@ def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[st
         return gptq_quantize(w, hessians[name].to(w.device), bits, sigmas, name, hp.scale_log_grid)
     scales = sdclip_row_scales(w, sigmas, qmax, hp.scale_log_grid)
     return {"q": quantize_rows(w, row_scale(scales), qmax), **scales}
-
 
 def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
                         hessians: dict[str, Tensor] | None = None) -> dict[str, tuple[str, str, dict[str, Tensor]]]:
@@ -2103,14 +1962,12 @@ def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
             add_lqer(out, state, hp)
     return out
 
-
 def add_lqer(quantized: dict, state: dict[str, Tensor], hp: Hyperparameters) -> None:
     errors = {name: state[name].float().cpu() - dequantize_groups(arrays["q"], row_scale(arrays))
               for name, (scheme, _, arrays) in quantized.items() if scheme == "rows" and tensor_role(name) != "gate"}
     worst = sorted(errors, key=lambda n: float(errors[n].norm()), reverse=True)[: hp.lqer_top_k]
     for name in worst:
         quantized[name][2].update(lqer_factors(errors[name], hp))
-
 
 def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]]]) -> dict[str, Tensor]:
     out = {}
@@ -2125,7 +1982,6 @@ def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]
             raise ArtifactError(f"tensor {name}: unknown quantization scheme {scheme!r}")
         out[name] = w.to(getattr(torch, dtype))
     return out
-
 
 @torch.no_grad()
 def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str, Tensor]:
@@ -2153,7 +2009,6 @@ def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str
     tokens = sum(x.numel() for x in batches)
     return {k: v / tokens for k, v in hessians.items()}
 
-
 @torch.no_grad()
 def self_generated_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
     """Calibration on the model's own samples (temperature 0.8, from BOS), one sequence per batch: no
@@ -2167,7 +2022,6 @@ def self_generated_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list
         seqs = torch.cat([seqs, nxt], dim=1)
     return list(seqs.split(1))
 
-
 def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
     if hp.gptq_calibration == "self":
         return self_generated_batches(model, hp, rt)
@@ -2176,7 +2030,6 @@ def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Te
         return [loader.next_batch(hp.train_seq_len).x for _ in range(hp.gptq_calibration_batches)]
     finally:
         loader.close()
-
 
 # rANS entropy coding (Duda 2013, "Asymmetric numeral systems"; ours here): each role's integer codes share
 # one static frequency table and are coded order-0, close to their entropy, where brotli's Huffman codes
@@ -2187,10 +2040,8 @@ def rans_frequencies(symbols: np.ndarray, num_symbols: int) -> np.ndarray:
     freq[np.argmax(freq)] += (1 << RANS_PROB_BITS) - freq.sum()
     return freq
 
-
 def rans_lanes(count: int) -> int:
     return 1 << int(np.clip(np.log2(max(1, count // 16384)), 0, 12))  # >= 16k codes a lane: states stay cheap
-
 
 def rans_encode(symbols: np.ndarray, freq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Returns the lanes' final states (uint32) and the 16-bit words in the order the decoder reads them."""
@@ -2208,7 +2059,6 @@ def rans_encode(symbols: np.ndarray, freq: np.ndarray) -> tuple[np.ndarray, np.n
         x = np.where(emit, x >> np.uint64(16), x)
         x = np.where(valid, (x // f[sym] << np.uint64(RANS_PROB_BITS)) + x % f[sym] + start[sym], x)
     return x.astype(np.uint32), words[emitted]
-
 
 def rans_decode(states: np.ndarray, words: np.ndarray, freq: np.ndarray, count: int) -> np.ndarray:
     lanes, (f, start) = states.size, (freq.astype(np.int64), np.cumsum(freq) - freq)
@@ -2228,7 +2078,6 @@ def rans_decode(states: np.ndarray, words: np.ndarray, freq: np.ndarray, count: 
         x[:k], out[t * lanes : t * lanes + k], pos = xs, sym, pos + n
     return out[:count]
 
-
 @dataclass
 class RansGroup:
     """All integer codes of one role, concatenated in artifact order and rANS-coded together."""
@@ -2241,7 +2090,6 @@ class RansGroup:
     def nbytes(self) -> int:
         return self.states.nbytes + self.words.nbytes
 
-
 def rans_groups(quantized: dict, enabled: bool) -> dict[str, RansGroup]:
     groups = {}
     for role in RANS_ROLES if enabled else ():
@@ -2252,7 +2100,6 @@ def rans_groups(quantized: dict, enabled: bool) -> dict[str, RansGroup]:
             groups[role] = RansGroup(names, freq, *rans_encode(symbols, freq))
     return groups
 
-
 def compress(data: bytes, compressor: str) -> bytes:
     if compressor == "zlib":
         return zlib.compress(data, level=9)
@@ -2261,7 +2108,6 @@ def compress(data: bytes, compressor: str) -> bytes:
     if compressor == "brotli":
         return require_module("brotli").compress(data, quality=11, lgwin=24)
     return require_module("zstandard").ZstdCompressor(level=22).compress(data)
-
 
 def decompress(data: bytes, compressor: str) -> bytes:
     if compressor == "zlib":
@@ -2272,7 +2118,6 @@ def decompress(data: bytes, compressor: str) -> bytes:
         return require_module("brotli").decompress(data)
     return require_module("zstandard").ZstdDecompressor().decompress(data)
 
-
 def require_module(name: str):
     """brotli, zstandard and python_minifier (requirements.txt) are imported when used: missing, one line."""
     try:
@@ -2280,18 +2125,15 @@ def require_module(name: str):
     except ImportError:
         raise ArtifactError(f"the {name} package is missing: pip install -r requirements.txt") from None
 
-
 def byte_shuffle(t: Tensor) -> bytes:
     """All first bytes of the elements, then all second bytes...: fp16 exponents end up together."""
     raw = t.contiguous().reshape(-1).view(torch.uint8).numpy()
     return raw.reshape(-1, t.element_size()).T.tobytes()
 
-
 def byte_unshuffle(data: bytes, dtype: torch.dtype, shape: list[int]) -> Tensor:
     itemsize = torch.empty((), dtype=dtype).element_size()
     raw = np.frombuffer(data, dtype=np.uint8).reshape(itemsize, -1).T.copy()
     return torch.from_numpy(raw).reshape(-1).view(dtype).reshape(shape)
-
 
 def pack_artifact(quantized: dict, model_config: dict, compressor: str, groups: dict | None = None) -> bytes:
     """Body = u32 length + compressed(u32 length + JSON header + byte-shuffled arrays) + the rANS streams
@@ -2324,7 +2166,6 @@ def pack_artifact(quantized: dict, model_config: dict, compressor: str, groups: 
     compressor_id = {v: k for k, v in COMPRESSORS.items()}[compressor]
     return ARTIFACT_MAGIC + struct.pack("<BBI", ARTIFACT_VERSION, compressor_id, zlib.crc32(body)) + body
 
-
 def unpack_rans_streams(header: dict, tail: memoryview) -> dict[str, np.ndarray]:
     """Each role's decoded codes (int64) from the raw tail, in the order pack_artifact wrote them."""
     decoded, offset = {}, 0
@@ -2335,7 +2176,6 @@ def unpack_rans_streams(header: dict, tail: memoryview) -> dict[str, np.ndarray]
         count = sum(math.prod(spec[1]) for e in header["tensors"] for spec in e["coded"].values() if spec[2] == role)
         decoded[role] = rans_decode(states, words, np.array(g["freq"]), count) - 128
     return decoded
-
 
 def artifact_parts(blob: bytes) -> tuple[dict, memoryview, memoryview]:
     """(JSON header, stored arrays, rANS tail) of a checked artifact; every malformation raises ArtifactError."""
@@ -2356,7 +2196,6 @@ def artifact_parts(blob: bytes) -> tuple[dict, memoryview, memoryview]:
     except Exception as e:  # any parse failure of a file that passed the CRC is still a bad artifact
         raise ArtifactError(f"artifact is malformed: {e}") from None
 
-
 def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
     """Returns (quantized tensors, model config)."""
     header, data, tail = artifact_parts(blob)
@@ -2373,13 +2212,11 @@ def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
     except Exception as e:
         raise ArtifactError(f"artifact is malformed: {e}") from None
 
-
 def check_artifact_config(stored: dict, hp: Hyperparameters) -> None:
     wanted = hp.model_config()
     diffs = [f"{k.upper()}={stored.get(k)!r} (run has {v!r})" for k, v in wanted.items() if stored.get(k) != v]
     if diffs:
         raise ArtifactError("artifact was built for another model config: " + ", ".join(diffs))
-
 
 PACKED_STUB_PREFIX = "import brotli,base64\n"
 # The payload's first lines when a run uses more modules than this file: a finder that serves their sources to
@@ -2393,7 +2230,6 @@ class PackedModules(dict):
 sys.meta_path.insert(0,PackedModules(%r))
 """
 
-
 def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
     """The two-line self-extracting form records ship (#1412, #1855): the source minified, brotli-compressed,
     base85 inside an exec stub. The modules ({name: source}) the run imports ride inside, minified alike
@@ -2406,13 +2242,11 @@ def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
     blob = base64.b85encode(compress(source.encode(), "brotli")).decode()
     return f'{PACKED_STUB_PREFIX}exec(brotli.decompress(base64.b85decode("{blob}")))\n'
 
-
 def minified(source: str) -> str:
     """#1855's minifier settings: doc strings, comments and asserts dropped, local names shortened."""
     return require_module("python_minifier").minify(
         source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False,
         rename_locals=True, rename_globals=False)
-
 
 # -----------------------------------------------------------------------------------------------
 # EVALUATION
@@ -2423,21 +2257,17 @@ def minified(source: str) -> str:
 # over n-gram experts (window pass) and the token-only n-gram tilt (#1514/#2135, any mode).
 # -----------------------------------------------------------------------------------------------
 
-
 def eval_batch_seqs(hp: Hyperparameters, rt: Runtime) -> int:
     return max(1, hp.val_batch_size // (rt.world_size * rt.grad_accum_steps * hp.train_seq_len))
 
-
 def rank_share(n: int, rt: Runtime) -> slice:  # this rank's contiguous share of n items, in rank order
     return slice(n * rt.rank // rt.world_size, n * (rt.rank + 1) // rt.world_size)
-
 
 @contextlib.contextmanager
 def timed(timers: dict[str, float], key: str):  # adds the block's host-clock seconds to timers[key]
     start = time.perf_counter()
     yield
     timers[key] = timers.get(key, 0.0) + time.perf_counter() - start
-
 
 @torch.no_grad()
 def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Runtime) -> tuple[float, float]:
@@ -2463,7 +2293,6 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
     model.train(was_training)
     return meter.result(rt)
 
-
 def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
     """p'(t) = p(t) e^{beta [t = h]} / Z, Z = 1 + p(h)(e^beta - 1) (#1514): a renormalized boost of the hint,
     never a function of the realized token. logp [..., V]; hints [...], -1 = unchanged."""
@@ -2471,7 +2300,6 @@ def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
     log_z = torch.log1p(logp.gather(-1, h).exp() * math.expm1(beta))
     tilted = (logp - log_z).scatter_add(-1, h, torch.full_like(log_z, beta))
     return torch.where(hints[..., None] >= 0, tilted, logp)
-
 
 class StageMeters:
     """The meters of one eval stage, by label: the mode's distribution and any mixer's, each also tilted
@@ -2502,9 +2330,7 @@ class StageMeters:
             arrays["hints"] = self.hints[positions]
         return arrays
 
-
 WINDOW_WIDTH_BUCKET, SCORED_BUCKET = 16, 8  # padded row widths and scored slots: compiled shapes never 1, few kinds
-
 
 def window_arrays(windows: list[tuple[int, int, int]], meters: StageMeters, span: int,
                   hp: Hyperparameters) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -2525,7 +2351,6 @@ def window_arrays(windows: list[tuple[int, int, int]], meters: StageMeters, span
                   **meters.target_arrays(positions, mask))
     return arrays, positions
 
-
 def scored_logp(model: GPT, dev: dict[str, Tensor], span: int, lora=None) -> Tensor:
     """log-probabilities [B, C, V] of a window batch's scored slots: one forward, the LM head only where scored.
     The TTT chunk step compiles this (dynamic shapes) where the model is compiled."""
@@ -2533,9 +2358,7 @@ def scored_logp(model: GPT, dev: dict[str, Tensor], span: int, lora=None) -> Ten
     h = h.gather(1, dev["index"][..., None].expand(-1, -1, h.size(-1)))
     return torch.log_softmax(model.logits(h, lora).float(), -1)
 
-
 LORA_TARGETS = ("q", "k", "v", "o", "mlp")
-
 
 class BatchedLoRA(nn.Module):
     """Score-first TTT adapters (#1530; alpha/rank #1767; targets of #1855): per document of a batch and per
@@ -2563,7 +2386,6 @@ class BatchedLoRA(nn.Module):
         lora(application, target, x), application -1 = the head."""
         return functools.partial(lora_delta, {n: (self.a[n][:rows], self.b[n][:rows]) for n in self.a}, self.scale)
 
-
 def lora_delta(adapters: dict[str, tuple[Tensor, Tensor]], scale: float, app: int, target: str,
                x: Tensor) -> Tensor | None:
     if target not in adapters:
@@ -2571,23 +2393,19 @@ def lora_delta(adapters: dict[str, tuple[Tensor, Tensor]], scale: float, app: in
     a, b = (w[:, 0 if target == "head" else app].to(x.dtype) for w in adapters[target])
     return torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2)) * scale
 
-
 def ttt_optimizer(lora: BatchedLoRA, hp: Hyperparameters) -> torch.optim.Optimizer:
     if hp.ttt_optimizer == "sgd":
         return torch.optim.SGD(lora.parameters(), lr=hp.ttt_lora_lr)
     return torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
                              weight_decay=hp.ttt_weight_decay, fused=True)  # fused: no host read of the step
 
-
 def chunk_size_of(num_targets: int, hp: Hyperparameters) -> int:
     """TTT_CHUNK_SIZE, or a smaller one of TTT_SHORT_DOC_CHUNKS for short documents (#2014)."""
     pairs = sorted((longest, c) for c, longest in knob_list(hp, "ttt_short_doc_chunks"))
     return next((c for longest, c in pairs if num_targets <= longest), hp.ttt_chunk_size)
 
-
 def chunk_count(doc: tuple[int, int], hp: Hyperparameters) -> int:
     return -(-(doc[1] - doc[0]) // chunk_size_of(doc[1] - doc[0], hp))
-
 
 def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -> list[tuple[int, int, int]]:
     """Per document (each with a chunk left), step's chunk as (context start, score start, end) in input
@@ -2599,20 +2417,16 @@ def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -
         out.append((max(start, hi - hp.ttt_eval_seq_len), start + step * c, hi))
     return out
 
-
 @functools.cache
 def compiled_scorer():
     """scored_logp compiled once for the eval (dynamic shapes: the rows, widths and scored slots of TTT chunks
     change every step; B = 1 gets its own graph), shared by the warm-up and the timed stages."""
     return torch.compile(scored_logp, dynamic=True)
 
-
 def eval_scorer(hp: Hyperparameters, rt: Runtime):
     return compiled_scorer() if compiles(hp, rt) else scored_logp
 
-
 TTT_PROGRESS_SECONDS = 30.0  # a long batch (a 25k-token document: 90 min on a CPU) logs its chunk steps this often
-
 
 def ttt_batch(model: GPT, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime, meters: StageMeters,
               label: str, log=None) -> None:
@@ -2629,7 +2443,6 @@ def ttt_batch(model: GPT, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt
         if log is not None and time.perf_counter() - shown >= TTT_PROGRESS_SECONDS:
             shown = time.perf_counter()
             log(f"ttc: chunk:{step + 1}/{chunks[0]} docs:{rows} t:{shown - start:.1f}s")
-
 
 def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], meters: StageMeters, label: str,
              hp: Hyperparameters, rt: Runtime) -> None:
@@ -2650,10 +2463,8 @@ def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], meter
         (-logp.gather(-1, dev["targets"][..., None]).squeeze(-1) * weights).sum().backward()
         optimizer.step()
 
-
 def by_length(doc: tuple[int, int]) -> tuple[int, int]:
     return doc[1] - doc[0], doc[0]  # shortest first, ties in stream order
-
 
 def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
     """(batch index, documents), as #1855 queues them: documents sorted shortest first (ties in stream order),
@@ -2665,7 +2476,6 @@ def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
     chosen = knob_list(hp, "ttt_eval_batches")
     return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
-
 
 def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
     """(queue batches scored before it, documents it trains on) per global-SGD phase, given the queue's batch
@@ -2681,7 +2491,6 @@ def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
             plan.append((bound, docs))
     return plan
 
-
 def phase_docs(queue: list, bound: int, count: int, hp: Hyperparameters) -> list[tuple[int, int]]:
     """The documents a phase trains on, of the batches scored before it: the first `count` in queue order, or
     GLOBAL_TTT_STREAM=record's `count` shortest, shortest first (#1855 sorts the scored documents by their
@@ -2691,14 +2500,12 @@ def phase_docs(queue: list, bound: int, count: int, hp: Hyperparameters) -> list
         scored = sorted(scored, key=by_length)
     return scored[:count]
 
-
 def sgd_positions(docs: list[tuple[int, int]], hp: Hyperparameters) -> np.ndarray:
     """The stream positions of global SGD's tokens (inputs, then each one's target): the documents back to
     back and the last one's closing BOS, or under GLOBAL_TTT_STREAM=record each with its closing BOS, as
     #1855's documents hold it (so BOS,BOS pairs at every boundary)."""
     close = int(hp.global_ttt_stream == "record")
     return np.concatenate([np.arange(s, e + close) for s, e in docs] + ([] if close else [[docs[-1][1]]]))
-
 
 def new_lora(model: GPT, hp: Hyperparameters, index: int, size: int, lanes: dict) -> BatchedLoRA:
     """Fresh adapters seeded by the batch index; TTT_WARM_START_A takes A from the previous batch this rank
@@ -2712,13 +2519,11 @@ def new_lora(model: GPT, hp: Hyperparameters, index: int, size: int, lanes: dict
                 a.copy_(carried[n])
     return lora
 
-
 def global_ttt_lr_at(chunk: int, steps: int, hp: Hyperparameters) -> float:
     if chunk < hp.global_ttt_warmup_chunks:
         return hp.global_ttt_warmup_start_lr + (hp.global_ttt_lr - hp.global_ttt_warmup_start_lr) * chunk / \
             hp.global_ttt_warmup_chunks
     return hp.global_ttt_lr * 0.5 * (1 + math.cos(math.pi * chunk / max(1, steps)))
-
 
 def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp: Hyperparameters, rt: Runtime,
                log) -> None:
@@ -2749,7 +2554,6 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
     model.requires_grad_(False)
     model.eval()
 
-
 def global_sgd_backward(model: GPT, val: ValidationData, positions: np.ndarray, hp: Hyperparameters,
                         rt: Runtime) -> None:
     """This rank's share of one chunk's rows (TTT_EVAL_SEQ_LEN each, scored alone, so any rank split sums to
@@ -2769,7 +2573,6 @@ def global_sgd_backward(model: GPT, val: ValidationData, positions: np.ndarray, 
                     loss = model(dev["x"], dev["y"], reduction="sum", span=seq_len, cu_seqlens=cu)
                 (loss * rt.world_size / n).backward()  # averaged over ranks: the chunk's mean
 
-
 class BatchClaims:
     """Which TTT batch a rank scores next: a counter all ranks share in torch.distributed's store, so a rank
     takes the next batch of the longest-first queue whenever it is free and no rank is fixed to the longest
@@ -2786,7 +2589,6 @@ class BatchClaims:
             self.taken += 1
             return self.taken
         return self.store.add(self.key, 1) - 1
-
 
 def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, hints: np.ndarray | None,
              log) -> tuple[StageMeters, dict[str, float]]:
@@ -2825,7 +2627,6 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     model.requires_grad_(True)
     return meters, legs
 
-
 def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
     """A TTT batch and a batch of windows on random tokens before the eval timers, so kernels warm up and the
     compiled scorer builds its graphs without touching a val token (#1530's warm-up on val tokens was
@@ -2849,7 +2650,6 @@ def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
     if hp.sliding_window_enabled or hp.use_hedge:
         optional_module("train_gpt_mixers", hp).eval_sliding(model, fake, fake_hp, rt, meters)
 
-
 def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime, log) -> list[dict]:
     """The records' lines per label: '{label} val_loss val_bpb eval_time' and '{label}_exact'."""
     rows = []
@@ -2859,12 +2659,10 @@ def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime
                               tokens, nbytes, seconds, log))
     return rows
 
-
 def stage_row(label: str, val_loss: float, val_bpb: float, tokens: float, nbytes: float, seconds: float, log) -> dict:
     log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * seconds:.0f}ms")
     log(f"{label}_exact val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
     return dict(label=label, val_loss=val_loss, val_bpb=val_bpb, tokens=int(tokens), bytes=int(nbytes), seconds=seconds)
-
 
 def sdpa_view(model: GPT) -> GPT:
     """The same parameters (shared) attending with SDPA: FlexAttention is fast only compiled, the stages run eager."""
@@ -2872,7 +2670,6 @@ def sdpa_view(model: GPT) -> GPT:
         view = GPT(replace(model.hp, attn_backend="sdpa"))
     view.load_state_dict(model.state_dict(keep_vars=True), assign=True)
     return view
-
 
 def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime,
                 log) -> tuple[list[dict], dict[str, float]]:
@@ -2905,12 +2702,10 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
             log(f"warning: ttt:{timers['ttt']:.1f}s > EVAL_BUDGET_SECONDS={hp.eval_budget_seconds:g}")
     return rows, timers
 
-
 # -----------------------------------------------------------------------------------------------
 # MAIN
 # setup -> data -> model -> warm-up -> train -> export -> reload the artifact -> score it.
 # -----------------------------------------------------------------------------------------------
-
 
 def log_header(hp: Hyperparameters, rt: Runtime, log: Logger) -> None:
     log(Path(__file__).read_text(encoding="utf-8"), console=False)
@@ -2924,7 +2719,6 @@ def log_header(hp: Hyperparameters, rt: Runtime, log: Logger) -> None:
     log(f"attention_backend:{attention_backend(hp, rt.device)}")
     log(f"world_size:{rt.world_size} grad_accum_steps:{rt.grad_accum_steps} autocast_bf16:{int(rt.autocast)}")
     log(f"seed:{hp.seed}")
-
 
 def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> ValidationData:
     sp = load_tokenizer(hp.tokenizer_path, hp.vocab_size)
@@ -2945,11 +2739,9 @@ def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> Validation
     log(f"target_tokens: {tokens.numel() - 1}")  # the targets every eval mode scores, the tail included
     return ValidationData(tokens, token_bytes, partial=bool(sample))
 
-
 def export_label(hp: Hyperparameters) -> str:
     """int8_zlib for the baseline export (its log lines keep the official names), e.g. int6_brotli now."""
     return f"int{8 if hp.quant_method == 'int8' else hp.matrix_bits}_{hp.compressor}"
-
 
 def code_sources(hp: Hyperparameters) -> dict[str, str]:
     """The code this run uses, by module: this file and the optional modules its knobs import. A module served
@@ -2961,7 +2753,6 @@ def code_sources(hp: Hyperparameters) -> dict[str, str]:
             sources[name] = Path(module.__file__).read_text(encoding="utf-8")
     return sources
 
-
 def shipped_code(hp: Hyperparameters, log: Logger) -> tuple[int, bytes | None]:
     """Both sizes of the code the run uses are logged; the one counted is the form that is shipped (CODE_PACKING):
     its byte count, and the packed stub to write next to the artifact (None when the raw sources are shipped)."""
@@ -2971,7 +2762,6 @@ def shipped_code(hp: Hyperparameters, log: Logger) -> tuple[int, bytes | None]:
     log(f"Code size (uncompressed): {raw} bytes")
     log(f"Code size (compressed): {len(packed)} bytes")
     return (raw, None) if hp.code_packing == "raw" else (len(packed), packed)
-
 
 def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> dict:
     """GPTQ reads training tokens, so its Hessian pass must fit in GPTQ_RESERVE_SECONDS (#677, #1868)."""
@@ -2988,16 +2778,13 @@ def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logge
     log(f"quantize_wallclock:{time.perf_counter() - t1:.1f}s")
     return quantized
 
-
 # `sha256sum -c` format. The set's files are renamed one by one, this listing last: a kill -9 between two
 # renames leaves the previous set's listing, which the files already replaced no longer match (EVAL_ONLY_PATH
 # and records/tool.py check refuse such a mixed set).
 OUTPUT_SUMS = "outputs.sha256"
 
-
 def output_sums(outputs: dict[Path, bytes]) -> bytes:
     return "".join(f"{hashlib.sha256(data).hexdigest()}  {p.name}\n" for p, data in outputs.items()).encode()
-
 
 def check_output_set(path: Path) -> None:
     listing = path.parent / OUTPUT_SUMS
@@ -3009,10 +2796,8 @@ def check_output_set(path: Path) -> None:
         raise DataError(f"{path} does not match {listing}: an export was stopped between its renames (a mixed "
                         "set); export again or score an intact artifact")
 
-
 def artifact_path(hp: Hyperparameters) -> Path:
     return Path(hp.artifact_dir) / f"final_model.{export_label(hp).split('_')[0]}.ptz"
-
 
 def export_outputs(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> tuple[dict[Path, bytes], int]:
     """Rank 0's files of an export (raw checkpoint, artifact, packed code, their sha256 listing last) and the
@@ -3037,7 +2822,6 @@ def export_outputs(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) ->
         f"headroom:{ARTIFACT_CAP_BYTES - total}")  # per tensor group: scripts/budget.py
     return outputs, total
 
-
 def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> Path:
     """Finite weights and the size cap are enforced on every rank; the outputs rank 0 builds then replace the
     previous run's together, only once all of them are complete."""
@@ -3061,19 +2845,16 @@ def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -
     log(f"artifact_production_wallclock:{time.perf_counter() - start:.1f}s")
     return path
 
-
 def load_artifact_into(model: GPT, path: Path, hp: Hyperparameters) -> None:
     quantized, config = unpack_artifact(Path(path).read_bytes())
     check_artifact_config(config, hp)
     model.load_state_dict(dequantize_state_dict(quantized), strict=True)
-
 
 def weights_crc32(model: nn.Module) -> int:
     crc = 0
     for t in model.state_dict().values():
         crc = zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
     return crc
-
 
 def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     raw_model = build_model(hp, rt.device)
@@ -3082,7 +2863,6 @@ def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     if rt.distributed:
         model = DDP(compiled, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
     return Models(raw_model, compiled, model)
-
 
 def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[Path | None, int, int]:
     """What would otherwise fail minutes in: the artifact to score exists, ARTIFACT_DIR takes the outputs,
@@ -3099,7 +2879,6 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
                 raise DataError(f"EVAL_SUMMARY_JSON={summary} is a directory")
             check_writable(summary.parent, f"EVAL_SUMMARY_JSON={summary}: its folder")
     return (scored, 0, 0) if scored is not None else (None, *check_train_shards(train_pattern(hp), hp.vocab_size))
-
 
 def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
     """EVAL_ONLY_PATH: the model knobs come from the artifact's header, before anything is built; the run's own
@@ -3118,7 +2897,6 @@ def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
     return Hyperparameters.from_env({**environ, **{k.upper(): str(v) for k, v in stored.items()},
                                      "EVAL_ONLY_PATH": str(path)})
 
-
 def check_output_dir(out: Path, model: nn.Module) -> None:
     """Before training, not after it: ARTIFACT_DIR takes files and has room for the checkpoint, the artifact
     and their temps."""
@@ -3127,7 +2905,6 @@ def check_output_dir(out: Path, model: nn.Module) -> None:
     free = shutil.disk_usage(out).free
     if free < need:
         raise DataError(f"ARTIFACT_DIR={out} has {free >> 20} MiB free; the outputs need about {need >> 20} MiB")
-
 
 def check_writable(folder: Path, what: str) -> None:
     try:
@@ -3138,9 +2915,7 @@ def check_writable(folder: Path, what: str) -> None:
     except OSError as e:
         raise DataError(f"{what} is not writable ({e.strerror})") from None
 
-
 OUTPUT_LOCKS: dict[str, int] = {}  # ARTIFACT_DIRs this process holds: the lock lives as long as the process
-
 
 def lock_output_dir(out: Path) -> None:
     """Two live runs sharing ARTIFACT_DIR would interleave their logs and overwrite each other's outputs. The
@@ -3157,11 +2932,9 @@ def lock_output_dir(out: Path) -> None:
                         "its own ARTIFACT_DIR") from None
     OUTPUT_LOCKS[key] = fd
 
-
 def compiled_graphs() -> int:
     """Graphs torch.compile has built so far: a rise during the timed loop is a recompile (pitfall a5)."""
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
-
 
 def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperparameters, rt: Runtime, log) -> float:
     """What a grader runs: load the artifact from disk, score the round trip, then every enabled eval stage
@@ -3191,7 +2964,6 @@ def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperpar
             raise OutputError(f"could not write EVAL_SUMMARY_JSON={hp.eval_summary_json} ({e.strerror}); "
                               "the log has every stage") from None
     return ([first] + rows)[-1]["val_bpb"]
-
 
 def main() -> None:
     RUN_STATE.clear()
@@ -3236,11 +3008,9 @@ def main() -> None:
                      f"val_bpb:{val_bpb:.8f} trained_weights_crc32:{trained_crc:08x}\n")  # one write: no interleaving
     sys.stdout.flush()
 
-
 USAGE = """usage: [ENV=value ...] python train_gpt.py          (or: torchrun --nproc_per_node=N train_gpt.py)
 Every knob is an environment variable; the resolved values are printed at startup. Knobs:
 """
-
 
 def run_cli() -> int:
     """Clear one-line errors for bad input (exit 2), not tracebacks."""
@@ -3267,7 +3037,6 @@ def run_cli() -> int:
         return 1
     return 0
 
-
 def interrupted() -> str:
     """Where Ctrl-C stopped the run and what it leaves (files are only ever replaced whole)."""
     where, loop = RUN_STATE["stage"], RUN_STATE.get("loop")
@@ -3277,7 +3046,6 @@ def interrupted() -> str:
     return (f"interrupted (Ctrl-C) during {where}; kept: {', '.join(kept) or 'no new output'} (earlier outputs "
             "are whole)")
 
-
 def report_error(line: str) -> None:
     """Rank 0 prints the line; under torchrun every rank also writes it to its elastic error file, so
     torchrun's own failure summary, the last thing printed, shows it whichever rank failed first."""
@@ -3286,7 +3054,6 @@ def report_error(line: str) -> None:
     if error_file := os.environ.get("TORCHELASTIC_ERROR_FILE"):
         record = {"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}
         Path(error_file).write_text(json.dumps(record))
-
 
 if __name__ == "__main__":
     sys.exit(run_cli())

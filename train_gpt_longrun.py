@@ -42,10 +42,8 @@ TRAINING_KNOBS = (
     "muon_momentum_warmup_steps", "beta1", "beta2", "adam_eps", "grad_clip_norm", "grad_clip_per_rank",
     "muon_keep_warmup_momentum", "ema_decay", "swa_enabled", "swa_start_frac", "swa_every")
 
-
 def training_fingerprint(hp: Hyperparameters) -> dict:
     return {**hp.model_config(), **{name: getattr(hp, name) for name in TRAINING_KNOBS}}
-
 
 def rng_state(rt: Runtime) -> dict[str, Tensor]:
     state = {"cpu": torch.get_rng_state()}
@@ -53,12 +51,10 @@ def rng_state(rt: Runtime) -> dict[str, Tensor]:
         state["cuda"] = torch.cuda.get_rng_state(rt.device)
     return state
 
-
 def set_rng_state(state: dict[str, Tensor], rt: Runtime) -> None:
     torch.set_rng_state(state["cpu"])
     if rt.device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], rt.device)
-
 
 def checkpoint_state(models: Models, optimizers: list, average, loader: TrainLoader, loop: LoopState,
                      rt: Runtime) -> dict:
@@ -72,10 +68,8 @@ def checkpoint_state(models: Models, optimizers: list, average, loader: TrainLoa
         shared["average"] = dict(sum={k: v.cpu() for k, v in average.sum.items()}, count=average.count)
     return dict(local, **shared)
 
-
 def checkpoint_name(rank: int | str, step: int | str) -> str:
     return f"resume_rank{rank}_step{step}.pt"
-
 
 def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoader, loop: LoopState,
                     hp: Hyperparameters, rt: Runtime, log) -> None:
@@ -101,12 +95,10 @@ def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoad
     log(f"resume:saved step:{loop.step} train_time:{loop.train_ms:.0f}ms dir:{directory} "
         f"seconds:{time.perf_counter() - start:.2f}")
 
-
 def write_rank_file(directory: Path, name: str, data: bytes) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(directory, "resume_*")  # a killed save's
     atomic_write_bytes(directory / name, data)
-
 
 def gather_digests(digest: bytes, rt: Runtime) -> list[str]:
     """Every rank's file sha256, for rank 0's manifest: a flipped byte would otherwise load and train on."""
@@ -117,14 +109,12 @@ def gather_digests(digest: bytes, rt: Runtime) -> list[str]:
     dist.all_gather(parts, mine)
     return [bytes(p.cpu().tolist()).hex() for p in parts]
 
-
 def write_manifest(directory: Path, loop: LoopState, hp: Hyperparameters, rt: Runtime, digests: list[str]) -> None:
     manifest = dict(format=CHECKPOINT_FORMAT, step=loop.step, training_time_ms=loop.train_ms,
                     world_size=rt.world_size, timestamp=time.time(), exported_minutes=loop.exported,
                     rank_files={str(r): checkpoint_name(r, loop.step) for r in range(rt.world_size)},
                     sha256={str(r): d for r, d in enumerate(digests)}, fingerprint=training_fingerprint(hp))
     atomic_write_bytes(directory / RESUME_MANIFEST, json.dumps(manifest, indent=1).encode())
-
 
 def prune_checkpoints(directory: Path, keep: int) -> None:
     """#2008's retention: the newest RESUME_KEEP_LAST checkpoints (by rank 0's file) stay, with all ranks' files."""
@@ -133,7 +123,6 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
         step = old.name.removesuffix(".pt").rsplit("_step", 1)[1]
         for path in directory.glob(checkpoint_name("*", step)):
             path.unlink(missing_ok=True)
-
 
 def read_checkpoint(hp: Hyperparameters, rt: Runtime) -> dict:
     """RESUME_FROM checked against this run (world size, training knobs), then rank 0's file and this rank's
@@ -163,7 +152,6 @@ def read_checkpoint(hp: Hyperparameters, rt: Runtime) -> dict:
     check_same_shards(loaded[0]["loader"]["shards"], shard_paths(train_pattern(hp)))
     return dict(manifest=manifest, shared=loaded[0], local=loaded[rt.rank])
 
-
 def load_checkpoint_file(path: Path, rank: int, sha256: str | None = None) -> dict:
     try:
         data = path.read_bytes()
@@ -181,7 +169,6 @@ def load_checkpoint_file(path: Path, rank: int, sha256: str | None = None) -> di
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or state.get("rank") != rank:
         raise DataError(f"RESUME_FROM: {path} is not rank {rank}'s checkpoint of format {CHECKPOINT_FORMAT}")
     return state
-
 
 def restore_checkpoint(checkpoint: dict, models: Models, optimizers: list, average, loader: TrainLoader,
                        rt: Runtime, log) -> LoopState:
@@ -202,13 +189,11 @@ def restore_checkpoint(checkpoint: dict, models: Models, optimizers: list, avera
         f"plan:{loop.stage.plan} span:{loop.stage.span}")
     return loop
 
-
 def milestones(hp: Hyperparameters) -> tuple[list[float], list[float], list[int]]:
     """Where the loop pauses: EXPORT_MINUTES, and with RESUME_ENABLED the RESUME_SAVE_MINUTES and _STEPS."""
     saves = hp.resume_enabled
     return (knob_list(hp, "export_minutes"), knob_list(hp, "resume_save_minutes") if saves else [],
             knob_list(hp, "resume_save_steps") if saves else [])
-
 
 def run_milestones(models: Models, optimizers, average, loader: TrainLoader, val: ValidationData, loop: LoopState,
                    milestones: tuple, clock: TrainClock, hp: Hyperparameters, rt: Runtime, log) -> None:
@@ -226,7 +211,6 @@ def run_milestones(models: Models, optimizers, average, loader: TrainLoader, val
         if saves or loop.step in save_steps:
             loop.saved += saves  # minutes passed together (a resume past several) make one checkpoint
             save_checkpoint(models, optimizers, average, loader, loop, hp, rt, log)
-
 
 def periodic_export(models: Models, average, val: ValidationData, hp: Hyperparameters, rt: Runtime, log,
                     minute: float, step: int, train_ms: float) -> None:

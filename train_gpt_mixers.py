@@ -10,7 +10,6 @@ from torch import Tensor
 from train_gpt import (GPT, Hyperparameters, Runtime, StageMeters, ValidationData, autocast_context, rank_share,
                        scored_logp, to_device, window_arrays)
 
-
 def ngram_hints(tokens: Tensor, order: int, threshold: float) -> np.ndarray:
     """#2135's token-only hint per stream position p (-1: none): the exact ORDER-1 tokens before p, seen
     earlier in the stream, propose the continuation that first reached the most counts, if it holds
@@ -52,9 +51,7 @@ def ngram_hints(tokens: Tensor, order: int, threshold: float) -> np.ndarray:
     hints[ctx + by_ctx] = np.where(fire, t[ctx:][by_ctx][leader[before]], -1)
     return hints
 
-
 HEDGE_TRIGRAM_BUCKETS = 65_536  # #895's hash table rows
-
 
 class HedgeMixer:
     """#895's Hedge mixer (#688/#745): exponential weights over the neural distribution and three count
@@ -104,7 +101,6 @@ class HedgeMixer:
         self.trigram.index_put_((self._bucket(prev2, prev1), targets), ones, accumulate=True)
         self.seen += targets.numel()
 
-
 def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[int, int, int]]:
     """(context start, score start, end) in input positions: inputs tokens[a:e] score the targets at
     positions s+1..e. The first window scores all its targets, each later one the stride after the last
@@ -116,7 +112,6 @@ def sliding_windows(num_targets: int, seq_len: int, stride: int) -> list[tuple[i
         windows.append((max(0, new_end - seq_len), end, new_end))
         end = new_end
     return windows
-
 
 @torch.no_grad()
 def eval_sliding(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, meters: StageMeters) -> None:
@@ -139,7 +134,6 @@ def eval_sliding(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runti
             meters.add("sliding_window", logp, dev)
         if hedge is not None:
             hedge_batch(hedge, logp, host["mask"], positions, meters, rt, counts)
-
 
 def hedge_batch(hedge: HedgeMixer, logp: Tensor, mask: np.ndarray, positions: np.ndarray, meters: StageMeters,
                 rt: Runtime, counts: bool) -> None:
