@@ -964,9 +964,7 @@ def loss_and_bpb(nll: float, tokens: float, nbytes: float) -> tuple[float, float
 def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
-class CastedLinear(nn.Linear):
-    """fp32 master weight, computed in the activation dtype (bf16 under autocast)."""
-
+class CastedLinear(nn.Linear):  # fp32 master weight, computed in the activation dtype (bf16 under autocast)
     def __init__(self, in_features: int, out_features: int, zero_init: bool = False):
         super().__init__(in_features, out_features, bias=False)
         if zero_init:
@@ -1023,15 +1021,12 @@ def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
     return hp.attn_backend
 
 @dataclass(frozen=True)
-class AttentionContext:
-    """What every attention call of one forward shares: RoPE tables, the longest segment (FA3's max_seqlen) and,
-    per backend, segment ids (SDPA's banded mask), a BlockMask (FlexAttention) or cu_seqlens (FA3 varlen)."""
-
+class AttentionContext:  # what every attention call of one forward shares; the last three: one per backend
     rope: tuple[Tensor, Tensor]
-    span: int
-    segment_ids: Tensor | None = None
-    block_mask: object = None
-    cu_seqlens: Tensor | None = None
+    span: int  # the longest segment (FA3's max_seqlen)
+    segment_ids: Tensor | None = None  # SDPA's banded mask
+    block_mask: object = None  # FlexAttention
+    cu_seqlens: Tensor | None = None  # FA3 varlen
 
 def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None,
                       cu_seqlens: Tensor | None = None) -> AttentionContext:
@@ -1050,13 +1045,13 @@ def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None,
     if backend == "fa3":
         return AttentionContext(rope, span, cu_seqlens=cu_seqlens)
     segment_ids = segment.view(b, t)
-    if backend == "flex":
-        def same_segment_causal(b, h, q_idx, kv_idx):
-            return (q_idx >= kv_idx) & (segment_ids[b, q_idx] == segment_ids[b, kv_idx])
+    if backend == "sdpa":
+        return AttentionContext(rope, span, segment_ids=segment_ids)
 
-        return AttentionContext(rope, span, block_mask=create_block_mask(same_segment_causal, b, None, t, t,
-                                                                           device=ids.device))
-    return AttentionContext(rope, span, segment_ids=segment_ids)
+    def same_segment_causal(b, h, q_idx, kv_idx):  # FlexAttention's mask_mod
+        return (q_idx >= kv_idx) & (segment_ids[b, q_idx] == segment_ids[b, kv_idx])
+
+    return AttentionContext(rope, span, block_mask=create_block_mask(same_segment_causal, b, None, t, t, ids.device))
 
 def banded_sdpa(q: Tensor, k: Tensor, v: Tensor, segment_ids: Tensor, span: int) -> Tensor:
     """Same-segment causal SDPA in memory linear in T: a segment is at most `span` long, so a chunk of span/4
@@ -1178,9 +1173,7 @@ class Block(nn.Module):
         return lane_a, resid[1] * lane_m + post[0, 1] * attn_out + post[1, 1] * mlp_out
 
 @dataclass(frozen=True)
-class LayerPlan:
-    """One schedule stage's route through the blocks; computed once, never mutated."""
-
+class LayerPlan:  # one schedule stage's route through the blocks; computed once, never mutated
     order: tuple[int, ...]  # physical block of each application
     repeat: tuple[int, ...]  # pass over the shared blocks (#895 recurrence), else 0
     num_encoder: int  # the first applications push U-Net skips, later ones pop them (0: no skips)
@@ -1223,12 +1216,9 @@ def plan_index_at(frac: float, hp: Hyperparameters) -> int:
     return int(hp.num_loops > 0 and frac >= hp.enable_looping_at)
 
 @dataclass(frozen=True)
-class Stage:
-    """What trains at one point of the schedule: a layer plan and the longest attention segment. The
-    batch is one flat row either way, so a new span changes the masks only, never a tensor shape."""
-
-    plan: int
-    span: int
+class Stage:  # what trains at one point of the schedule; the batch is one flat row whatever the span
+    plan: int  # index into GPT.plans
+    span: int  # the longest attention segment: a new one changes the masks only, never a tensor shape
 
 def stage_at(frac: float, hp: Hyperparameters) -> Stage:
     """TRAIN_SEQ_SCHEDULE: the len of the first entry whose fraction is above frac; past all: TRAIN_SEQ_LEN."""
@@ -1354,8 +1344,7 @@ def newton_schulz(grad: Tensor, steps: int, polar_express: bool = False, dtype: 
     x = grad.to(dtype)
     x = x / (x.norm() + 1e-7)
     wide = x.size(0) <= x.size(1)
-    if not wide:
-        x = x.T
+    x = x if wide else x.T
     for a, b, c in coeffs:
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
