@@ -1065,9 +1065,8 @@ def banded_sdpa(q: Tensor, k: Tensor, v: Tensor, segment_ids: Tensor, span: int)
     chunk = max(1, span // 4)
     c, pad = -(-t // chunk), -t % chunk
     width = span + chunk  # keys of a chunk's window: the span before it, then the chunk itself
-    # padded queries (segment -2) see the padded keys (-2); the span of keys in front (-1) is seen by nobody
-    seg_q = F.pad(segment_ids, (0, pad), value=-2).view(b, c, chunk)
-    seg_k = F.pad(F.pad(segment_ids, (0, pad), value=-2), (span, 0), value=-1).unfold(1, width, chunk)
+    seg = F.pad(segment_ids, (0, pad), value=-2)  # padded queries see padded keys; the span in front (-1) is unseen
+    seg_q, seg_k = seg.view(b, c, chunk), F.pad(seg, (span, 0), value=-1).unfold(1, width, chunk)
     causal = torch.ones(chunk, width, dtype=torch.bool, device=q.device).tril(span)
     mask = (seg_q[..., :, None] == seg_k[..., None, :]) & causal  # [B, c, chunk, width]
 
@@ -1299,8 +1298,8 @@ class GPT(nn.Module):
 
     def logits(self, h: Tensor, lora=None) -> Tensor:
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        z = with_lora(F.linear(h, weight.to(h.dtype)), None if lora is None else functools.partial(lora, -1), "head",
-                      h).float()
+        head = None if lora is None else functools.partial(lora, -1)  # the head's adapter
+        z = with_lora(F.linear(h, weight.to(h.dtype)), head, "head", h).float()
         if self.hp.asym_logit_rescale:  # AsymLogit: monotone in z, so the softmax stays a full distribution
             cap = torch.where(z > 0, self.softcap_pos, self.softcap_neg)
             return cap * torch.tanh(z / cap)
