@@ -955,20 +955,16 @@ def loss_and_bpb(nll: float, tokens: float, nbytes: float) -> tuple[float, float
 
 # -----------------------------------------------------------------------------------------------
 # MODEL
-# One GPT covers the baseline and the leaderboard stack. Blocks are RMS-normed residual units with GQA
-# attention (partial RoPE, RMS-normed q/k with a learned per-head gain, optional XSA and output gates)
-# and a leaky-relu^2 MLP, mixed with the first embedding x0. A LayerPlan, computed once per schedule
-# stage, says which physical block runs at each application (depth recurrence), which applications
-# push and pop U-Net skips, which use XSA and which run in two parallel lanes. Every technique is a
-# tensor or a plan entry consumed by the same forward: training, eval and test-time adapters share it.
+# One GPT covers the baseline and the leaderboard stack: RMS-normed residual blocks (GQA attention with partial
+# RoPE, q/k norm and gain, optional XSA and output gates; a leaky-relu^2 MLP) mixed with the first embedding x0.
+# A LayerPlan per schedule stage says which block runs at each application (recurrence), which push and pop
+# U-Net skips, use XSA or run in two lanes. One forward serves training, eval and test-time adapters.
 # -----------------------------------------------------------------------------------------------
 
 def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
-class CastedLinear(nn.Linear):
-    """fp32 master weight, computed in the activation dtype (bf16 under autocast)."""
-
+class CastedLinear(nn.Linear):  # fp32 master weight, computed in the activation dtype (bf16 under autocast)
     def __init__(self, in_features: int, out_features: int, zero_init: bool = False):
         super().__init__(in_features, out_features, bias=False)
         if zero_init:
@@ -978,9 +974,8 @@ class CastedLinear(nn.Linear):
         return F.linear(x, self.weight.to(x.dtype))
 
 def rotary_tables(positions: Tensor, rope_dims: int, base: float, bf16_freqs: bool = False) -> tuple[Tensor, Tensor]:
-    """cos/sin [B, 1, T, rope_dims/2] at each token's position inside its attention segment. RoPE scores
-    depend only on offsets inside a segment, so this is the records' function (they use row positions)
-    with small angles at any row length, and the same numbers whatever the packing."""
+    """cos/sin [B, 1, T, rope_dims/2] at each token's position inside its segment: the records' scores (they use
+    row positions; only offsets matter) with small angles at any row length, the same whatever the packing."""
     inv_freq = 1.0 / base ** (torch.arange(0, rope_dims, 2, dtype=torch.float32, device=positions.device) / rope_dims)
     if bf16_freqs:  # #1855 casts the model to bf16, buffers too, and restores only parameters to fp32 (up to 0.4%)
         inv_freq = inv_freq.bfloat16().float()
@@ -1026,16 +1021,12 @@ def attention_backend(hp: Hyperparameters, device: torch.device) -> str:
     return hp.attn_backend
 
 @dataclass(frozen=True)
-class AttentionContext:
-    """What every attention call of one forward shares, derived from the cu_seqlens of its segments: RoPE tables
-    at positions inside segments, the longest possible segment (FA3's max_seqlen) and, per backend, the segment
-    ids (SDPA's banded mask), a BlockMask (FlexAttention) or the cu_seqlens of FA3's varlen call."""
-
+class AttentionContext:  # what every attention call of one forward shares; the last three: one per backend
     rope: tuple[Tensor, Tensor]
-    span: int
-    segment_ids: Tensor | None = None
-    block_mask: object = None
-    cu_seqlens: Tensor | None = None
+    span: int  # the longest segment (FA3's max_seqlen)
+    segment_ids: Tensor | None = None  # SDPA's banded mask
+    block_mask: object = None  # FlexAttention
+    cu_seqlens: Tensor | None = None  # FA3 varlen
 
 def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None,
                       cu_seqlens: Tensor | None = None) -> AttentionContext:
@@ -1054,18 +1045,17 @@ def attention_context(ids: Tensor, hp: Hyperparameters, span: int | None = None,
     if backend == "fa3":
         return AttentionContext(rope, span, cu_seqlens=cu_seqlens)
     segment_ids = segment.view(b, t)
-    if backend == "flex":
-        def same_segment_causal(b, h, q_idx, kv_idx):
-            return (q_idx >= kv_idx) & (segment_ids[b, q_idx] == segment_ids[b, kv_idx])
+    if backend == "sdpa":
+        return AttentionContext(rope, span, segment_ids=segment_ids)
 
-        return AttentionContext(rope, span, block_mask=create_block_mask(same_segment_causal, b, None, t, t,
-                                                                           device=ids.device))
-    return AttentionContext(rope, span, segment_ids=segment_ids)
+    def same_segment_causal(b, h, q_idx, kv_idx):  # FlexAttention's mask_mod
+        return (q_idx >= kv_idx) & (segment_ids[b, q_idx] == segment_ids[b, kv_idx])
+
+    return AttentionContext(rope, span, block_mask=create_block_mask(same_segment_causal, b, None, t, t, ids.device))
 
 def banded_sdpa(q: Tensor, k: Tensor, v: Tensor, segment_ids: Tensor, span: int) -> Tensor:
-    """SDPA under the same-segment causal mask in memory linear in the row length: a segment is at most
-    `span` long, so each chunk of span/4 queries only needs the `span` keys before it and its own. One
-    batched call over all chunks; ~1.25x the scores of fixed rows. q [B, H, T, D], k/v [B, KV, T, D]."""
+    """Same-segment causal SDPA in memory linear in T: a segment is at most `span` long, so a chunk of span/4
+    queries needs only the `span` keys before it and its own; one batched call (~1.25x the scores of fixed rows)."""
     b, h, t, d = q.shape
     gqa = h != k.size(1)
     if t <= span:  # one chunk: the plain masked call
@@ -1075,9 +1065,8 @@ def banded_sdpa(q: Tensor, k: Tensor, v: Tensor, segment_ids: Tensor, span: int)
     chunk = max(1, span // 4)
     c, pad = -(-t // chunk), -t % chunk
     width = span + chunk  # keys of a chunk's window: the span before it, then the chunk itself
-    # padded queries (segment -2) see the padded keys (-2); the span of keys in front (-1) is seen by nobody
-    seg_q = F.pad(segment_ids, (0, pad), value=-2).view(b, c, chunk)
-    seg_k = F.pad(F.pad(segment_ids, (0, pad), value=-2), (span, 0), value=-1).unfold(1, width, chunk)
+    seg = F.pad(segment_ids, (0, pad), value=-2)  # padded queries see padded keys; the span in front (-1) is unseen
+    seg_q, seg_k = seg.view(b, c, chunk), F.pad(seg, (span, 0), value=-1).unfold(1, width, chunk)
     causal = torch.ones(chunk, width, dtype=torch.bool, device=q.device).tril(span)
     mask = (seg_q[..., :, None] == seg_k[..., None, :]) & causal  # [B, c, chunk, width]
 
@@ -1095,7 +1084,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, ctx: AttentionContext) -> Tensor:
     FlexAttention skips fully masked tiles (fast once compiled on GPU); FA3 varlen is the records' path."""
     if ctx.cu_seqlens is not None:
         b, h, t, d = q.shape
-        flat = lambda x: x.transpose(1, 2).reshape(b * t, x.size(1), d).to(torch.bfloat16)  # noqa: E731
+        flat = lambda x: x.transpose(1, 2).reshape(b * t, x.size(1), d).to(torch.bfloat16)
         y = flash_attn_varlen_func(flat(q), flat(k), flat(v), ctx.cu_seqlens, ctx.cu_seqlens, ctx.span, ctx.span,
                                    causal=True)
         y = y[0] if isinstance(y, tuple) else y  # some FA3 builds also return the softmax LSE
@@ -1109,53 +1098,42 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         dim, self.num_heads, self.num_kv_heads = hp.model_dim, hp.num_heads, hp.num_kv_heads
         self.head_dim = dim // hp.num_heads
-        self.c_q = CastedLinear(dim, dim)
-        self.c_k = CastedLinear(dim, hp.num_kv_heads * self.head_dim)
-        self.c_v = CastedLinear(dim, hp.num_kv_heads * self.head_dim)
+        heads = (hp.num_heads, hp.num_kv_heads, hp.num_kv_heads)
+        self.c_q, self.c_k, self.c_v = (CastedLinear(dim, n * self.head_dim) for n in heads)
         self.proj = CastedLinear(dim, dim, zero_init=True)
         self.q_gain = nn.Parameter(torch.full((hp.num_heads,), hp.qk_gain_init, dtype=torch.float32))
-        self.gate_kind, self.gate_scale = attention_gate_kind(hp), hp.sparse_attn_gate_scale
-        self.gate_src = hp.attn_out_gate_src
+        # per-head output gate: sparse (#1787), out (#1667) or dense (#1736, reading all of x)
+        self.gate_kind = ("sparse" if hp.sparse_attn_gate_enabled else "out" if hp.attn_out_gate_enabled
+                          else "dense" if hp.gated_attn_enabled else None)
+        self.gate_scale, self.gate_src = hp.sparse_attn_gate_scale, hp.attn_out_gate_src
         if self.gate_kind is not None:
             width = dim if self.gate_kind == "dense" else hp.gate_window
             std = {"sparse": hp.sparse_attn_gate_init_std, "dense": hp.gated_attn_init_std, "out": 0.0}[self.gate_kind]
             self.attn_gate_w = nn.Parameter(torch.randn(hp.num_heads, width) * std)
 
-    def gate(self, x: Tensor, q_raw: Tensor) -> Tensor:
-        """Per-head output gate [B, T, H]: sparse (#1787), out (#1667) or dense (#1736)."""
-        w = self.attn_gate_w.to(x.dtype)
-        if self.gate_kind == "dense":
-            return torch.sigmoid(F.linear(x, w))
-        src = q_raw if self.gate_src == "q" and self.gate_kind == "out" else x
-        logits = F.linear(src[..., : w.size(1)], w)
-        return torch.sigmoid(self.gate_scale * logits) if self.gate_kind == "sparse" else 2 * torch.sigmoid(logits)
-
     def forward(self, x: Tensor, ctx: AttentionContext, xsa: bool, lora=None) -> Tensor:
         bsz, seqlen, dim = x.shape
         q_raw = with_lora(self.c_q(x), lora, "q", x)
-        q = q_raw.reshape(bsz, seqlen, self.num_heads, self.head_dim).transpose(1, 2)
-        k = with_lora(self.c_k(x), lora, "k", x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        v = with_lora(self.c_v(x), lora, "v", x).reshape(bsz, seqlen, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary(rms_norm(q), *ctx.rope), apply_rotary(rms_norm(k), *ctx.rope)
+        heads = lambda t: t.reshape(bsz, seqlen, -1, self.head_dim).transpose(1, 2)
+        k, v = heads(with_lora(self.c_k(x), lora, "k", x)), heads(with_lora(self.c_v(x), lora, "v", x))
+        q, k = apply_rotary(rms_norm(heads(q_raw)), *ctx.rope), apply_rotary(rms_norm(k), *ctx.rope)
         q = q * self.q_gain.to(q.dtype)[None, :, None, None]
         y = attend(q, k.to(q.dtype), v.to(q.dtype), ctx)  # [B, H, T, D]
         if xsa:
             y = xsa_remove_self_value(y, v.to(y.dtype))
         if self.gate_kind is not None:
-            y = y * self.gate(x, q_raw).transpose(1, 2).unsqueeze(-1).to(y.dtype)
+            src = q_raw if self.gate_src == "q" and self.gate_kind == "out" else x
+            w = self.attn_gate_w.to(x.dtype)
+            logits = F.linear(src[..., : w.size(1)], w)  # [B, T, H]
+            gate = torch.sigmoid(self.gate_scale * logits) if self.gate_kind == "sparse" else torch.sigmoid(logits)
+            gate = 2 * gate if self.gate_kind == "out" else gate
+            y = y * gate.transpose(1, 2).unsqueeze(-1).to(y.dtype)
         return with_lora(self.proj(y.transpose(1, 2).reshape(bsz, seqlen, dim)), lora, "o", x)
 
 def with_lora(y: Tensor, lora, target: str, x: Tensor) -> Tensor:
     """y plus a test-time adapter's delta of x where one is attached to this target (BatchedLoRA)."""
     delta = None if lora is None else lora(target, x)
     return y if delta is None else y + delta.to(y.dtype)
-
-def attention_gate_kind(hp: Hyperparameters) -> str | None:
-    if hp.sparse_attn_gate_enabled:
-        return "sparse"
-    if hp.attn_out_gate_enabled:
-        return "out"
-    return "dense" if hp.gated_attn_enabled else None
 
 class MLP(nn.Module):
     def __init__(self, hp: Hyperparameters):
@@ -1173,21 +1151,18 @@ class Block(nn.Module):
         super().__init__()
         dim = hp.model_dim
         self.attn, self.mlp = CausalSelfAttention(hp), MLP(hp)
-        self.attn_scale = nn.Parameter(torch.ones(dim))
-        self.mlp_scale = nn.Parameter(torch.ones(dim))
+        self.attn_scale, self.mlp_scale = nn.Parameter(torch.ones(dim)), nn.Parameter(torch.ones(dim))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))))  # (stream, x0) weights
         self.ln_scale = 1.0 / math.sqrt(layer_idx + 1) if hp.ln_scale else 1.0
 
-    def forward(self, x: Tensor, x0: Tensor, ctx: AttentionContext, xsa: bool,
-                lane_m: Tensor | None = None, lambdas: tuple[Tensor, Tensor] | None = None, lora=None):
-        """Sequential block (the mixed stream is carried on); with lane_m, the two-lane parallel form of
-        #1626/#1855: resid_mix only forms what attention reads from lane A (x, carried unmixed), the MLP
-        reads lane M, and both lanes take learned mixes of both outputs. Returns (x, lane_m). lora: this
-        application's TTT adapters (Q, K, V, O read the attention input; the MLP one wraps the MLP)."""
+    def forward(self, x: Tensor, x0: Tensor, ctx: AttentionContext, xsa: bool, lane_m: Tensor | None,
+                lambdas: tuple[Tensor, Tensor] | None, lora):
+        """Returns (x, lane_m). With lane_m, #1626/#1855's two lanes: attention reads mixed lane A (carried unmixed),
+        the MLP lane M, and both lanes mix both outputs. lora: this application's TTT adapters."""
         mix = self.resid_mix.to(x.dtype)
         x_in = mix[0] * x + mix[1] * x0
         attn_out = self.attn_scale.to(x.dtype) * self.attn(rms_norm(x_in) * self.ln_scale, ctx, xsa, lora)
-        mlp = lambda h: with_lora(self.mlp(h), lora, "mlp", h)  # noqa: E731
+        mlp = lambda h: with_lora(self.mlp(h), lora, "mlp", h)
         if lane_m is None:
             x = x_in + attn_out
             return x + self.mlp_scale.to(x.dtype) * mlp(rms_norm(x) * self.ln_scale), None
@@ -1197,39 +1172,36 @@ class Block(nn.Module):
         return lane_a, resid[1] * lane_m + post[0, 1] * attn_out + post[1, 1] * mlp_out
 
 @dataclass(frozen=True)
-class LayerPlan:
-    """One schedule stage's route through the blocks; computed once, never mutated."""
-
+class LayerPlan:  # one schedule stage's route through the blocks; computed once, never mutated
     order: tuple[int, ...]  # physical block of each application
     repeat: tuple[int, ...]  # pass over the shared blocks (#895 recurrence), else 0
     num_encoder: int  # the first applications push U-Net skips, later ones pop them (0: no skips)
     xsa: tuple[bool, ...]
     parallel: tuple[bool, ...]  # two-lane mode from the first decoder application >= PARALLEL_START_LAYER
 
-def make_plan(order: list[int], repeat: list[int], unet: bool, hp: Hyperparameters) -> LayerPlan:
-    n = len(order)
-    num_encoder = n // 2 if unet else 0
+def make_plan(order: list[int], hp: Hyperparameters) -> LayerPlan:
+    n, recurrent = len(order), hp.num_repeats > 1
+    num_encoder = 0 if recurrent else n // 2  # #895's recurrence has no U-Net skips
     start = hp.parallel_start_layer  # <= 0: no lanes, as in the records' code
     first_parallel = next((i for i in range(num_encoder, n) if 0 < start <= order[i]), n)
-    if hp.num_repeats > 1:  # #895: the last N applications of the current depth
+    if recurrent:  # #895: the last N applications of the current depth
         xsa = [i >= n - hp.xsa_last_n for i in range(n)]
     else:  # #1855: every application of the last N physical blocks (11 of 11: all 17 applications)
         xsa = [b >= hp.num_layers - hp.xsa_last_n for b in order]
+    repeat = [i // hp.num_layers if recurrent else 0 for i in range(n)]  # #895 runs `order` = all blocks r times
     return LayerPlan(tuple(order), tuple(repeat), num_encoder, tuple(xsa), tuple(i >= first_parallel for i in range(n)))
 
 def layer_plans(hp: Hyperparameters) -> tuple[LayerPlan, ...]:
-    """All stages a run goes through, in schedule order; the last one is used for eval and export.
-    Looping (#1626): 0..L-1, then LOOP_START..LOOP_END run 1 + NUM_LOOPS times once switched on.
-    Recurrence (#895): all blocks run NUM_REPEATS times, one stage per PROG_DEPTH entry."""
+    """Every stage's plan in schedule order (the last: eval and export). Looping (#1626): LOOP_START..LOOP_END run
+    1 + NUM_LOOPS times once switched on. Recurrence (#895): all blocks NUM_REPEATS times, a stage per PROG_DEPTH."""
     layers = list(range(hp.num_layers))
     if hp.num_repeats > 1:
-        return tuple(make_plan(layers * r, [p for p in range(r) for _ in layers], False, hp) for r in depth_stages(hp))
-    plain = make_plan(layers, [0] * hp.num_layers, True, hp)
+        return tuple(make_plan(layers * r, hp) for r in depth_stages(hp))
     if hp.num_loops == 0:
-        return (plain,)
+        return (make_plan(layers, hp),)
     loop = list(range(hp.loop_start, hp.loop_end + 1))
     looped = layers[: hp.loop_start] + loop * (1 + hp.num_loops) + layers[hp.loop_end + 1 :]
-    return plain, make_plan(looped, [0] * len(looped), True, hp)
+    return make_plan(layers, hp), make_plan(looped, hp)
 
 def depth_stages(hp: Hyperparameters) -> list[int]:
     """Distinct repeat counts of the #895 schedule, in order, ending at full depth for eval and export."""
@@ -1243,12 +1215,9 @@ def plan_index_at(frac: float, hp: Hyperparameters) -> int:
     return int(hp.num_loops > 0 and frac >= hp.enable_looping_at)
 
 @dataclass(frozen=True)
-class Stage:
-    """What trains at one point of the schedule: a layer plan and the longest attention segment. The
-    batch is one flat row either way, so a new span changes the masks only, never a tensor shape."""
-
-    plan: int
-    span: int
+class Stage:  # what trains at one point of the schedule; the batch is one flat row whatever the span
+    plan: int  # index into GPT.plans
+    span: int  # the longest attention segment: a new one changes the masks only, never a tensor shape
 
 def stage_at(frac: float, hp: Hyperparameters) -> Stage:
     """TRAIN_SEQ_SCHEDULE: the len of the first entry whose fraction is above frac; past all: TRAIN_SEQ_LEN."""
@@ -1275,11 +1244,9 @@ class GPT(nn.Module):
             self.parallel_resid_lambdas = nn.Parameter(torch.full((hp.num_layers, 2), 1.1))
             self.parallel_post_lambdas = nn.Parameter(torch.ones(hp.num_layers, 2, 2))
         if hp.smear_gate_enabled:
-            self.smear_gate = nn.Parameter(torch.zeros(hp.gate_window))
-            self.smear_lambda = nn.Parameter(torch.zeros(1))
-        if hp.asym_logit_rescale:
-            self.softcap_pos = nn.Parameter(torch.tensor(hp.logit_softcap))
-            self.softcap_neg = nn.Parameter(torch.tensor(hp.logit_softcap))
+            self.smear_gate, self.smear_lambda = nn.Parameter(torch.zeros(hp.gate_window)), nn.Parameter(torch.zeros(1))
+        if hp.asym_logit_rescale:  # AsymLogit's caps for positive and negative logits
+            self.softcap_pos, self.softcap_neg = (nn.Parameter(torch.tensor(hp.logit_softcap)) for _ in "+-")
         if hp.num_repeats > 1:  # #895: per-application embeddings and per-repeat cross skips, zero-init
             self.loop_embed = nn.Parameter(torch.zeros(depth, dim))
             self.cross_repeat_scales = nn.Parameter(torch.zeros(hp.num_layers, hp.num_repeats - 1, dim))
@@ -1287,12 +1254,9 @@ class GPT(nn.Module):
         if hp.num_value_embeds:
             self.value_scales = nn.Parameter(torch.zeros(depth, hp.num_value_embeds, dim))
         self.lm_head = None if hp.tie_embeddings else CastedLinear(dim, hp.vocab_size, zero_init=True)
-        self.init_weights()
-
-    def init_weights(self) -> None:
-        if self.hp.tie_embeddings:
-            nn.init.normal_(self.tok_emb.weight, std=self.hp.tied_embed_init_std)
-        if self.hp.ortho_init:  # #1626 lineage: orthogonal Q, K, V and MLP-up; output projections stay zero
+        if hp.tie_embeddings:
+            nn.init.normal_(self.tok_emb.weight, std=hp.tied_embed_init_std)
+        if hp.ortho_init:  # #1626 lineage: orthogonal Q, K, V and MLP-up; output projections stay zero
             for block in self.blocks:
                 for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.fc):
                     nn.init.orthogonal_(lin.weight)
@@ -1310,7 +1274,12 @@ class GPT(nn.Module):
         values = [table(ids).to(x.dtype) for table in self.value_embeds]
         skips, lane_m, last_out = [], None, {}
         for i, b in enumerate(plan.order):
-            x = self.recurrence_inputs(x, i, b, plan.repeat[i], values, last_out)
+            if self.hp.num_repeats > 1:  # #895: loop embedding and the previous repeat's output of this block
+                x = x + self.loop_embed[i].to(x.dtype)
+                if plan.repeat[i] > 0:
+                    x = x + self.cross_repeat_scales[b, plan.repeat[i] - 1].to(x.dtype) * last_out[b]
+            for k, v in enumerate(values):
+                x = x + self.value_scales[i, k].to(x.dtype) * v
             if plan.parallel[i] and lane_m is None:
                 lane_m = x  # the stream splits into lane A (x) and lane M before this skip merges (#1855)
             if plan.num_encoder <= i and skips:  # skips merge into lane A only
@@ -1327,20 +1296,10 @@ class GPT(nn.Module):
             x = lane_m if self.hp.parallel_final_lane == "mlp" else (x + lane_m) / 2
         return rms_norm(x)
 
-    def recurrence_inputs(self, x, i: int, block: int, repeat: int, values: list, last_out: dict) -> Tensor:
-        """#895: loop embedding, value embeddings and the previous repeat's output of this block."""
-        if self.hp.num_repeats > 1:
-            x = x + self.loop_embed[i].to(x.dtype)
-            if repeat > 0:
-                x = x + self.cross_repeat_scales[block, repeat - 1].to(x.dtype) * last_out[block]
-        for k, v in enumerate(values):
-            x = x + self.value_scales[i, k].to(x.dtype) * v
-        return x
-
     def logits(self, h: Tensor, lora=None) -> Tensor:
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        z = with_lora(F.linear(h, weight.to(h.dtype)), None if lora is None else functools.partial(lora, -1), "head",
-                      h).float()
+        head = None if lora is None else functools.partial(lora, -1)  # the head's adapter
+        z = with_lora(F.linear(h, weight.to(h.dtype)), head, "head", h).float()
         if self.hp.asym_logit_rescale:  # AsymLogit: monotone in z, so the softmax stays a full distribution
             cap = torch.where(z > 0, self.softcap_pos, self.softcap_neg)
             return cap * torch.tanh(z / cap)
@@ -1362,16 +1321,14 @@ def build_model(hp: Hyperparameters, device: torch.device) -> GPT:
 
 # -----------------------------------------------------------------------------------------------
 # OPTIMIZER
-# Muon (Keller Jordan, modded-nanogpt) orthogonalizes each block matrix's momentum with a
-# Newton-Schulz iteration; the leaderboard adds Polar Express coefficients, MuonEq-R row
-# normalization and decoupled weight decay. Ranks split the matrices round-robin and share updates
-# through one all-reduce, so any world size gives the same step. Embeddings and control tensors use AdamW.
+# Muon (Keller Jordan, modded-nanogpt) orthogonalizes each block matrix's momentum by Newton-Schulz; the
+# leaderboard adds Polar Express, MuonEq-R row normalization and decoupled weight decay. Ranks split the matrices
+# round-robin and share updates in one all-reduce (any world size, same step). Other tensors use AdamW.
 # -----------------------------------------------------------------------------------------------
 
 CLASSIC_NS_COEFFS = (3.4445, -4.7750, 2.0315)  # modded-nanogpt's fixed quintic
-# Polar Express (Amsel et al. 2025, via #1344/#1787): per-iteration minimax coefficients. Five steps take a
-# matrix of condition number up to ~30 to singular values in [0.85, 1.15]; the classic tuple leaves
-# [0.65, 1.2] (tests/test_optimizer.py).
+# Polar Express (Amsel et al. 2025, via #1344/#1787): per-iteration minimax coefficients. Five steps take condition
+# numbers up to ~30 to singular values in [0.85, 1.15]; the classic tuple leaves [0.65, 1.2] (tests/test_optimizer.py).
 POLAR_EXPRESS_COEFFS = (
     (8.156554524902461, -22.48329292557795, 15.878769915207462),
     (4.042929935166739, -2.808917465908714, 0.5000178451051316),
@@ -1380,15 +1337,13 @@ POLAR_EXPRESS_COEFFS = (
     (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
 )
 
-def newton_schulz(grad: Tensor, steps: int, polar_express: bool = False, dtype: torch.dtype = torch.bfloat16,
-                  eps: float = 1e-7) -> Tensor:
+def newton_schulz(grad: Tensor, steps: int, polar_express: bool = False, dtype: torch.dtype = torch.bfloat16) -> Tensor:
     """Approximate U V^T of grad = U S V^T (bf16 on GPU). Polar Express runs at most its 5 tuples."""
     coeffs = POLAR_EXPRESS_COEFFS[:steps] if polar_express else (CLASSIC_NS_COEFFS,) * steps
     x = grad.to(dtype)
-    x = x / (x.norm() + eps)
+    x = x / (x.norm() + 1e-7)
     wide = x.size(0) <= x.size(1)
-    if not wide:
-        x = x.T
+    x = x if wide else x.T
     for a, b, c in coeffs:
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
@@ -1451,9 +1406,7 @@ def muon_momentum_at(step: int, hp: Hyperparameters) -> float:
 
 def training_cap_ms(hp: Hyperparameters) -> float:
     """The training clock's cap: MAX_WALLCLOCK_SECONDS minus the post-training calibration reserve."""
-    if hp.max_wallclock_seconds <= 0:
-        return math.inf
-    return 1000 * (hp.max_wallclock_seconds - hp.gptq_reserve_seconds)
+    return 1000 * (hp.max_wallclock_seconds - hp.gptq_reserve_seconds) if hp.max_wallclock_seconds > 0 else math.inf
 
 def training_frac(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
     """How far the fractional schedules are: the clock over the cap, or over SCHEDULE_HORIZON_SECONDS (a
@@ -1464,20 +1417,17 @@ def training_frac(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
     return elapsed_ms / cap_ms if cap_ms < math.inf else step / max(hp.iterations, 1)
 
 def lr_scale_at(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
-    """1. WARMDOWN_FRAC > 0 (#1560/#1787): linear decay over the last fraction, floored at MIN_LR.
-    2. else WARMDOWN_ITERS (baseline): decay over the last N steps, projected onto the cap by step time."""
+    """WARMDOWN_FRAC > 0 (#1560/#1787): linear decay over the last fraction, floored at MIN_LR; else WARMDOWN_ITERS
+    (baseline): over the last N steps, projected onto the cap by step time. Each ramp is clipped at 1."""
     if hp.warmdown_frac > 0:
-        frac = training_frac(step, elapsed_ms, hp)
-        return 1.0 if frac < 1 - hp.warmdown_frac else max((1 - frac) / hp.warmdown_frac, hp.min_lr)
+        return min(1.0, max((1 - training_frac(step, elapsed_ms, hp)) / hp.warmdown_frac, hp.min_lr))
     if hp.warmdown_iters <= 0:
         return 1.0
     cap_ms = training_cap_ms(hp)
     if cap_ms == math.inf:
-        start = max(hp.iterations - hp.warmdown_iters, 0)
-        return max((hp.iterations - step) / hp.warmdown_iters, 0.0) if step >= start else 1.0
+        return min(1.0, max((hp.iterations - step) / hp.warmdown_iters, 0.0))
     warmdown_ms = hp.warmdown_iters * elapsed_ms / max(step, 1)
-    remaining_ms = max(cap_ms - elapsed_ms, 0.0)
-    return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
+    return min(1.0, max(cap_ms - elapsed_ms, 0.0) / max(warmdown_ms, 1e-9))
 
 # -----------------------------------------------------------------------------------------------
 # TRAINING
