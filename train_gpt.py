@@ -76,24 +76,22 @@ torch.fx.experimental._config.use_duck_shape = False
 
 # -----------------------------------------------------------------------------------------------
 # HYPERPARAMETERS
-# Every knob is an env var named like its field in upper case. Defaults are the best recipe we know
-# for 8xH100 (the leaderboard top, #1855, without its CaseOps tokenizer); records/recipes/*.env hold
-# the older systems, and small runs override by env. Malformed values, unknown choices and near-miss
-# spellings of knob names fail at startup with the variable's name.
+# Every knob is an env var named like its field in upper case. Defaults are the best recipe we know for 8xH100
+# (#1855 without its CaseOps tokenizer); records/recipes/*.env hold the older systems. Malformed values, unknown
+# choices and near-miss spellings of knob names fail at startup with the variable's name.
 # -----------------------------------------------------------------------------------------------
 
-def knob(default, bounds: str = "", model: bool = False):
+def knob(default, bounds: str = "", model: bool = False, choices: tuple = ()):
     """One env-var knob: its default, its allowed interval such as "[0, 1)", and model=True if it changes the
     function the weights compute (stored in the artifact). Its meaning is the comment on its line (--help)."""
-    return field(default=default, metadata={"bounds": bounds, "choices": (), "model": model})
+    return field(default=default, metadata={"bounds": bounds, "choices": choices, "model": model})
 
-def choice(default: str, *others: str, model: bool = False):
-    """A knob that takes one of a few words, the first being the default."""
-    return field(default=default, metadata={"bounds": "", "choices": (default, *others), "model": model})
+def choice(default: str, *others: str, model: bool = False):  # one of a few words, the first being the default
+    return knob(default, model=model, choices=(default, *others))
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    # data (empty paths are derived from DATA_DIR and VOCAB_SIZE as #1775/#1855 derive them; the log shows them)
+    # data and logging (empty paths: see derived_paths)
     data_dir: str = knob("./data")  # root of datasets/ and tokenizers/, for the paths left empty
     caseops_enabled: bool = knob(False)  # #1855's CaseOps dataset/tokenizer paths; val bytes from its sidecar
     data_path: str = knob("")  # fineweb_{train,val}_*.bin dir; empty = DATA_DIR/datasets/fineweb10B_sp{VOCAB_SIZE}
@@ -102,12 +100,11 @@ class Hyperparameters:
     run_id: str = knob("")  # name of the log file logs/<RUN_ID>.txt; empty = random uuid
     artifact_dir: str = knob(".")  # where logs/ and final_model.* are written
     seed: int = knob(1337)  # seed for weights and any sampling
-    # validation cadence
     val_batch_size: int = knob(524_288, "(0, inf)")  # val tokens per forward across all ranks and accumulation steps
     val_loss_every: int = knob(0)  # validate every N steps (0 = only at the end)
     train_log_every: int = knob(200)  # log the train loss every N steps (and the first 10)
     eval_rows_by_doc: bool = knob(False)  # diagnostic eval cuts rows only at BOS and every TRAIN_SEQ_LEN (#1855)
-    # training length and schedule
+    # training
     iterations: int = knob(20_000, "[0, inf)")  # max optimizer steps
     warmup_steps: int = knob(20, "[0, inf)")  # compile warm-up steps per stage; then weights, optimizer, loader reset
     train_batch_tokens: int = knob(786_432, "(0, inf)")  # tokens per optimizer step across all ranks
@@ -126,7 +123,7 @@ class Hyperparameters:
     warmdown_frac: float = knob(0.85, "[0, 1]")  # LR decays linearly over this last fraction of training (0: use ITERS)
     warmdown_iters: int = knob(0)  # baseline schedule: decay over the last N steps, wallclock-projected
     min_lr: float = knob(0.10, "[0, 1]")  # LR multiplier floor of the fractional warm-down (#1787)
-    # model shape
+    # model
     vocab_size: int = knob(8192, "(0, inf)", model=True)  # token vocabulary; must equal the tokenizer's
     num_layers: int = knob(11, "(0, inf)", model=True)  # physical transformer blocks
     model_dim: int = knob(512, "(0, inf)", model=True)  # residual width
@@ -144,7 +141,6 @@ class Hyperparameters:
     tied_embed_init_std: float = knob(0.005)  # std of the tied embedding init
     ortho_init: bool = knob(True)  # orthogonal init of Q, K, V and MLP-up (else PyTorch's default)
     rope_bf16_freqs: bool = knob(False, model=True)  # RoPE frequencies rounded to bf16 (#1855)
-    # attention extras
     attn_backend: str = choice("auto", "sdpa", "flex", "fa3")  # auto: fa3 if importable on CUDA, else flex; sdpa on CPU
     doc_isolation: bool = knob(True, model=True)  # attention segments end at every BOS (else only every TRAIN_SEQ_LEN)
     xsa_last_n: int = knob(11, model=True)  # XSA on the last N blocks (#1855; under NUM_REPEATS: applications, #895)
@@ -160,7 +156,6 @@ class Hyperparameters:
     skip_gates_enabled: bool = knob(True, model=True)  # U-Net skips as a learned sigmoid lerp instead of a sum
     parallel_start_layer: int = knob(8, model=True)  # decoder layers >= N run attention and MLP in 2 lanes (<= 0: off)
     parallel_final_lane: str = choice("mean", "attn", "mlp", model=True)  # output of the lanes
-    # depth recurrence
     num_loops: int = knob(2, model=True)  # extra passes over layers LOOP_START..LOOP_END once looping is on
     loop_start: int = knob(3, model=True)  # first looped layer
     loop_end: int = knob(5, model=True)  # last looped layer (inclusive)
@@ -169,7 +164,7 @@ class Hyperparameters:
     prog_depth: str = knob("")  # #895 progressive depth 'frac:repeats,...', e.g. 0.4:2,0.65:3,1.0:4
     train_seq_schedule: str = knob("")  # context growth 'len@frac,...' (#2014), e.g. 1024@0.1,2048@0.7,3072@1.0
     num_value_embeds: int = knob(0, model=True)  # #895 value-embedding tables added to the stream at every layer
-    # optimizer
+    # optimizer and weight averaging
     embed_lr: float = knob(0.6, "[0, inf)")  # Adam LR of an untied input embedding
     head_lr: float = knob(0.008, "[0, inf)")  # Adam LR of an untied output head
     tied_embed_lr: float = knob(0.03, "[0, inf)")  # Adam LR of the tied embedding (and value embeddings)
@@ -190,7 +185,6 @@ class Hyperparameters:
     grad_clip_norm: float = knob(0.3, "[0, inf)")  # global grad-norm clip (0 = off)
     grad_clip_per_rank: bool = knob(False)  # clip each rank's gradient before averaging (#1855)
     muon_keep_warmup_momentum: bool = knob(False)  # Muon momentum keeps its compile warm-up value (#1855)
-    # weight averaging
     ema_decay: float = knob(0.9965, "[0, 1)")  # EMA of the weights, loaded after training (0 = off)
     swa_enabled: bool = knob(False)  # #895 SWA: average checkpoints late in training instead of EMA
     swa_start_frac: float = knob(0.4)  # SWA collects once the LR multiplier drops below this
@@ -217,7 +211,7 @@ class Hyperparameters:
     rans_coding: bool = knob(True)  # rANS-code the attention and MLP integer codes (ours) instead of compressing them
     scale_log_grid: bool = knob(True)  # row scales on a 2^(1/32) grid as int16 exponents (0: fp16, #1855)
     code_packing: str = choice("brotli", "raw")  # count (and write) the code as a minified exec stub, or raw
-    # evaluation (every mode scores each val target once; TTT learns only from tokens already scored)
+    # evaluation
     eval_only_path: str = knob("")  # skip training, score this artifact (1 = ARTIFACT_DIR's)
     eval_summary_json: str = knob("")  # write every eval stage's loss, bpb, tokens, bytes and seconds here (JSON)
     eval_budget_seconds: float = knob(600.0)  # warn when the TTT timer or the whole eval exceeds this
@@ -269,12 +263,11 @@ class Hyperparameters:
     dist_timeout_seconds: float = knob(1800.0, "(0, inf)")  # collective timeout; keep well above the eval budget
 
     @classmethod
-    def from_env(cls, environ=None) -> "Hyperparameters":
+    def from_env(cls, environ=os.environ) -> "Hyperparameters":
         """Our knobs (the records' own names go through scripts/record_env.py)."""
-        environ = os.environ if environ is None else environ
         check_knob_spelling(environ)
-        hp = cls(**{f.name: parse_knob(f.name.upper(), environ[f.name.upper()], type(f.default), f.metadata["choices"])
-                    for f in fields(cls) if f.name.upper() in environ})
+        hp = cls(**{f.name: parse_knob(key, environ[key], type(f.default), f.metadata["choices"])
+                    for f in fields(cls) if (key := f.name.upper()) in environ})
         return replace(hp, **derived_paths(hp))
 
     def __post_init__(self):  # every instance is checked: from the env, a test or replace()
@@ -332,9 +325,8 @@ def check_bounds(name: str, value, bounds: str) -> None:
         if not ((lo < value or bounds[0] == "[" and value == lo) and (value < hi or bounds[-1] == "]" and value == hi)):
             raise HyperparameterError(f"{name}={value} must be in {bounds}")
 
-# The knobs that hold a list: 'a@b,c@d' -> [(a, b), (c, d)] or 'a,b' -> [a, b], sorted, distinct, every number
-# > 0 (TTT_EVAL_BATCHES: >= 0). PROG_DEPTH is #895's frac:repeats, TRAIN_SEQ_SCHEDULE #2014's len@frac,
-# TTT_SHORT_DOC_CHUNKS #2014's chunk@maxlen.
+# The knobs that hold a list (their forms: see their comments): 'a@b,c@d' -> [(a, b), (c, d)] or 'a,b' -> [a, b],
+# sorted, distinct, every number > 0 (TTT_EVAL_BATCHES: >= 0).
 LIST_KNOBS = {"prog_depth": (float, int), "train_seq_schedule": (int, float), "ttt_short_doc_chunks": (int, int),
               "export_minutes": (float,), "resume_save_minutes": (float,), "resume_save_steps": (int,),
               "ttt_eval_batches": (int,)}
@@ -352,22 +344,18 @@ def knob_list(hp, name: str) -> list:
         raise HyperparameterError(f"{name.upper()}={spec!r}: expected a comma list of {form}, numbers > 0")
     return [item[0] if len(kinds) == 1 else item for item in items]
 
-def seq_schedule(hp) -> list[tuple[float, int]]:
-    """TRAIN_SEQ_SCHEDULE as (training fraction, segment length), by fraction."""
+def seq_schedule(hp) -> list[tuple[float, int]]:  # TRAIN_SEQ_SCHEDULE as (training fraction, length), by fraction
     return sorted((f, n) for n, f in knob_list(hp, "train_seq_schedule"))
 
-# Env vars that belong to the launcher, not to us, even if they resemble a knob name.
-LAUNCHER_ENV = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
-                "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", "OMP_NUM_THREADS"}
-PROCESS_ENV_PREFIXES = ("NCCL_", "CUDA_", "CUDNN_", "CUBLAS", "TORCH", "PYTORCH_", "TRITON_", "PYTHON", "OMP_",
-                        "MKL_", "KMP_", "NVIDIA_", "HF_", "LD_", "LC_", "XDG_", "SLURM_")
+# Env vars of the launcher (torchrun's RANK, LOCAL_RANK, WORLD_SIZE, MASTER_PORT...) and the libraries: not knobs
+PROCESS_ENV_PREFIXES = ("RANK", "LOCAL_", "WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "MASTER_", "NCCL_", "CUDA_",
+                        "CUDNN_", "CUBLAS", "TORCH", "PYTORCH_", "TRITON_", "PYTHON", "OMP_", "MKL_", "KMP_",
+                        "NVIDIA_", "HF_", "LD_", "LC_", "XDG_", "SLURM_")
 
 def parse_knob(name: str, raw: str, kind: type, choices: tuple):
+    word = raw.strip()
     try:
-        if kind is bool:
-            value = {"1": True, "true": True, "0": False, "false": False}[raw.strip().lower()]
-        else:
-            value = kind(raw.strip())
+        value = {"1": True, "true": True, "0": False, "false": False}[word.lower()] if kind is bool else kind(word)
     except (KeyError, ValueError):
         raise HyperparameterError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
     if choices and value not in choices:
@@ -375,61 +363,50 @@ def parse_knob(name: str, raw: str, kind: type, choices: tuple):
     return value
 
 def derived_paths(hp: Hyperparameters) -> dict[str, str]:
-    """DATA_PATH and TOKENIZER_PATH left empty, derived as #1775/#1855/#2008 derive them; under CASEOPS_ENABLED
-    #1855's CaseOps download layout (its names say sp8192; ours follow VOCAB_SIZE) and the val byte sidecar.
-    RESUME_DIR left empty: ARTIFACT_DIR/resume, as #2008."""
-    v, root = hp.vocab_size, hp.data_dir
+    """Empty DATA_PATH, TOKENIZER_PATH, RESUME_DIR as #1775/#1855/#2008 derive them; CASEOPS_ENABLED: #1855's
+    CaseOps download layout (its names say sp8192; ours follow VOCAB_SIZE) and the val byte sidecar."""
+    root, data, tokenizer = hp.data_dir, f"fineweb10B_sp{hp.vocab_size}", f"fineweb_{hp.vocab_size}_bpe"
     if hp.caseops_enabled:
-        base = os.path.join(root, "datasets", f"fineweb10B_sp{v}_caseops", "datasets")
-        data = os.path.join(base, "datasets", f"fineweb10B_sp{v}_lossless_caps_caseops_v1_reserved")
-        tokenizer = os.path.join(base, "tokenizers", f"fineweb_{v}_bpe_lossless_caps_caseops_v1_reserved.model")
-    else:
-        data = os.path.join(root, "datasets", f"fineweb10B_sp{v}")
-        tokenizer = os.path.join(root, "tokenizers", f"fineweb_{v}_bpe.model")
-    paths = {"data_path": hp.data_path or data, "tokenizer_path": hp.tokenizer_path or tokenizer,
-             "resume_dir": hp.resume_dir or os.path.join(hp.artifact_dir, "resume")}
-    if hp.caseops_enabled and not hp.val_bytes_path:
-        paths["val_bytes_path"] = os.path.join(paths["data_path"], "fineweb_val_bytes_*.bin")
-    return paths
+        root = os.path.join(root, "datasets", f"{data}_caseops", "datasets")
+        data, tokenizer = (f"{name}_lossless_caps_caseops_v1_reserved" for name in (data, tokenizer))
+    data = hp.data_path or os.path.join(root, "datasets", data)
+    sidecar = os.path.join(data, "fineweb_val_bytes_*.bin") if hp.caseops_enabled else ""
+    return {"data_path": data, "val_bytes_path": hp.val_bytes_path or sidecar,
+            "tokenizer_path": hp.tokenizer_path or os.path.join(root, "tokenizers", f"{tokenizer}.model"),
+            "resume_dir": hp.resume_dir or os.path.join(hp.artifact_dir, "resume")}
 
 def check_knob_spelling(environ) -> None:
-    """A typo like MODEL_DIMS would otherwise be ignored silently and the run would use the default; so would
-    a record's name spelled in our words (SMEAR_GATE, VAL_BATCH_TOKENS), which scripts/record_env.py translates.
-    The process's own variables (NCCL_*, CUDA_*...) are not ours."""
+    """A typo (MODEL_DIMS) or a record's name in our words (SMEAR_GATE, which scripts/record_env.py translates)
+    would otherwise be ignored silently and the run would use the default."""
     known = [f.name.upper() for f in fields(Hyperparameters)]
     words = {w for k in known for w in k.split("_")}
     for key in environ:
-        if key in known or key in LAUNCHER_ENV or key.startswith(PROCESS_ENV_PREFIXES):
+        if key in known or key.startswith(PROCESS_ENV_PREFIXES):
             continue
         if key.upper() in known:  # env names are case-sensitive: num_layers=3 would be ignored
             raise HyperparameterError(f"{key} is not read: knob names are upper case, set {key.upper()}")
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.88)
-        if close:
-            raise HyperparameterError(f"{key} is not a knob of train_gpt.py; did you mean {close[0]}?")
-        if "_" in key and set(key.split("_")) <= words:
-            raise HyperparameterError(f"{key} is not a knob of train_gpt.py; a record's name? see "
-                                      "scripts/record_env.py")
+        if close or "_" in key and set(key.split("_")) <= words:
+            hint = f"did you mean {close[0]}?" if close else "a record's name? see scripts/record_env.py"
+            raise HyperparameterError(f"{key} is not a knob of train_gpt.py; {hint}")
 
-def describe_hyperparameters(hp: Hyperparameters) -> list[str]:
-    """The resolved knobs, derived paths included."""
+def describe_hyperparameters(hp: Hyperparameters) -> list[str]:  # the resolved knobs, derived paths included
     return ["hyperparameters:"] + [f"  {f.name.upper()}={getattr(hp, f.name)}" for f in fields(hp)]
 
 def knob_table() -> str:
-    """Markdown table of every knob (--help, docs/knobs.md); a knob's meaning is the comment on its line of the
-    source (the packed stub has none)."""
+    """Markdown table of every knob (--help, docs/knobs.md): meanings are the source's line comments (not packed)."""
     docs = dict(re.findall(r"^    (\w+): \w+ = (?:knob|choice)\(.*\)  # (.*)$", Path(__file__).read_text(), re.M))
     rows = ["| env var | default | meaning |", "|---|---|---|"]
     for f in fields(Hyperparameters):
-        allowed = " / ".join(f.metadata["choices"]) or f.metadata["bounds"]
-        doc = docs.get(f.name, "") + (f"; {'one of ' if f.metadata['choices'] else 'in '}{allowed}" if allowed else "")
-        rows.append(f"| `{f.name.upper()}` | `{f.default}` | {doc.replace('|', '/')} |")
+        choices, bounds = f.metadata["choices"], f.metadata["bounds"]
+        allowed = f"; one of {' / '.join(choices)}" if choices else f"; in {bounds}" if bounds else ""
+        rows.append(f"| `{f.name.upper()}` | `{f.default}` | {(docs.get(f.name, '') + allowed).replace('|', '/')} |")
     return "\n".join(rows)
 
 # -----------------------------------------------------------------------------------------------
 # RUNTIME
-# Distributed setup lives here (with the gradient average of GRAD_CLIP_PER_RANK) and in two other
-# places only: Muon's update all-reduce and the metric reducer. World size 1 is the plain path: no
-# torchrun, no process group.
+# Distributed setup lives here (and GRAD_CLIP_PER_RANK's gradient average), in Muon's update all-reduce and in
+# the metric reducer only. World size 1 is the plain path: no torchrun, no process group.
 # -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -449,8 +426,7 @@ class Runtime:
         return self.rank == 0
 
     @property
-    def grad_accum_steps(self) -> int:
-        # The baseline's global batch is defined for 8 ranks; fewer ranks accumulate to match it.
+    def grad_accum_steps(self) -> int:  # the baseline's global batch is defined for 8 ranks; fewer accumulate
         return 8 // self.world_size
 
 def init_runtime(hp: Hyperparameters) -> Runtime:
@@ -458,19 +434,15 @@ def init_runtime(hp: Hyperparameters) -> Runtime:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if world_size < 1 or 8 % world_size != 0:
         raise HyperparameterError(f"WORLD_SIZE={world_size} must divide 8 (grad accumulation keeps the batch)")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+    if cuda:
         torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    else:
-        device = torch.device("cpu")
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if world_size > 1:
-        cuda = device.type == "cuda"
         dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None,
                                 timeout=datetime.timedelta(seconds=hp.dist_timeout_seconds))
-    native_bf16 = device.type == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    autocast = hp.autocast == "bf16" or (hp.autocast == "auto" and native_bf16)
+    autocast = hp.autocast == "bf16" or hp.autocast == "auto" and (cuda or torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return Runtime(rank, world_size, local_rank, device, autocast)
 
 def all_reduce_(tensor: Tensor, rt: Runtime, op=dist.ReduceOp.SUM) -> Tensor:
@@ -480,14 +452,11 @@ def all_reduce_(tensor: Tensor, rt: Runtime, op=dist.ReduceOp.SUM) -> Tensor:
 
 def average_gradients(params: list[Tensor], rt: Runtime) -> None:
     """The average DDP computes, done by hand after each rank clipped its own gradient (GRAD_CLIP_PER_RANK)."""
-    by_dtype: dict[torch.dtype, list[Tensor]] = {}
-    for p in params:
-        if p.grad is not None:
-            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    for grads in by_dtype.values():
-        flat = all_reduce_(torch._utils._flatten_dense_tensors(grads), rt) / rt.world_size
-        for g, averaged in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
-            g.copy_(averaged)
+    grads = [p.grad for p in params if p.grad is not None]
+    for dtype in dict.fromkeys(g.dtype for g in grads):  # one flat all-reduce per dtype, in the same order
+        same = [g for g in grads if g.dtype == dtype]
+        flat = all_reduce_(torch._utils._flatten_dense_tensors(same), rt) / rt.world_size
+        torch._foreach_copy_(same, torch._utils._unflatten_dense_tensors(flat, same))
 
 def autocast_context(rt: Runtime):
     return torch.autocast(device_type=rt.device.type, dtype=torch.bfloat16, enabled=rt.autocast)
@@ -495,8 +464,7 @@ def autocast_context(rt: Runtime):
 def compiles(hp: Hyperparameters, rt: Runtime) -> bool:
     return hp.compile == "1" or (hp.compile == "auto" and rt.device.type == "cuda")
 
-def fp32_context(device: torch.device):
-    """Statistics (Hessians, GPTQ, LQER) stay fp32 even when called inside an autocast region."""
+def fp32_context(device: torch.device):  # statistics (Hessians, GPTQ, LQER) stay fp32 inside an autocast region
     return torch.autocast(device_type=device.type, enabled=False)
 
 def synchronize(rt: Runtime) -> None:
@@ -518,11 +486,10 @@ class Logger:
 
     def open_file(self) -> None:
         """An earlier run's log of the same RUN_ID is moved to <RUN_ID>.<k>.txt, never appended to."""
-        if self.path is not None and self.pending is not None:
+        if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
-                k = next(k for k in itertools.count(1) if not self.path.with_suffix(f".{k}.txt").exists())
-                older = self.path.with_suffix(f".{k}.txt")
+                older = next(p for k in itertools.count(1) if not (p := self.path.with_suffix(f".{k}.txt")).exists())
                 self.path.rename(older)
                 self.pending.append(f"log: the earlier log of this RUN_ID is now {older}\n")
             self.write(self.pending, "w")
@@ -534,10 +501,10 @@ class Logger:
         if console:  # one write per line, so other ranks' output cannot land inside it
             sys.stdout.write(msg + "\n")
             sys.stdout.flush()
-        if self.pending is not None:
+        if self.pending is None:
+            self.write([msg + "\n"], "a")
+        else:
             self.pending.append(msg + "\n")
-            return
-        self.write([msg + "\n"], "a")
 
     def write(self, lines: list[str], mode: str) -> None:
         try:
@@ -548,13 +515,11 @@ class Logger:
             raise OutputError(f"could not write the log {path} ({e.strerror}): the run stopped") from None
 
 def atomic_write_files(files: dict[Path, bytes]) -> None:
-    """Write every file to a temp name in its directory and fsync, then rename them all: readers never see
-    a partial file, and a set of outputs replaces the previous set only once all of it is on disk. On any
-    error the temps are removed; those of a killed writer are removed by the next write of the same file."""
+    """Each file to a fsynced temp in its directory, then all renamed: readers never see a partial file or set.
+    On an error the temps are removed; a killed writer's, by the next write of the same file."""
     temps = {}
     try:
         for path, data in files.items():
-            path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(path.parent, glob.escape(path.name))
             temps[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -570,12 +535,11 @@ def atomic_write_files(files: dict[Path, bytes]) -> None:
         raise
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_files({Path(path): data})
+    atomic_write_files({path: data})
 
 def remove_stale_temps(directory: Path, name: str) -> None:
-    """Temp files of the files matching name (a glob) left by a process that no longer runs (kill -9 during
-    a write)."""
-    for tmp in Path(directory).glob(f".{name}.*.tmp"):
+    """Temp files of the files matching name (a glob) left by a process that no longer runs (kill -9)."""
+    for tmp in directory.glob(f".{name}.*.tmp"):
         pid = tmp.name[:-4].rsplit(".", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid():
             try:
@@ -586,9 +550,8 @@ def remove_stale_temps(directory: Path, name: str) -> None:
                 pass  # alive, another user's
 
 def write_on_all_ranks(write, rt: Runtime, elsewhere: str) -> str | None:
-    """Runs this rank's write (None: nothing to write here) and tells every rank whether every write succeeded:
-    None, or why not (its OSError, else `elsewhere`). A failed write (a full disk) leaves the earlier files whole;
-    the all-reduce is also the barrier after which every rank's files exist."""
+    """This rank's write (None: nothing here); every rank learns None if all succeeded, else why not (its OSError,
+    else `elsewhere`). A failed write leaves the earlier files whole; the all-reduce is the barrier after it."""
     failed, why = torch.zeros((), device=rt.device), elsewhere
     try:
         if write is not None:

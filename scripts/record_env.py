@@ -205,7 +205,7 @@ def check_spelling(environ) -> None:
     """train_gpt.py's near-miss check with the records' names among the candidates (SMEAR_GATES: SMEAR_GATE)."""
     known = [f.name.upper() for f in fields(tg.Hyperparameters)] + list(RECORD_ENV)
     for key in environ:
-        if key in known or key in tg.LAUNCHER_ENV or key.startswith(tg.PROCESS_ENV_PREFIXES):
+        if key in known or key.startswith(tg.PROCESS_ENV_PREFIXES):
             continue
         if key.upper() in known:  # env names are case-sensitive: smear_gate=0 would be ignored
             raise tg.HyperparameterError(f"{key} is not read: knob names are upper case, set {key.upper()}")
