@@ -1560,10 +1560,13 @@ def weights_kept(model: nn.Module):
     finally:
         model.load_state_dict(kept, strict=True)
 
+def train_loader(hp: Hyperparameters, rt: Runtime) -> contextlib.closing:
+    """A TrainLoader of the train shards, closed when the block ends (its thread stops)."""
+    return contextlib.closing(TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation))
+
 def warm_up_training(models: Models, optimizers, hp: Hyperparameters, rt: Runtime, log) -> None:
     """Per stage (layer plan and segment span): a forward and backward per cu_seqlens bucket, WARMUP_STEPS steps."""
-    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
-    try:
+    with train_loader(hp, rt) as loader:
         for stage in schedule_stages(hp):
             batch = loader.next_batch(stage.span)
             t = batch.x.size(1)
@@ -1580,8 +1583,6 @@ def warm_up_training(models: Models, optimizers, hp: Hyperparameters, rt: Runtim
                 train_step(models.train, optimizers, loader, hp, rt, step=i, lr_scale=1.0, stage=stage)
                 if hp.warmup_steps <= 20 or (i + 1) % 10 == 0 or i + 1 == hp.warmup_steps:
                     log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{stage.plan} span:{stage.span}")
-    finally:
-        loader.close()
 
 def warm_up_eval(models: Models, hp: Hyperparameters, rt: Runtime) -> None:
     """The eval graph on random tokens (never val data), per cu_seqlens bucket."""
@@ -1670,18 +1671,15 @@ class TrainingError(RuntimeError):
 
 def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoint: dict | None = None) -> TrainResult:
     """Runs until ITERATIONS or the cap, from step 0 or a checkpoint (RESUME_FROM); loads the weight average."""
-    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
     average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 else None
     if hp.swa_enabled:
         average = optional_module("train_gpt_reference", hp).SWA(models.raw, hp, log)
     loop = LoopState(stage_at(0.0, hp))
-    if checkpoint is not None:
-        loop = long_run(hp).restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
-    RUN_STATE.update(stage="training", loop=loop)
-    try:
+    with train_loader(hp, rt) as loader:
+        if checkpoint is not None:
+            loop = long_run(hp).restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
+        RUN_STATE.update(stage="training", loop=loop)
         train_loop(models, optimizers, average, loader, loop, val, checkpoint is not None, hp, rt, log)
-    finally:
-        loader.close()
     stats = loader.stats
     log(f"train_loader: shards_opened:{stats['opened']} open_ms:{1000 * stats['open_s']:.1f} (its thread) "
         f"main_thread_wait_ms:{1000 * stats['wait_s']:.1f} max_wait_ms:{1000 * stats['max_wait_s']:.1f} "
@@ -1920,14 +1918,11 @@ def add_lqer(quantized: dict, state: dict[str, Tensor], hp: Hyperparameters) -> 
 def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]]]) -> dict[str, Tensor]:
     out = {}
     for name, (scheme, dtype, arrays) in quantized.items():
-        if scheme == "raw":
-            w = arrays["value"]
-        elif scheme == "rows":
-            w = dequantize_groups(arrays["q"], row_scale(arrays))
-            if "lqer_a" in arrays:
-                w = w + lqer_correction(arrays)
-        else:
+        if scheme not in ("raw", "rows"):
             raise ArtifactError(f"tensor {name}: unknown quantization scheme {scheme!r}")
+        w = arrays["value"] if scheme == "raw" else dequantize_groups(arrays["q"], row_scale(arrays))
+        if "lqer_a" in arrays:
+            w = w + lqer_correction(arrays)
         out[name] = w.to(getattr(torch, dtype))
     return out
 
@@ -1959,11 +1954,8 @@ def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str
 def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
     if hp.gptq_calibration == "self":
         return optional_module("train_gpt_reference", hp).self_generated_batches(model, hp, rt)
-    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)  # training tokens only
-    try:  # collect_hessians cuts the segments on the host again: a wait per batch, outside any timed loop
+    with train_loader(hp, rt) as loader:  # training tokens only; the segments are cut on the host again (untimed)
         return [loader.next_batch(hp.train_seq_len).x for _ in range(hp.gptq_calibration_batches)]
-    finally:
-        loader.close()
 
 # rANS entropy coding (Duda 2013, "Asymmetric numeral systems"; ours here): each role's integer codes share
 # one static frequency table and are coded order-0, close to their entropy, where brotli's Huffman codes
