@@ -1826,7 +1826,7 @@ def inverse_hessian_factor(h: Tensor, name: str) -> Tensor:
 def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, name: str = "a matrix",
                   log_grid: bool = True, block: int = 128) -> dict[str, Tensor]:
     """Full-Hessian GPTQ (Frantar et al. 2022): columns in act-order, each one's error pushed onto those not yet
-    quantized through H^-1's Cholesky factor, by blocks of 128; dead inputs zeroed; all fp32 (docs/design.md)."""
+    quantized through H^-1's Cholesky factor, by blocks of 128; dead inputs zeroed; fp32 whatever autocast does."""
     qmax = 2 ** (bits - 1) - 1
     scales = sdclip_row_scales(w, clip_sigmas, qmax, log_grid)
     w, h = w.float().clone(), hessian.float().clone()
