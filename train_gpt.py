@@ -1434,9 +1434,8 @@ def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hype
     return total / rt.grad_accum_steps
 
 def warmup_buckets(rows: int, tokens: int, span: int) -> list[int]:
-    """The cu_seqlens sizes compiled before the clock for batches of `rows` rows of `tokens`: four buckets from
-    the fewest segments such a batch has (one document a row, cut every span), as #1855 warms 64..256 for its
-    98,304-token rows (FineWeb's ~110 segments there take 128 or 192), none beyond one-token documents."""
+    """The 4 cu_seqlens sizes compiled before the clock, from the fewest segments `rows` rows of `tokens` have (one
+    document a row, cut every span) up, none beyond one-token documents; #1855 warms 64..256 for its 98,304 tokens."""
     fewest, most = rows * -(-tokens // span) + 1, rows * tokens + 1
     first = -(-fewest // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
     return [size for size in range(first, first + 4 * CU_SEQLENS_BUCKET, CU_SEQLENS_BUCKET)
@@ -1448,9 +1447,7 @@ def bucket_stand_in(rows: int, tokens: int, span: int, size: int, device: torch.
     return cu_seqlens_input(torch.from_numpy(bucketed_cu_seqlens(starts, rows * tokens, size)).to(device))
 
 def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
-    """Build every graph the run will use before the clock starts: under each stage (layer plan and segment
-    span) one forward and backward per cu_seqlens bucket, then WARMUP_STEPS real steps; the eval graph on
-    random tokens (never val data) per bucket. Then restore the initial weights, optimizer state and loader:
+    """Every graph the run uses, built before the clock, then the initial weights and optimizer state restored:
     the timed run starts from the true initialization (baseline rule, 'so we aren't cheating')."""
     if hp.warmup_steps == 0:
         return
@@ -1476,9 +1473,13 @@ def weights_kept(model: nn.Module):
     finally:
         model.load_state_dict(kept, strict=True)
 
+def train_loader(hp: Hyperparameters, rt: Runtime) -> contextlib.closing:
+    """A TrainLoader of the train shards, closed when the block ends (its thread stops)."""
+    return contextlib.closing(TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation))
+
 def warm_up_training(models: Models, optimizers, hp: Hyperparameters, rt: Runtime, log) -> None:
-    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
-    try:
+    """Per stage (layer plan and segment span): a forward and backward per cu_seqlens bucket, WARMUP_STEPS steps."""
+    with train_loader(hp, rt) as loader:
         for stage in schedule_stages(hp):
             batch = loader.next_batch(stage.span)
             t = batch.x.size(1)
@@ -1490,14 +1491,11 @@ def warm_up_training(models: Models, optimizers, hp: Hyperparameters, rt: Runtim
                 loss.backward()
             for opt in optimizers:
                 opt.zero_grad(set_to_none=True)
-            log(f"warmup_buckets:{','.join(map(str, buckets))} plan:{stage.plan} "
-                f"span:{stage.span}")
+            log(f"warmup_buckets:{','.join(map(str, buckets))} plan:{stage.plan} span:{stage.span}")
             for i in range(hp.warmup_steps):  # step i: #1855's momentum ramp, kept under MUON_KEEP_WARMUP_MOMENTUM
                 train_step(models.train, optimizers, loader, hp, rt, step=i, lr_scale=1.0, stage=stage)
                 if hp.warmup_steps <= 20 or (i + 1) % 10 == 0 or i + 1 == hp.warmup_steps:
                     log(f"warmup_step:{i + 1}/{hp.warmup_steps} plan:{stage.plan} span:{stage.span}")
-    finally:
-        loader.close()
 
 def warm_up_eval(models: Models, hp: Hyperparameters, rt: Runtime) -> None:
     """The eval graph on random tokens (never val data), per cu_seqlens bucket."""
@@ -1510,36 +1508,22 @@ def warm_up_eval(models: Models, hp: Hyperparameters, rt: Runtime) -> None:
             models.eval(x, y, reduction="none", cu_seqlens=bucket_stand_in(rows, t, t, size, rt.device))
 
 class WeightAverage:
-    """EMA (every step, fp32 shadow) or #895's SWA (every SWA_EVERY steps once the LR multiplier is
-    below SWA_START_FRAC, full depth only). average() returns the state dict to load after training."""
+    """EMA of the weights (fp32 shadow, one fused update a step); #895's SWA (train_gpt_reference.py) alike."""
 
     def __init__(self, model: nn.Module, hp: Hyperparameters, log):
         self.hp, self.log, self.count = hp, log, 0
-        start = torch.zeros_like if hp.swa_enabled else torch.clone  # SWA sums from zero, EMA from step 0
-        self.sum = {k: start(v.detach().float()) for k, v in model.state_dict().items()}
+        self.sum = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int, lr_scale: float, full_depth: bool) -> None:
-        if self.hp.ema_decay > 0:  # one fused update over all tensors
-            torch._foreach_lerp_(list(self.sum.values()), [v.float() for v in model.state_dict().values()],
-                                 1 - self.hp.ema_decay)
-        elif self.hp.swa_enabled and lr_scale < self.hp.swa_start_frac and full_depth and step % self.hp.swa_every == 0:
-            if self.count == 0:
-                self.log(f"swa:start step:{step}")
-            for k, v in model.state_dict().items():
-                self.sum[k] += v.float()
-            self.count += 1
+        torch._foreach_lerp_(list(self.sum.values()), [v.float() for v in model.state_dict().values()],
+                             1 - self.hp.ema_decay)  # one fused update over all tensors
 
     @torch.no_grad()
-    def average(self, model: nn.Module) -> dict[str, Tensor] | None:
+    def average(self, model: nn.Module) -> dict[str, Tensor]:
         state = model.state_dict()
-        if self.hp.ema_decay > 0:
-            self.log("ema:applying EMA weights")
-            return {k: v.to(state[k].dtype) for k, v in self.sum.items()}
-        if self.count == 0:
-            return None
-        self.log(f"swa: averaging {self.count + 1} checkpoints")  # the final weights count once more
-        return {k: ((self.sum[k] + v.float()) / (self.count + 1)).to(v.dtype) for k, v in state.items()}
+        self.log("ema:applying EMA weights")
+        return {k: v.to(state[k].dtype) for k, v in self.sum.items()}
 
 def log_stage_switch(old: Stage, new: Stage, plans: tuple, step: int, frac: float, hp: Hyperparameters, log) -> None:
     if new.span != old.span:
@@ -1571,6 +1555,8 @@ OPTIONAL_MODULES = {
                           "RESUME_* and EXPORT_MINUTES"),  # #2008's resumable checkpoints and periodic exports
     "train_gpt_mixers": (lambda hp: hp.sliding_window_enabled or hp.use_hedge or hp.ngram_tilt_enabled,
                          "SLIDING_WINDOW_ENABLED, USE_HEDGE and NGRAM_TILT_ENABLED"),  # sliding window, Hedge, hints
+    "train_gpt_reference": (lambda hp: hp.quant_method != "gptq" or hp.swa_enabled or hp.gptq_calibration == "self",
+                            "QUANT_METHOD=int8/gptq_lite, SWA_ENABLED and GPTQ_CALIBRATION=self"),  # baseline, #895
 }
 
 def optional_module(name: str, hp: Hyperparameters):
@@ -1597,18 +1583,16 @@ class TrainingError(RuntimeError):
     """A run that cannot go on (a non-finite loss); reported as one line, exit 2."""
 
 def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoint: dict | None = None) -> TrainResult:
-    """Runs until ITERATIONS or the wallclock cap, from step 0 or from a checkpoint (RESUME_FROM); loads the
-    weight average, if any, at the end."""
-    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)
-    average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 or hp.swa_enabled else None
+    """Runs until ITERATIONS or the cap, from step 0 or a checkpoint (RESUME_FROM); loads the weight average."""
+    average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 else None
+    if hp.swa_enabled:
+        average = optional_module("train_gpt_reference", hp).SWA(models.raw, hp, log)
     loop = LoopState(stage_at(0.0, hp))
-    if checkpoint is not None:
-        loop = long_run(hp).restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
-    RUN_STATE.update(stage="training", loop=loop)
-    try:
-        steps = train_loop(models, optimizers, average, loader, loop, val, checkpoint is not None, hp, rt, log)
-    finally:
-        loader.close()
+    with train_loader(hp, rt) as loader:
+        if checkpoint is not None:
+            loop = long_run(hp).restore_checkpoint(checkpoint, models, optimizers, average, loader, rt, log)
+        RUN_STATE.update(stage="training", loop=loop)
+        train_loop(models, optimizers, average, loader, loop, val, checkpoint is not None, hp, rt, log)
     stats = loader.stats
     log(f"train_loader: shards_opened:{stats['opened']} open_ms:{1000 * stats['open_s']:.1f} (its thread) "
         f"main_thread_wait_ms:{1000 * stats['wait_s']:.1f} max_wait_ms:{1000 * stats['max_wait_s']:.1f} "
@@ -1617,12 +1601,12 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
         models.raw.load_state_dict(state, strict=True)
         val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
         log(f"diagnostic pre-quantization post-average val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-    return TrainResult(steps, loop.switches)
+    return TrainResult(loop.step, loop.switches)
 
 def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: LoopState, val: ValidationData,
-               resumed: bool, hp: Hyperparameters, rt: Runtime, log) -> int:
-    """The timed loop; returns the steps done. Each step waits for the GPU once: the clock, the divergence flag
-    and the loss come back in one copy after the MAX all-reduce that gives every rank the same clock."""
+               resumed: bool, hp: Hyperparameters, rt: Runtime, log) -> None:
+    """The timed loop, advancing `loop`. Each step waits for the GPU once: the clock, the divergence flag and the
+    loss come back in one copy after the MAX all-reduce that gives every rank the same clock."""
     cap_ms, last_plan, longrun = training_cap_ms(hp), len(models.raw.plans) - 1, long_run(hp)
     milestones = longrun.milestones(hp) if longrun else None
     stop_at = loop.step if resumed and loop.train_ms >= cap_ms else None  # resumed past the cap
@@ -1644,8 +1628,7 @@ def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: L
             average.update(models.raw, loop.step, lr_scale, loop.stage.plan == last_plan)
         loop.train_ms, diverged, loss = step_clock(loss, clock.ms(), rt)
         if diverged:  # one clock and one verdict for all ranks
-            raise TrainingError(f"the train loss is not finite at step {loop.step}: training stopped, nothing "
-                                "exported; lower the learning rates")
+            raise TrainingError(f"train loss is not finite at step {loop.step}: nothing exported; lower the LRs")
         if hp.train_log_every > 0 and (loop.step <= 10 or loop.step % hp.train_log_every == 0):
             log(f"step:{loop.step}/{hp.iterations} train_loss:{loss:.4f} train_time:{loop.train_ms:.0f}ms "
                 f"step_avg:{loop.train_ms / loop.step:.2f}ms")
@@ -1662,7 +1645,6 @@ def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: L
     log_stage_avg(loop.stage, stage_start, loop.step, loop.train_ms, log)
     if stop_at is not None and loop.step < hp.iterations:
         log(f"stopping_early: wallclock_cap train_time:{loop.train_ms:.0f}ms step:{loop.step}/{hp.iterations}")
-    return loop.step
 
 def log_stage_avg(stage: Stage, start: tuple[int, float], step: int, train_ms: float, log) -> None:
     """A stage's own mean step time (looping makes the later steps ~1.5x the earlier ones)."""
@@ -1671,16 +1653,13 @@ def log_stage_avg(stage: Stage, start: tuple[int, float], step: int, train_ms: f
             f"step_avg:{(train_ms - start[1]) / (step - start[0]):.2f}ms")
 
 def step_clock(loss: Tensor, elapsed_ms: float, rt: Runtime) -> tuple[float, float, float]:
-    """(clock, diverged, this rank's loss) after a step: the host clock goes to the device without a wait
-    (pinned), the clock and the non-finite flag are MAX-reduced over ranks, and one copy brings all three
-    back: the step's only host sync."""
+    """(clock, diverged, this rank's loss): clock and non-finite flag MAX-reduced, one copy back (the only sync)."""
     clock = copy_to_device(torch.tensor([elapsed_ms], dtype=torch.float64), rt)
     shared = all_reduce_(torch.cat([clock, (~torch.isfinite(loss)).double()[None]]), rt, dist.ReduceOp.MAX)
     return tuple(torch.cat([shared, loss.double()[None]]).tolist())
 
 class TrainClock:
-    """The training clock in ms: wall time since training began (or the checkpoint's time it resumes from), less
-    the pauses for validation, exports and checkpoints."""
+    """The training clock in ms: wall time since training began (or the resumed checkpoint's), less pauses."""
 
     def __init__(self, start_ms: float, rt: Runtime):
         self.rt = rt
@@ -1701,19 +1680,15 @@ class TrainClock:
 
 # -----------------------------------------------------------------------------------------------
 # QUANTIZATION AND ARTIFACT
-# The score is taken after export, so the artifact is the model. Default export (#1394 -> #1855):
-# full-Hessian GPTQ of every large matrix to MATRIX_BITS (embedding: EMBED_BITS) with per-row scales
-# of clip_sigmas * row std, Hessians from training tokens inside the GPTQ reserve; LQER adds a
-# low-rank correction to the worst tensors; gate weights go int8. Older exports stay as options.
-# The container is ours: magic, version, compressor id and CRC32 around a JSON header and raw arrays,
-# each byte-shuffled by element size, plus rANS streams for the attention and MLP codes; loading parses
-# bytes only (no pickle) and checks the config.
+# The score is taken after export, so the artifact is the model. Default export (#1394 -> #1855): full-Hessian
+# GPTQ of every large matrix to MATRIX_BITS (embedding: EMBED_BITS), per-row scales of clip_sigmas * row std,
+# Hessians from training tokens inside the GPTQ reserve; LQER corrects the worst tensors; gates go int8. The
+# container is ours: magic, version, compressor id and CRC32 around a JSON header and byte-shuffled arrays,
+# plus rANS streams of the attention and MLP codes; loading parses bytes only (no pickle), checks the config.
 # -----------------------------------------------------------------------------------------------
 
 ARTIFACT_MAGIC, ARTIFACT_VERSION = b"PGLF", 4
 COMPRESSORS = {0: "zlib", 1: "brotli", 2: "zstd", 3: "lzma"}
-INT8_CLIP_QUANTILE = 0.9999984  # baseline per-row clip; rare outliers would waste the int8 range
-GPTQ_LITE_QUANTILES = (0.9999, 0.99995, 0.99999, 0.999995, 0.999999)  # #895's per-row clip candidates
 SCALE_STEPS_PER_OCTAVE = 32  # SDClip row scales sit on a 2^(1/32) grid: 2.2% apart, stored as int16 exponents
 RANS_ROLES = ("attn", "mlp")  # near-Gaussian codes with little context: order-0 rANS beats brotli on them
 RANS_PROB_BITS, RANS_LOW = 14, 1 << 16  # frequencies sum to 2^14; lane states live in [2^16, 2^32)
@@ -1732,46 +1707,26 @@ def tensor_role(name: str) -> str:
     return "gate" if name.endswith("attn_gate_w") else "other"
 
 def sdclip_row_scales(w: Tensor, clip_sigmas: float, qmax: int, log_grid: bool = True) -> dict[str, Tensor]:
-    """SDClip (#1394): scale = k * row std / qmax, fp16 as #1855 stores it. Ours (SCALE_LOG_GRID): snapped to
-    a log grid and stored as its int16 exponent, ~5 compressed bits a row instead of ~11; the codes use
-    the snapped value."""
+    """SDClip (#1394): scale = k * row std / qmax, fp16 as #1855 stores it, or ours (SCALE_LOG_GRID) snapped to a
+    log grid, stored as its int16 exponent: ~5 compressed bits a row instead of ~11; the codes use the snapped value."""
     scale = (clip_sigmas * w.float().std(dim=1) / qmax).clamp_min(1e-8)
     if not log_grid:
         return {"scale": scale.to(torch.float16)}
     return {"scale_exp": torch.round(SCALE_STEPS_PER_OCTAVE * torch.log2(scale)).to(torch.int16)}
 
-def exponent_scale(exponents: Tensor) -> Tensor:
-    return torch.exp2(exponents.double() / SCALE_STEPS_PER_OCTAVE).float()
-
 def row_scale(arrays: dict[str, Tensor]) -> Tensor:
-    """The float scale of each row: stored fp16 (int8, GPTQ-lite) or as a log-grid exponent (SDClip)."""
-    return arrays["scale"].float() if "scale" in arrays else exponent_scale(arrays["scale_exp"])
+    """The float scale of each row: stored fp16 (SCALE_LOG_GRID=0, int8, GPTQ-lite) or as a log-grid exponent."""
+    if "scale" in arrays:
+        return arrays["scale"].float()
+    return torch.exp2(arrays["scale_exp"].double() / SCALE_STEPS_PER_OCTAVE).float()
 
 def quantize_rows(w: Tensor, scale: Tensor, qmax: int) -> Tensor:
     return torch.clamp(torch.round(w.float() / scale.float()[:, None]), -qmax, qmax).to(torch.int8)
 
-def quantize_int8_per_row(w: Tensor) -> dict[str, Tensor]:
-    """Baseline export: clip each row at a high quantile of |w|, 127 levels, fp16 scale."""
-    w = w.float()
-    clip = torch.quantile(w.abs(), INT8_CLIP_QUANTILE, dim=1)
-    scale = (clip / 127.0).clamp_min(1.0 / 127.0).to(torch.float16)
-    return {"q": quantize_rows(torch.clamp(w, -clip[:, None], clip[:, None]), scale, 127), "scale": scale}
-
-def quantize_gptq_lite(w: Tensor, qmax: int) -> dict[str, Tensor]:
-    """#895: per row, try clips at a few |w| quantiles and keep the one with the least squared error."""
-    w = w.float()
-    scales = torch.stack([(torch.quantile(w.abs(), q, dim=1) / qmax).clamp_min(1e-12).to(torch.float16)
-                          for q in GPTQ_LITE_QUANTILES])  # [candidates, rows]
-    codes = torch.stack([quantize_rows(w, scale, qmax) for scale in scales])
-    best = ((codes.float() * scales.float()[..., None] - w) ** 2).sum(-1).argmin(0)  # the first on ties
-    rows = torch.arange(w.size(0))
-    return {"q": codes[best, rows], "scale": scales[best, rows]}
-
 GPTQ_DAMPING = (0.01, 0.1, 1.0)  # fractions of mean(diag H) added to the diagonal: 1% (GPTQ), raised on failure
 
 def inverse_hessian_factor(h: Tensor, name: str) -> Tensor:
-    """Upper Cholesky factor of the damped H^-1. A Hessian that is not positive definite even with 1%
-    damping (too few calibration tokens, a collapsed layer) gets 10% then 100%, then a clear error."""
+    """Upper Cholesky factor of the damped H^-1; one not positive definite (too few tokens) is damped harder."""
     eye = torch.eye(h.size(0), device=h.device) * torch.diag(h).mean()
     for damping in GPTQ_DAMPING:
         lower, info = torch.linalg.cholesky_ex(h + damping * eye)
@@ -1779,15 +1734,12 @@ def inverse_hessian_factor(h: Tensor, name: str) -> Tensor:
             upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(lower), upper=True)
             if info == 0:
                 return upper
-    raise ArtifactError(f"GPTQ: the Hessian of {name} is not positive definite even with damping "
-                        f"{GPTQ_DAMPING[-1]:g} x mean(diag) (non-finite weights or activations?)")
+    raise ArtifactError(f"GPTQ: the Hessian of {name} is not positive definite even damped (non-finite weights?)")
 
 def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, name: str = "a matrix",
                   log_grid: bool = True, block: int = 128) -> dict[str, Tensor]:
-    """Full-Hessian GPTQ (Frantar et al. 2022): quantize columns in act-order (largest Hessian diagonal
-    first) and push each column's error, weighted by the inverse Hessian's Cholesky factor, onto the
-    columns not yet quantized; blocks of 128 keep the updates matrix-shaped. Dead inputs are zeroed.
-    Everything here is fp32 whatever autocast does (the hooks accumulate fp32 Hessians)."""
+    """Full-Hessian GPTQ (Frantar et al. 2022): columns in act-order, each one's error pushed onto those not yet
+    quantized through H^-1's Cholesky factor, by blocks of 128; dead inputs zeroed; fp32 whatever autocast does."""
     qmax = 2 ** (bits - 1) - 1
     scales = sdclip_row_scales(w, clip_sigmas, qmax, log_grid)
     w, h = w.float().clone(), hessian.float().clone()
@@ -1818,9 +1770,8 @@ def dequantize_groups(q: Tensor, scale: Tensor) -> Tensor:
     return (q.float().reshape(scale.numel(), -1) * scale.float()[:, None]).reshape(q.shape)
 
 def lqer_factors(error: Tensor, hp: Hyperparameters) -> dict[str, Tensor]:
-    """LQER (#1797): rank-r SVD of the quantization error, E ~ A B with A = U S, B = V^T. Asymmetric
-    packing: A in 2-bit codes [-2, 1] with one scale, B in 4-bit codes [-8, 7] per group of
-    LQER_ASYM_GROUP; otherwise LQER_FACTOR_BITS codes with one scale per row of each factor."""
+    """LQER (#1797): rank-r SVD of the quantization error, E ~ A B with A = U S, B = V^T. Asymmetric: A in codes
+    [-2, 1], one scale, B in [-8, 7] per LQER_ASYM_GROUP; else LQER_FACTOR_BITS codes, one scale per row."""
     u, s, vh = torch.linalg.svd(error.float(), full_matrices=False)
     a, b = u[:, : hp.lqer_rank] * s[: hp.lqer_rank], vh[: hp.lqer_rank]
     if hp.lqer_asym_enabled and b.numel() % hp.lqer_asym_group == 0:
@@ -1836,20 +1787,15 @@ def lqer_correction(arrays: dict[str, Tensor]) -> Tensor:
     return a @ dequantize_groups(arrays["lqer_b"], arrays["lqer_b_scale"])
 
 def role_bits_and_sigmas(role: str, hp: Hyperparameters) -> tuple[int, float]:
-    if role == "embed":
-        return hp.embed_bits, hp.embed_clip_sigmas
-    sigmas = {"attn": hp.attn_clip_sigmas, "mlp": hp.mlp_clip_sigmas}.get(role, hp.matrix_clip_sigmas)
-    return hp.matrix_bits, sigmas
+    sigmas = {"embed": hp.embed_clip_sigmas, "attn": hp.attn_clip_sigmas, "mlp": hp.mlp_clip_sigmas}
+    return hp.embed_bits if role == "embed" else hp.matrix_bits, sigmas.get(role, hp.matrix_clip_sigmas)
 
 def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[str, Tensor]) -> dict[str, Tensor]:
-    """One large matrix by QUANT_METHOD; a matrix without a Hessian (value embeddings) gets SDClip
-    rounding, which is what GPTQ reduces to when H is the identity."""
+    """One large matrix by QUANT_METHOD; one without a Hessian (value embeddings): SDClip rounding, GPTQ with H=I."""
     bits, sigmas = role_bits_and_sigmas(tensor_role(name), hp)
     qmax = 2 ** (bits - 1) - 1
-    if hp.quant_method == "int8":
-        return quantize_int8_per_row(w)
-    if hp.quant_method == "gptq_lite":
-        return quantize_gptq_lite(w, qmax)
+    if hp.quant_method != "gptq":
+        return optional_module("train_gpt_reference", hp).quantize_reference(w, qmax, hp)
     if name in hessians:
         return gptq_quantize(w, hessians[name].to(w.device), bits, sigmas, name, hp.scale_log_grid)
     scales = sdclip_row_scales(w, sigmas, qmax, hp.scale_log_grid)
@@ -1885,22 +1831,18 @@ def add_lqer(quantized: dict, state: dict[str, Tensor], hp: Hyperparameters) -> 
 def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]]]) -> dict[str, Tensor]:
     out = {}
     for name, (scheme, dtype, arrays) in quantized.items():
-        if scheme == "raw":
-            w = arrays["value"]
-        elif scheme == "rows":
-            w = dequantize_groups(arrays["q"], row_scale(arrays))
-            if "lqer_a" in arrays:
-                w = w + lqer_correction(arrays)
-        else:
+        if scheme not in ("raw", "rows"):
             raise ArtifactError(f"tensor {name}: unknown quantization scheme {scheme!r}")
+        w = arrays["value"] if scheme == "raw" else dequantize_groups(arrays["q"], row_scale(arrays))
+        if "lqer_a" in arrays:
+            w = w + lqer_correction(arrays)
         out[name] = w.to(getattr(torch, dtype))
     return out
 
 @torch.no_grad()
 def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str, Tensor]:
-    """H = sum X^T X of every matrix's input, from forward hooks on the eager model (a looped block adds
-    once per application); the tied embedding's H comes from the final-norm output it multiplies.
-    The forward may run in bf16; the sums are fp32 (a bf16 X^T X is not even positive definite)."""
+    """Mean X^T X of every matrix's input by forward hooks (a looped block adds per application; the tied
+    embedding's X is the final-norm output), summed in fp32: a bf16 X^T X is not even positive definite."""
     hessians: dict[str, Tensor] = {}
 
     def accumulate(key: str, x: Tensor) -> None:
@@ -1922,27 +1864,11 @@ def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str
     tokens = sum(x.numel() for x in batches)
     return {k: v / tokens for k, v in hessians.items()}
 
-@torch.no_grad()
-def self_generated_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
-    """Calibration on the model's own samples (temperature 0.8, from BOS), one sequence per batch: no
-    data access at all (accepted in #1019). Quadratic without a KV cache, so meant for modest lengths."""
-    gen = torch.Generator(device=rt.device).manual_seed(hp.seed)
-    seqs = torch.full((hp.gptq_calibration_batches, 1), BOS_ID, dtype=torch.int64, device=rt.device)
-    for _ in range(hp.train_seq_len - 1):
-        with autocast_context(rt):
-            logits = model.logits(model.hidden(seqs)[:, -1])
-        nxt = torch.multinomial(torch.softmax(logits / 0.8, dim=-1), 1, generator=gen)
-        seqs = torch.cat([seqs, nxt], dim=1)
-    return list(seqs.split(1))
-
 def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
     if hp.gptq_calibration == "self":
-        return self_generated_batches(model, hp, rt)
-    loader = TrainLoader(train_pattern(hp), rt, hp.train_batch_tokens, hp.doc_isolation)  # training tokens only
-    try:  # collect_hessians cuts the segments on the host again: a wait per batch, outside any timed loop
+        return optional_module("train_gpt_reference", hp).self_generated_batches(model, hp, rt)
+    with train_loader(hp, rt) as loader:  # training tokens only; the segments are cut on the host again (untimed)
         return [loader.next_batch(hp.train_seq_len).x for _ in range(hp.gptq_calibration_batches)]
-    finally:
-        loader.close()
 
 # rANS entropy coding (Duda 2013, "Asymmetric numeral systems"; ours here): each role's integer codes share
 # one static frequency table and are coded order-0, close to their entropy, where brotli's Huffman codes
@@ -2000,9 +1926,6 @@ class RansGroup:
     states: np.ndarray
     words: np.ndarray
 
-    def nbytes(self) -> int:
-        return self.states.nbytes + self.words.nbytes
-
 def rans_groups(quantized: dict, enabled: bool) -> dict[str, RansGroup]:
     groups = {}
     for role in RANS_ROLES if enabled else ():
@@ -2013,23 +1936,20 @@ def rans_groups(quantized: dict, enabled: bool) -> dict[str, RansGroup]:
             groups[role] = RansGroup(names, freq, *rans_encode(symbols, freq))
     return groups
 
-def compress(data: bytes, compressor: str) -> bytes:
+def codec(compressor: str) -> tuple:
+    """(compress, decompress) of a COMPRESSORS name, at its strongest setting."""
     if compressor == "zlib":
-        return zlib.compress(data, level=9)
+        return functools.partial(zlib.compress, level=9), zlib.decompress
     if compressor == "lzma":
-        return lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)
+        return functools.partial(lzma.compress, preset=9 | lzma.PRESET_EXTREME), lzma.decompress
     if compressor == "brotli":
-        return require_module("brotli").compress(data, quality=11, lgwin=24)
-    return require_module("zstandard").ZstdCompressor(level=22).compress(data)
+        brotli = require_module("brotli")
+        return functools.partial(brotli.compress, quality=11, lgwin=24), brotli.decompress
+    zstd = require_module("zstandard")
+    return zstd.ZstdCompressor(level=22).compress, zstd.ZstdDecompressor().decompress
 
-def decompress(data: bytes, compressor: str) -> bytes:
-    if compressor == "zlib":
-        return zlib.decompress(data)
-    if compressor == "lzma":
-        return lzma.decompress(data)
-    if compressor == "brotli":
-        return require_module("brotli").decompress(data)
-    return require_module("zstandard").ZstdDecompressor().decompress(data)
+def compress(data: bytes, compressor: str) -> bytes:
+    return codec(compressor)[0](data)
 
 def require_module(name: str):
     """brotli, zstandard and python_minifier (requirements.txt) are imported when used: missing, one line."""
@@ -2044,20 +1964,16 @@ def byte_shuffle(t: Tensor) -> bytes:
     return raw.reshape(-1, t.element_size()).T.tobytes()
 
 def byte_unshuffle(data: bytes, dtype: torch.dtype, shape: list[int]) -> Tensor:
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    raw = np.frombuffer(data, dtype=np.uint8).reshape(itemsize, -1).T.copy()
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(dtype.itemsize, -1).T.copy()
     return torch.from_numpy(raw).reshape(-1).view(dtype).reshape(shape)
 
 def pack_artifact(quantized: dict, model_config: dict, compressor: str, groups: dict | None = None) -> bytes:
-    """Body = u32 length + compressed(u32 length + JSON header + byte-shuffled arrays) + the rANS streams
-    of `groups`, stored as they are (already at their entropy). A tensor's "arrays" spec gives each stored
-    array's offset and length; its "coded" spec gives each rANS-coded array's role and first code."""
+    """Body = u32 length + compressed(u32 length + JSON header + byte-shuffled arrays) + the rANS streams (at their
+    entropy). Specs: "arrays" give a stored array's offset and length, "coded" a rANS-coded one's role, first code."""
     groups, entries, blobs, offset, coded_at = groups or {}, [], [], 0, {}
     for role, g in groups.items():
-        start = 0
-        for name in g.names:
-            coded_at[name] = (role, start)
-            start += quantized[name][2]["q"].numel()
+        firsts = itertools.accumulate((quantized[name][2]["q"].numel() for name in g.names), initial=0)
+        coded_at.update({name: (role, first) for name, first in zip(g.names, firsts)})
     for name, (scheme, dtype, arrays) in quantized.items():
         entry = {"name": name, "scheme": scheme, "dtype": dtype, "arrays": {}, "coded": {}}
         for key, t in arrays.items():
@@ -2076,7 +1992,7 @@ def pack_artifact(quantized: dict, model_config: dict, compressor: str, groups: 
     packed = compress(struct.pack("<I", len(header)) + header + b"".join(blobs), compressor)
     tail = b"".join(g.states.astype("<u4").tobytes() + g.words.astype("<u2").tobytes() for g in groups.values())
     body = struct.pack("<I", len(packed)) + packed + tail
-    compressor_id = {v: k for k, v in COMPRESSORS.items()}[compressor]
+    compressor_id = list(COMPRESSORS.values()).index(compressor)  # the keys are 0, 1, 2...
     return ARTIFACT_MAGIC + struct.pack("<BBI", ARTIFACT_VERSION, compressor_id, zlib.crc32(body)) + body
 
 def unpack_rans_streams(header: dict, tail: memoryview) -> dict[str, np.ndarray]:
@@ -2102,7 +2018,7 @@ def artifact_parts(blob: bytes) -> tuple[dict, memoryview, memoryview]:
         raise ArtifactError("artifact checksum mismatch: the file is truncated or corrupt")
     try:
         (packed_len,) = struct.unpack("<I", body[:4])
-        payload = decompress(body[4 : 4 + packed_len], COMPRESSORS[compressor_id])
+        payload = codec(COMPRESSORS[compressor_id])[1](body[4 : 4 + packed_len])
         (header_len,) = struct.unpack("<I", payload[:4])
         return json.loads(payload[4 : 4 + header_len]), memoryview(payload)[4 + header_len :], \
             memoryview(body)[4 + packed_len :]
@@ -2126,8 +2042,8 @@ def unpack_artifact(blob: bytes) -> tuple[dict, dict]:
         raise ArtifactError(f"artifact is malformed: {e}") from None
 
 def check_artifact_config(stored: dict, hp: Hyperparameters) -> None:
-    wanted = hp.model_config()
-    diffs = [f"{k.upper()}={stored.get(k)!r} (run has {v!r})" for k, v in wanted.items() if stored.get(k) != v]
+    diffs = [f"{k.upper()}={stored.get(k)!r} (run has {v!r})" for k, v in hp.model_config().items()
+             if stored.get(k) != v]
     if diffs:
         raise ArtifactError("artifact was built for another model config: " + ", ".join(diffs))
 
@@ -2144,9 +2060,8 @@ sys.meta_path.insert(0,PackedModules(%r))
 """
 
 def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
-    """The two-line self-extracting form records ship (#1412, #1855): the source minified, brotli-compressed,
-    base85 inside an exec stub. The modules ({name: source}) the run imports ride inside, minified alike
-    (PACKED_MODULES_FINDER)."""
+    """The two-line self-extracting form records ship (#1412, #1855): the source minified, brotli, base85 in an
+    exec stub; the modules ({name: source}) the run imports ride inside, minified alike (PACKED_MODULES_FINDER)."""
     if source.startswith(PACKED_STUB_PREFIX):
         return source  # already the shipped form
     source = minified(source)
@@ -2156,10 +2071,9 @@ def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
     return f'{PACKED_STUB_PREFIX}exec(brotli.decompress(base64.b85decode("{blob}")))\n'
 
 def minified(source: str) -> str:
-    """#1855's minifier settings: doc strings, comments and asserts dropped, local names shortened."""
+    """#1855's minifier settings: doc strings, comments and asserts dropped, local names shortened (the default)."""
     return require_module("python_minifier").minify(
-        source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False,
-        rename_locals=True, rename_globals=False)
+        source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False)
 
 # -----------------------------------------------------------------------------------------------
 # EVALUATION

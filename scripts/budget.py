@@ -24,7 +24,7 @@ def budget_report(quantized: dict, compressor: str, rans: dict) -> list[str]:
         params = sum((a["value"] if s == "raw" else a["q"]).numel() for s, a in items)
         rest = (t for _, a in items for k, t in a.items() if not (role in rans and k == "q"))
         size = len(tg.compress(b"".join(map(tg.byte_shuffle, rest)), compressor))
-        size += rans[role].nbytes() if role in rans else 0
+        size += rans[role].states.nbytes + rans[role].words.nbytes if role in rans else 0
         lines.append(f"budget:{role} tensors:{len(items)} params:{params} bytes:{size} "
                      f"bits_per_param:{8 * size / params:.3f}")
         if role in ("embed", "attn", "mlp"):

@@ -21,7 +21,7 @@ RESUME = ["tests/test_resume.py::test_restore_brings_back_every_state_and_the_ne
           "tests/test_resume.py::test_the_fingerprint_holds_training_knobs_and_not_the_continuations"]
 LONG_RUN = "train_gpt_longrun.py"
 MIXERS = "train_gpt_mixers.py"
-SOURCES = ("train_gpt.py", LONG_RUN, MIXERS)
+SOURCES = ("train_gpt.py", LONG_RUN, MIXERS, "train_gpt_reference.py")
 # name: (text in train_gpt.py, its replacement, tests that must fail[, the file holding the text])
 MUTATIONS = {
     "lane_split_after_skip": (  # the split moved below the skip merge: lane M would start with the skip in it

