@@ -774,8 +774,7 @@ def produce_batches(job: tuple, cursor: tuple[int, int], buffer: queue.Queue, st
                 raise DataError(f"no train shard holds one micro-batch of {span * world} tokens: lower "
                                 "TRAIN_BATCH_TOKENS")
             row = torch.empty(span, dtype=torch.int32, pin_memory=pin)
-            lo = pos + rank * span
-            row.numpy()[:] = tokens[lo : lo + span]
+            row.numpy()[:] = tokens[pos + rank * span : pos + (rank + 1) * span]
             pos += span * world
             offer(buffer, (row, np.flatnonzero(row.numpy()[:-1] == BOS_ID), (file_index, pos)), stop)
     except Exception as e:  # noqa: BLE001 - raised on the main thread by next_batch
