@@ -743,7 +743,7 @@ class TrainLoader:
     def close(self) -> None:
         """Stops the thread (a batch it holds is dropped; the cursor stays at the last batch taken)."""
         if self.producer is not None:
-            thread, buffer, stop = self.producer
+            thread, _, stop = self.producer
             stop.set()
             thread.join()
             self.producer = None
