@@ -574,50 +574,40 @@ class DataError(ValueError):
     pass
 
 def read_shard(path: str | Path) -> Tensor:
-    """Tokens of one shard as an int32 tensor; any disagreement with the header is an error."""
     return torch.from_numpy(shard_array(path).astype(np.int32))
 
 def shard_array(path: str | Path) -> np.ndarray:
     """The tokens of one shard, memory-mapped, once its header and size agree."""
-    path = Path(path)
-    size = path.stat().st_size
+    size = os.path.getsize(path)
     if size < SHARD_HEADER_BYTES:
         raise DataError(f"{path}: {size} bytes is shorter than the {SHARD_HEADER_BYTES}-byte shard header")
-    header = np.fromfile(path, dtype="<i4", count=256)
-    if header[0] != SHARD_MAGIC or header[1] != SHARD_VERSION:
-        raise DataError(f"{path}: bad shard header (magic {header[0]}, version {header[1]}; "
-                        f"expected {SHARD_MAGIC}, {SHARD_VERSION})")
-    num_tokens = int(header[2])
-    expected = SHARD_HEADER_BYTES + 2 * num_tokens
-    if size != expected:
-        raise DataError(f"{path}: header says {num_tokens} tokens ({expected} bytes) but the file has "
-                        f"{size} bytes: truncated or corrupt shard")
-    if num_tokens == 0:
-        return np.zeros(0, dtype="<u2")
+    magic, version, num_tokens = np.fromfile(path, dtype="<i4", count=3).tolist()
+    if (magic, version) != (SHARD_MAGIC, SHARD_VERSION):
+        raise DataError(f"{path}: bad shard header (magic {magic}, version {version})")
+    if size != SHARD_HEADER_BYTES + 2 * num_tokens:
+        raise DataError(f"{path}: header says {num_tokens} tokens but has {size} bytes: truncated or corrupt shard")
     return np.memmap(path, dtype="<u2", mode="r", offset=SHARD_HEADER_BYTES, shape=(num_tokens,))
 
-GET_DATA_HINT = ("get the official data with `python data/cached_challenge_fineweb.py --variant sp8192` (or sp1024), "
-                 "or build shards from your own text with `python data/build_shards.py`")
+def shard_tokens(path: Path, vocab_size: int) -> np.ndarray:
+    """shard_array, every id checked to lie in the vocabulary."""
+    tokens = shard_array(path)
+    if tokens.size and int(tokens.max()) >= vocab_size:
+        raise DataError(f"{path}: token id {int(tokens.max())} >= VOCAB_SIZE {vocab_size}")
+    return tokens
+
+GET_DATA_HINT = "get the official data (`data/cached_challenge_fineweb.py`) or build your own (`data/build_shards.py`)"
 
 def shard_paths(pattern: str, skip_sidecars: bool = False) -> list[Path]:
-    """Sorted shard files of a glob; skip_sidecars drops the CaseOps byte sidecars (fineweb_val_bytes_*),
-    which fineweb_val_*.bin also matches."""
+    """Sorted files of a glob; skip_sidecars drops the CaseOps byte sidecars fineweb_val_*.bin also matches."""
     paths = sorted(Path(p) for p in glob.glob(pattern) if not (skip_sidecars and "_bytes_" in Path(p).name))
     if not paths:
         raise DataError(f"no files match {pattern}: {GET_DATA_HINT}")
     return paths
 
 def check_train_shards(pattern: str, vocab_size: int) -> tuple[int, int]:
-    """Every train shard's header, size and token range, before training: the loader opens a shard only
-    when it gets there, minutes into the run. Returns (shards, tokens)."""
-    paths, total = shard_paths(pattern), 0
-    for path in paths:
-        tokens = shard_array(path)
-        if tokens.size and int(tokens.max()) >= vocab_size:
-            raise DataError(f"{path}: token id {int(tokens.max())} >= VOCAB_SIZE {vocab_size}: shards and vocab "
-                            "disagree")
-        total += tokens.size
-    return len(paths), total
+    """(shards, tokens), every shard checked before training: the loader opens one only minutes into the run."""
+    paths = shard_paths(pattern)
+    return len(paths), sum(shard_tokens(path, vocab_size).size for path in paths)
 
 def train_pattern(hp: Hyperparameters) -> str:
     return os.path.join(hp.data_path, "fineweb_train_*.bin")
@@ -628,21 +618,19 @@ def first_bos(tokens: np.ndarray, path: Path) -> int:
         hits = np.flatnonzero(tokens[lo : lo + (1 << 20)] == BOS_ID)
         if hits.size:
             return lo + int(hits[0])
-    raise DataError(f"{path}: no BOS ({BOS_ID}) token: documents cannot be found")
+    raise DataError(f"{path}: no BOS token ({BOS_ID})")
 
 CU_SEQLENS_BUCKET = 64  # #1855: attention boundaries padded to a multiple of 64 entries, a few shapes to compile
 
 def segment_starts(bos: np.ndarray, length: int, span: int) -> np.ndarray:
-    """Starts of the attention segments of a row of `length` tokens with BOS at the sorted positions `bos`, as
-    #1530/#1855 cut packed rows: at the row start, at every BOS, and every `span` tokens of a document."""
+    """#1530/#1855's segments of a row of `length` tokens, BOS at `bos`: the row start, each BOS, every `span`."""
     docs = np.union1d([0], bos).astype(np.int64)
     counts = -(-(np.append(docs[1:], length) - docs) // span)
     within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     return np.repeat(docs, counts) + within * span
 
 def bucketed_cu_seqlens(starts: np.ndarray, total: int, size: int | None = None) -> np.ndarray:
-    """FA3's varlen boundaries (cu_seqlens, int32): the segment starts over the flattened batch, then its end,
-    padded with empty segments at the end to `size` entries, by default the next multiple of CU_SEQLENS_BUCKET."""
+    """FA3's cu_seqlens (int32): the segment starts, then `total` repeated up to `size` entries (empty segments)."""
     size = size or -(-(starts.size + 1) // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
     cu = np.full(size, total, dtype=np.int32)
     cu[: starts.size] = starts
@@ -651,51 +639,39 @@ def bucketed_cu_seqlens(starts: np.ndarray, total: int, size: int | None = None)
 def rows_cu_seqlens(rows: np.ndarray, span: int, doc_isolation: bool) -> np.ndarray:
     """cu_seqlens of a [B, T] batch of token rows; DOC_ISOLATION=0 cuts only every `span` from a row's start."""
     b, t = rows.shape
-    bos = [np.flatnonzero(r == BOS_ID) if doc_isolation else np.zeros(0, np.int64) for r in rows]
+    bos = [np.flatnonzero(r == BOS_ID) if doc_isolation else () for r in rows]
     return bucketed_cu_seqlens(np.concatenate([segment_starts(p, t, span) + i * t for i, p in enumerate(bos)]), b * t)
 
 def cu_seqlens_input(cu: Tensor) -> Tensor:
-    """The int32 boundaries FA3 takes, marked so that a compiled graph keeps their count symbolic where it can
-    (else each bucket is a graph of its own, built in the warm-up)."""
+    """int32 boundaries whose count a compiled graph keeps symbolic where it can (else one graph per bucket)."""
     cu = cu.int()
     torch._dynamo.maybe_mark_dynamic(cu, 0)
     return cu
 
 def copy_to_device(t: Tensor, rt: Runtime) -> Tensor:
-    """A host tensor on the device without waiting for the GPU: pinned (a copy from pageable memory would wait
-    for the stream to drain), non_blocking. Already pinned tensors are not copied again on the host."""
+    """To the device without waiting for the GPU: non_blocking from pinned memory (pageable waits for the stream)."""
     if rt.device.type == "cuda" and not t.is_pinned():
         t = t.pin_memory()
     return t.to(rt.device, non_blocking=True)
 
 def to_device(arrays: dict[str, np.ndarray], rt: Runtime) -> dict[str, Tensor]:
-    """Host arrays on the device through one copy (copy_to_device), packed as int32. Returns int64 views, in
-    the arrays' shapes."""
+    """Host arrays on the device as int64 views of one int32 copy (copy_to_device), in the arrays' shapes."""
     flat = torch.from_numpy(np.concatenate([np.asarray(a, dtype=np.int32).ravel() for a in arrays.values()]))
-    flat = copy_to_device(flat, rt).long()
-    views, offsets = {}, np.cumsum([0] + [np.size(a) for a in arrays.values()])
-    for (name, a), lo, hi in zip(arrays.items(), offsets, offsets[1:]):
-        views[name] = flat[lo:hi].view(np.shape(a))
-    return views
+    parts = copy_to_device(flat, rt).long().split([np.size(a) for a in arrays.values()])
+    return {name: part.view(np.shape(a)) for (name, a), part in zip(arrays.items(), parts)}
 
 @dataclass(frozen=True)
 class Batch:
-    """A training micro-batch on the device: one flat row of inputs and targets [1, T] and the cu_seqlens of
-    its attention segments."""
+    """A training micro-batch on the device: inputs and targets [1, T] and their segments' cu_seqlens."""
 
     x: Tensor
     y: Tensor
     cu_seqlens: Tensor
 
 class TrainLoader:
-    """The document-packing loader of #1530/#1855: shards in sorted order, strictly sequential. Each batch is the
-    next contiguous span of (local + 1) x world_size tokens of the current shard, and rank r gets the r-th slice
-    as one flat row. A span that does not fit in the rest of the shard skips to the next shard, read from its
-    first BOS; after the last shard it wraps. A thread cuts the next batches ahead of the step (#1855): shards
-    are memory-mapped uint16, each row is copied into a pinned buffer with its BOS positions, so the main
-    thread only cuts segments and starts the copy. The cursor is the position after the last batch taken."""
-
-    PREFETCH = 2
+    """#1530/#1855's document-packing loader: each batch is the next (local + 1) x world_size tokens of the current
+    shard (a span that does not fit skips to the next shard's first BOS; it wraps), rank r taking the r-th slice as
+    one row. A thread cuts batches ahead (#1855); the cursor is the position after the last batch taken."""
 
     def __init__(self, pattern: str, rt: Runtime, global_tokens: int, doc_isolation: bool = True):
         self.paths, self.rt, self.doc_isolation = shard_paths(pattern), rt, doc_isolation
@@ -707,34 +683,30 @@ class TrainLoader:
     def next_batch(self, span: int) -> Batch:
         """The next micro-batch, its segments cut every `span` tokens of a document (the stage's span)."""
         if self.producer is None:
-            self.producer = self._start()
-        start = time.perf_counter()
+            buffer, stop = queue.Queue(maxsize=2), threading.Event()  # two batches cut ahead
+            job = (self.paths, self.span, self.rt.rank, self.rt.world_size, self.rt.device.type == "cuda", self.stats)
+            thread = threading.Thread(target=produce_batches, args=(job, self.cursor, buffer, stop), daemon=True)
+            thread.start()
+            weakref.finalize(self, stop.set)  # a loader dropped without close() stops its thread too
+            self.producer = thread, buffer, stop
+        stats, start = self.stats, time.perf_counter()
         item = self.producer[1].get()
         waited = time.perf_counter() - start
-        self.stats.update(waits=self.stats["waits"] + 1, wait_s=self.stats["wait_s"] + waited,
-                          max_wait_s=max(self.stats["max_wait_s"], waited))
+        stats.update(waits=stats["waits"] + 1, wait_s=stats["wait_s"] + waited,
+                     max_wait_s=max(stats["max_wait_s"], waited))
         if isinstance(item, Exception):
             raise item
         row, bos, self.cursor = item
         t = row.numel() - 1
-        starts = segment_starts(bos if self.doc_isolation else np.zeros(0, np.int64), t, span)
+        starts = segment_starts(bos if self.doc_isolation else (), t, span)
         cu = copy_to_device(torch.from_numpy(bucketed_cu_seqlens(starts, t)), self.rt)
         row = copy_to_device(row, self.rt).long()  # pinned by the thread already
         return Batch(row[:-1][None], row[1:][None], cu_seqlens_input(cu))
 
-    def _start(self) -> tuple:
-        buffer, stop = queue.Queue(maxsize=self.PREFETCH), threading.Event()
-        job = dict(paths=self.paths, span=self.span, rank=self.rt.rank, world=self.rt.world_size,
-                   pin=self.rt.device.type == "cuda", stats=self.stats)
-        thread = threading.Thread(target=produce_batches, args=(job, self.cursor, buffer, stop), daemon=True)
-        thread.start()
-        weakref.finalize(self, stop.set)  # a loader dropped without close() stops its thread too
-        return thread, buffer, stop
-
     def close(self) -> None:
         """Stops the thread (a batch it holds is dropped; the cursor stays at the last batch taken)."""
         if self.producer is not None:
-            thread, buffer, stop = self.producer
+            thread, _, stop = self.producer
             stop.set()
             thread.join()
             self.producer = None
@@ -743,32 +715,29 @@ class TrainLoader:
         return dict(shards=[p.name for p in self.paths], file_index=self.cursor[0], pos=self.cursor[1])
 
     def load_state_dict(self, state: dict) -> None:
-        """Back to a saved position; the shard list must be the saved one, or the position means other tokens."""
-        check_same_shards(state["shards"], self.paths)
+        """Back to a saved position, on the saved shard list (RESUME_FROM checks it at startup)."""
         self.close()
         self.cursor = (state["file_index"], state["pos"])
 
-def produce_batches(job: dict, cursor: tuple[int, int], buffer: queue.Queue, stop: threading.Event) -> None:
-    """TrainLoader's thread: from the cursor on, each batch's row of this rank (int32, pinned for CUDA), its BOS
-    positions and the cursor after it, into the bounded queue; an error goes there too, for next_batch."""
-    (file_index, pos), tokens, paths, span, world = cursor, None, job["paths"], job["span"], job["world"]
+def produce_batches(job: tuple, cursor: tuple[int, int], buffer: queue.Queue, stop: threading.Event) -> None:
+    """TrainLoader's thread: each batch's row of this rank, its BOS positions and the cursor after it (or an error)."""
+    (paths, span, rank, world, pin, stats), (file_index, pos), tokens = job, cursor, None
     try:
         while not stop.is_set():
             for _ in range(len(paths) + 1):
                 if tokens is None:
                     start, tokens = time.perf_counter(), shard_array(paths[file_index])
                     pos = first_bos(tokens, paths[file_index]) if pos is None else pos
-                    job["stats"]["opened"] += 1  # the first shard too: N opened, N - 1 switches
-                    job["stats"]["open_s"] += time.perf_counter() - start
+                    stats["opened"] += 1  # the first shard too: N opened, N - 1 switches
+                    stats["open_s"] += time.perf_counter() - start
                 if pos + span * world <= tokens.size:
                     break
                 file_index, tokens, pos = (file_index + 1) % len(paths), None, None
             else:
-                raise DataError(f"no train shard holds one micro-batch of {span * world} tokens from its first BOS: "
-                                "lower TRAIN_BATCH_TOKENS or use bigger shards")
-            row = torch.empty(span, dtype=torch.int32, pin_memory=job["pin"])
-            lo = pos + job["rank"] * span
-            row.numpy()[:] = tokens[lo : lo + span]
+                raise DataError(f"no train shard holds one micro-batch of {span * world} tokens: lower "
+                                "TRAIN_BATCH_TOKENS")
+            row = torch.empty(span, dtype=torch.int32, pin_memory=pin)
+            row.numpy()[:] = tokens[pos + rank * span : pos + (rank + 1) * span]
             pos += span * world
             offer(buffer, (row, np.flatnonzero(row.numpy()[:-1] == BOS_ID), (file_index, pos)), stop)
     except Exception as e:  # noqa: BLE001 - raised on the main thread by next_batch
@@ -777,26 +746,16 @@ def produce_batches(job: dict, cursor: tuple[int, int], buffer: queue.Queue, sto
 def offer(buffer: queue.Queue, item, stop: threading.Event) -> None:
     """Put into a bounded queue unless asked to stop meanwhile."""
     while not stop.is_set():
-        try:
-            buffer.put(item, timeout=0.05)
-            return
-        except queue.Full:
-            continue
-
-def check_same_shards(saved: list[str], paths: list[Path]) -> None:
-    if saved != [p.name for p in paths]:
-        raise DataError(f"RESUME_FROM: the checkpoint read {len(saved)} train shards ({saved[0]}..{saved[-1]}), "
-                        f"this run has {len(paths)} ({paths[0].name}..{paths[-1].name}): resume on the same shards")
+        with contextlib.suppress(queue.Full):
+            return buffer.put(item, timeout=0.05)
 
 def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
     """The whole val stream: every token after the first is a target, the tail included (#2014; the baseline
     and #1855 cut the stream to whole sequences and never scored the last 1,823 tokens)."""
-    tokens = torch.cat([read_shard(p) for p in shard_paths(pattern, skip_sidecars=True)])
+    paths = shard_paths(pattern, skip_sidecars=True)
+    tokens = torch.cat([torch.from_numpy(shard_tokens(p, vocab_size).astype(np.int32)) for p in paths])
     if tokens.numel() <= seq_len:
         raise DataError(f"validation split {pattern} has {tokens.numel()} tokens, fewer than one sequence")
-    max_id = int(tokens.max())
-    if max_id >= vocab_size:
-        raise DataError(f"validation token id {max_id} >= VOCAB_SIZE {vocab_size}: shards and vocab disagree")
     return tokens
 
 # -----------------------------------------------------------------------------------------------
@@ -820,14 +779,12 @@ def build_byte_luts(sp: spm.SentencePieceProcessor, vocab_size: int) -> ByteLUTs
     for i in range(sp.vocab_size()):
         if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
             continue
-        boundary[i] = False
+        boundary[i], piece = False, sp.id_to_piece(i)
         if sp.is_byte(i):
             base[i] = 1  # "<0xE2>" stands for one raw byte, whatever its printed name
             continue
-        piece = sp.id_to_piece(i)
-        if piece.startswith("\u2581"):
-            space[i], piece = True, piece[1:]
-        base[i] = len(piece.encode("utf-8"))
+        space[i] = piece.startswith("\u2581")
+        base[i] = len(piece.removeprefix("\u2581").encode("utf-8"))
     return ByteLUTs(torch.from_numpy(base), torch.from_numpy(space), torch.from_numpy(boundary))
 
 def load_tokenizer(path: str, vocab_size: int) -> spm.SentencePieceProcessor:
@@ -835,38 +792,35 @@ def load_tokenizer(path: str, vocab_size: int) -> spm.SentencePieceProcessor:
         raise DataError(f"tokenizer {path} not found: {GET_DATA_HINT}")
     try:
         sp = spm.SentencePieceProcessor(model_file=path)
-    except (RuntimeError, OSError) as e:  # an empty or garbage file: sentencepiece's own message is a C++ trace
-        raise DataError(f"tokenizer {path} is not a SentencePiece model ({str(e).splitlines()[0][:80]})") from None
+    except (RuntimeError, OSError):  # an empty or garbage file: sentencepiece's own message is a C++ trace
+        raise DataError(f"tokenizer {path} is not a SentencePiece model") from None
     if sp.vocab_size() != vocab_size:
         raise DataError(f"tokenizer {path} has {sp.vocab_size()} pieces but VOCAB_SIZE={vocab_size}")
     if sp.bos_id() != BOS_ID:
-        raise DataError(f"tokenizer {path} has BOS id {sp.bos_id()}; shards and the model expect {BOS_ID}")
+        raise DataError(f"tokenizer {path} has BOS id {sp.bos_id()}, not {BOS_ID}")
     if sp.piece_to_id("\u2581") == sp.unk_id():
-        raise DataError(f"tokenizer {path} has no standalone '\u2581' piece: spaces would be counted as 3 "
-                        "byte-fallback bytes (pg #897)")
+        raise DataError(f"tokenizer {path} has no '\u2581' piece: a space would count 3 bytes (#897)")
     return sp
 
 def build_info(data_path: str) -> dict:
-    """DATA_PATH/build_info.json of data/build_shards.py (the tokenizer's sha256) or data/sample_val.py (val_sample),
-    {} without one."""
+    """DATA_PATH/build_info.json (data/build_shards.py, data/sample_val.py), {} without one."""
     info = Path(data_path) / "build_info.json"
     try:
         return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else {}
     except (OSError, ValueError) as e:
-        raise DataError(f"{info} is unreadable ({type(e).__name__}): rebuild the shards or remove it") from None
+        raise DataError(f"{info} is unreadable ({type(e).__name__}): remove it or rebuild the shards") from None
 
 def check_shards_tokenizer(data_path: str, tokenizer_path: str) -> None:
     """Another tokenizer of the same size would count other bytes per token: a wrong val_bpb, silently."""
-    built, ours = build_info(data_path).get("tokenizer_sha256"), hashlib.sha256(Path(tokenizer_path).read_bytes())
-    if built and built != ours.hexdigest():
-        raise DataError(f"tokenizer {tokenizer_path} (sha256 {ours.hexdigest()[:12]}) is not the one the shards were "
-                        f"built with ({data_path}/build_info.json: {str(built)[:12]}): set TOKENIZER_PATH to that one")
+    built = build_info(data_path).get("tokenizer_sha256")
+    if built and built != hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest():
+        raise DataError(f"tokenizer {tokenizer_path} is not the one the shards were built with ({data_path}/"
+                        "build_info.json): set TOKENIZER_PATH to that one")
 
 def token_bytes_from_luts(tokens: Tensor, luts: ByteLUTs) -> Tensor:
     """Bytes each token adds to the text when it is the target; position 0 follows nothing (a boundary)."""
     tokens = tokens.long()
-    prev_is_boundary = torch.ones_like(tokens, dtype=torch.bool)
-    prev_is_boundary[1:] = luts.is_boundary[tokens[:-1]]
+    prev_is_boundary = torch.cat([torch.ones(1, dtype=torch.bool), luts.is_boundary[tokens[:-1]]])
     return luts.base_bytes[tokens] + (luts.has_leading_space[tokens] & ~prev_is_boundary).to(torch.int16)
 
 def load_token_bytes_sidecar(pattern: str, num_tokens: int) -> Tensor:
@@ -883,12 +837,10 @@ class ValidationData:
     partial: bool = False  # a sample (data/sample_val.py): no number from it is the score
 
 def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
-    """(start, end) per document: inputs tokens[start:end], targets tokens[start+1:end+1]. A document runs
-    from its BOS to the next, which it predicts (#1855); tokens before a first BOS make one more document.
-    The documents cover every target exactly once."""
+    """(start, end) per document (inputs tokens[start:end], targets one later), from a BOS to the next, which it
+    predicts (#1855); tokens before a first BOS are one more. Every target is in one document."""
     n = tokens.numel() - 1
-    starts = (tokens[:n] == BOS_ID).nonzero().flatten().tolist()
-    starts = starts if starts and starts[0] == 0 else [0] + starts
+    starts = sorted({0, *(tokens[:n] == BOS_ID).nonzero().flatten().tolist()})
     return list(zip(starts, starts[1:] + [n]))
 
 class BpbMeter:

@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from train_gpt import (RUN_STATE, ArtifactError, DataError, Hyperparameters, LoopState, Models, Runtime, Stage,
-                       TrainClock, TrainLoader, ValidationData, atomic_write_bytes, check_same_shards, eval_val,
+                       TrainClock, TrainLoader, ValidationData, atomic_write_bytes, eval_val,
                        export_artifact, knob_list, remove_stale_temps, shard_paths,
                        train_pattern, weights_kept, write_on_all_ranks)
 
@@ -151,6 +151,12 @@ def read_checkpoint(hp: Hyperparameters, rt: Runtime) -> dict:
     loaded = {r: load_checkpoint_file(f, r, sums.get(str(r))) for r, f in files.items()}
     check_same_shards(loaded[0]["loader"]["shards"], shard_paths(train_pattern(hp)))
     return dict(manifest=manifest, shared=loaded[0], local=loaded[rt.rank])
+
+def check_same_shards(saved: list[str], paths: list[Path]) -> None:
+    """A loader position means other tokens on another shard list."""
+    if saved != [p.name for p in paths]:
+        raise DataError(f"RESUME_FROM: the checkpoint read {len(saved)} train shards ({saved[0]}..{saved[-1]}), "
+                        f"this run has {len(paths)} ({paths[0].name}..{paths[-1].name}): resume on the same shards")
 
 def load_checkpoint_file(path: Path, rank: int, sha256: str | None = None) -> dict:
     try:
