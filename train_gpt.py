@@ -2309,14 +2309,12 @@ class StageMeters:
         self.meters = {label: BpbMeter(rt.device) for label in self.labels}  # every rank reduces the same set
 
     def add(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
-        """logp [..., V]: log-probabilities for the targets of the last target_arrays, fixed before any update;
-        dev holds the targets, their bytes, the mask of real slots and the hints, in logp's leading shape."""
-        self.score(label, logp, dev)
+        """logp [..., V], fixed before any update, for the targets in dev (target_arrays, in logp's leading shape)."""
+        scored = {label: logp}
         if self.hints is not None:
-            self.score(f"{label}_tilt", ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta), dev)
-
-    def score(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
-        self.meters[label].add(-logp.gather(-1, dev["targets"][..., None]).squeeze(-1), dev["nbytes"], dev["mask"])
+            scored[f"{label}_tilt"] = ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta)
+        for name, p in scored.items():
+            self.meters[name].add(-p.gather(-1, dev["targets"][..., None]).squeeze(-1), dev["nbytes"], dev["mask"])
 
     def target_arrays(self, positions: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Host arrays of the targets at stream positions (any shape): ids, bytes of the real ones, hints."""
@@ -2428,8 +2426,7 @@ def ttt_batch(model: GPT, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt
 
 def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], meters: StageMeters, label: str,
              hp: Hyperparameters, rt: Runtime) -> None:
-    """One chunk step: positions, masks and counts were cut on the host and reach the device in one copy;
-    the scores are committed before the adapters step on them. Nothing here waits for the GPU."""
+    """One chunk step: host arrays reach the device in one copy, scores are committed before the adapters step."""
     dev, span = to_device(host, rt), hp.ttt_eval_seq_len
     score = compiled_scorer() if compiles(hp, rt) else scored_logp
     with autocast_context(rt):
@@ -2547,8 +2544,7 @@ def global_sgd_backward(model: GPT, val: ValidationData, positions: np.ndarray, 
                 (loss * rt.world_size / n).backward()  # averaged over ranks: the chunk's mean
 
 class BatchClaims:
-    """Which TTT batch a rank scores next: a counter shared in torch.distributed's store, so a free rank takes the
-    queue's next batch (#1855 counts in a lock file, which needs one machine)."""
+    """The batch a free rank scores next: a counter in torch.distributed's store (#1855's lock file needs one host)."""
 
     evals = itertools.count()  # every rank runs the same evals in the same order: one fresh key each
 
@@ -2616,12 +2612,9 @@ def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
 
 def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime, log) -> list[dict]:
     """The records' lines per label: '{label} val_loss val_bpb eval_time' and '{label}_exact'."""
-    rows = []
-    for name in meters.labels:
-        nll, tokens, nbytes = meters.meters[name].totals(rt)
-        rows.append(stage_row(f"quantized_{name}{'_partial' if partial else ''}", *loss_and_bpb(nll, tokens, nbytes),
-                              tokens, nbytes, seconds, log))
-    return rows
+    totals = {name: meters.meters[name].totals(rt) for name in meters.labels}  # nll, tokens, bytes
+    return [stage_row(f"quantized_{name}{'_partial' if partial else ''}", *loss_and_bpb(*t), *t[1:], seconds, log)
+            for name, t in totals.items()]
 
 def stage_row(label: str, val_loss: float, val_bpb: float, tokens: float, nbytes: float, seconds: float, log) -> dict:
     log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * seconds:.0f}ms")
@@ -2777,8 +2770,7 @@ def export_outputs(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) ->
     return outputs, total
 
 def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> Path:
-    """Finite weights and the size cap are enforced on every rank; the outputs rank 0 builds then replace the
-    previous run's together, only once all of them are complete."""
+    """Finite weights and the cap checked on every rank; rank 0's outputs then replace the previous ones together."""
     start, path = time.perf_counter(), artifact_path(hp)
     bad = [name for name, t in model.state_dict().items() if not bool(torch.isfinite(t).all())]
     if bad:  # every rank holds the same weights: all refuse together
@@ -2816,10 +2808,8 @@ def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     cuda_rank = [rt.local_rank] if rt.device.type == "cuda" else None
     return Models(raw_model, compiled, DDP(compiled, device_ids=cuda_rank) if rt.distributed else compiled)
 
-def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[Path | None, int, int]:
-    """What would otherwise fail minutes in: the artifact to score exists, ARTIFACT_DIR takes the outputs,
-    every train shard is whole and in the vocabulary. Returns (artifact to score or None, shards, tokens)."""
-    scored = Path(hp.eval_only_path) if hp.eval_only_path else None
+def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[int, int]:
+    """What would fail minutes in: modules, outputs, train shards (whole, in the vocabulary): (shards, tokens)."""
     for name in OPTIONAL_MODULES:  # the modules the knobs ask for are at hand (a packed stub may lack them)
         optional_module(name, hp)
     if rt.is_main:
@@ -2830,7 +2820,7 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
             if summary.is_dir():
                 raise DataError(f"EVAL_SUMMARY_JSON={summary} is a directory")
             check_writable(summary.parent, f"EVAL_SUMMARY_JSON={summary}: its folder")
-    return (scored, 0, 0) if scored is not None else (None, *check_train_shards(train_pattern(hp), hp.vocab_size))
+    return (0, 0) if hp.eval_only_path else check_train_shards(train_pattern(hp), hp.vocab_size)
 
 def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
     """EVAL_ONLY_PATH: the model knobs come from the artifact's header, before anything is built; the run's own
@@ -2928,12 +2918,12 @@ def main() -> None:
     log_header(hp, rt, log)
     val = load_validation(hp, rt, log)
     models = prepare_models(hp, rt)
-    scored, num_shards, train_tokens = startup_checks(hp, rt, models.raw)
+    num_shards, train_tokens = startup_checks(hp, rt, models.raw)
     log.open_file()  # the startup checks (knobs, data, tokenizer, model, outputs) passed
     log(f"model_params:{sum(p.numel() for p in models.raw.parameters())}")
-    if scored is not None:
-        log(f"eval_only: {scored} (model knobs from its header)")
-        score_artifact(models, scored, val, hp, rt, log)
+    if hp.eval_only_path:
+        log(f"eval_only: {hp.eval_only_path} (model knobs from its header)")
+        score_artifact(models, Path(hp.eval_only_path), val, hp, rt, log)
         return
     log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards} tokens:{train_tokens}")
     log(f"train_shards: {num_shards}")  # the records' fingerprint line (#2127 audit: 80 for the official export)
