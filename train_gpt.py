@@ -2310,11 +2310,12 @@ class StageMeters:
 
     def add(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
         """logp [..., V], fixed before any update, for the targets in dev (target_arrays, in logp's leading shape)."""
-        scored = {label: logp}
+        self.score(label, logp, dev)
         if self.hints is not None:
-            scored[f"{label}_tilt"] = ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta)
-        for name, p in scored.items():
-            self.meters[name].add(-p.gather(-1, dev["targets"][..., None]).squeeze(-1), dev["nbytes"], dev["mask"])
+            self.score(f"{label}_tilt", ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta), dev)
+
+    def score(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:  # tests observe the scores here
+        self.meters[label].add(-logp.gather(-1, dev["targets"][..., None]).squeeze(-1), dev["nbytes"], dev["mask"])
 
     def target_arrays(self, positions: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         """Host arrays of the targets at stream positions (any shape): ids, bytes of the real ones, hints."""
