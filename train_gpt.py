@@ -2412,8 +2412,7 @@ TTT_PROGRESS_SECONDS = 30.0  # a long batch (a 25k-token document: 90 min on a C
 
 def ttt_batch(model: GPT, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime, meters: StageMeters,
               label: str, log=None) -> None:
-    """Score-first LoRA TTT of one batch (documents by chunk count, most first): each chunk is scored with the
-    adapters trained on the earlier chunks, then trained on; a document's last chunk is never trained on."""
+    """Score-first LoRA TTT of a batch (most chunks first): each chunk scored, then trained on, but the last."""
     optimizer, chunks = ttt_optimizer(lora, hp), [chunk_count(d, hp) for d in docs]
     start = shown = time.perf_counter()  # host clock: the progress line waits for nothing
     for step in range(chunks[0]):
@@ -2562,8 +2561,7 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     scored (a batch claimed past it waits for the phase). Returns the meters and this rank's seconds per leg."""
     queue = ttt_queue(val, hp)
     phases = phase_plan([len(docs) for _, docs in queue], hp)
-    # the label names what runs: without a phase (PHASED_TTT_PREFIX_DOCS past the queue) it is LoRA TTT alone
-    label = "ttt_phased" if phases else "ttt_lora"
+    label = "ttt_phased" if phases else "ttt_lora"  # no phase to run (PREFIX_DOCS past the queue): LoRA TTT alone
     meters = StageMeters([label], val, hp, rt, hints)
     log(f"ttt: docs:{sum(len(d) for _, d in queue)} batches:{len(queue)} world_size:{rt.world_size} "
         f"phase_docs:{[d for _, d in phases]}")
@@ -2727,9 +2725,8 @@ def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logge
     log(f"quantize_wallclock:{time.perf_counter() - t1:.1f}s")
     return quantized
 
-# `sha256sum -c` format. The set's files are renamed one by one, this listing last: a kill -9 between two
-# renames leaves the previous set's listing, which the files already replaced no longer match (EVAL_ONLY_PATH
-# and records/tool.py check refuse such a mixed set).
+# `sha256sum -c` format, renamed after the set's files: a kill -9 between renames leaves the previous listing,
+# which the replaced files no longer match (EVAL_ONLY_PATH and records/tool.py check refuse such a mixed set).
 OUTPUT_SUMS = "outputs.sha256"
 
 def output_sums(outputs: dict[Path, bytes]) -> bytes:
@@ -2879,8 +2876,7 @@ def compiled_graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperparameters, rt: Runtime, log) -> float:
-    """What a grader runs: load the artifact from disk, score the round trip, then every enabled eval stage
-    (eval_stages); the last stage's _exact line is the headline. EVAL_SUMMARY_JSON gets every stage."""
+    """What a grader runs: the artifact from disk, the round trip, every eval stage (the last _exact line counts)."""
     start, timers = time.perf_counter(), {}
     RUN_STATE["stage"] = f"the eval of {path} (round trip)"
     with timed(timers, "decompress"):
