@@ -2029,11 +2029,10 @@ def minified(source: str) -> str:
 
 # -----------------------------------------------------------------------------------------------
 # EVALUATION
-# Every mode scores each val target exactly once into BpbMeters, from a full softmax over the vocabulary
-# that depends on the artifact and earlier tokens only (issue #1017's C1-C4, tests/test_eval_legality.py):
-# plain rows (#1855's diagnostic), sliding windows (#895/#1626), and score-first per-document LoRA TTT
-# with phased global SGD (#1530/#1626/#1855). Two mixers reshape a mode's distribution: #895's Hedge
-# over n-gram experts (window pass) and the token-only n-gram tilt (#1514/#2135, any mode).
+# Every mode scores each val target once into BpbMeters, from a full softmax that depends on the artifact and
+# earlier tokens only (#1017's C1-C4, tests/test_eval_legality.py): plain rows (#1855's diagnostic), sliding
+# windows (#895/#1626), score-first LoRA TTT with phased global SGD (#1530/#1626/#1855); mixers: #895's Hedge
+# (window pass) and the token-only n-gram tilt (#1514/#2135, any mode).
 # -----------------------------------------------------------------------------------------------
 
 def eval_batch_seqs(hp: Hyperparameters, rt: Runtime) -> int:
@@ -2058,12 +2057,11 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
     for s in range(share.start, share.stop, batch_seqs):
         a = s * seq_len
         window = tokens[a : min((s + batch_seqs) * seq_len, share.stop * seq_len, n) + 1]
-        # rows of TRAIN_SEQ_LEN scored alone (documents also cut at BOS), so no score depends on the batch or
-        # world size; a short last batch is padded at the end (causal: no real token sees it): one shape
-        real, pad = window.size - 1, batch_seqs * seq_len - (window.size - 1)
-        # EVAL_ROWS_BY_DOC: #1855's cut, one flat row: segments from the batch start and each BOS, every seq_len
+        real = window.size - 1
+        # rows of TRAIN_SEQ_LEN scored alone (documents also cut at BOS; EVAL_ROWS_BY_DOC: #1855's one flat row), so
+        # no score depends on batch or world size; a short last batch is padded at the end, which no real token sees
         shape = (1, -1) if hp.eval_rows_by_doc else (batch_seqs, seq_len)
-        x, y = (np.pad(w, (0, pad)).reshape(shape) for w in (window[:-1], window[1:]))
+        x, y = (np.pad(w, (0, batch_seqs * seq_len - real)).reshape(shape) for w in (window[:-1], window[1:]))
         dev = to_device(dict(x=x, y=y, cu=rows_cu_seqlens(x, seq_len, hp.doc_isolation),
                              nbytes=val.token_bytes.numpy()[a + 1 : a + 1 + real]), rt)
         with autocast_context(rt):
@@ -2081,8 +2079,7 @@ def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
     return torch.where(hints[..., None] >= 0, tilted, logp)
 
 class StageMeters:
-    """The meters of one eval stage, by label: the mode's distribution and any mixer's, each also tilted
-    under NGRAM_TILT_ENABLED (hints: the host array of ngram_hints)."""
+    """One eval stage's meters by label: the mode's and any mixer's distribution, each also tilted (NGRAM_TILT)."""
 
     def __init__(self, labels: list[str], val: ValidationData, hp: Hyperparameters, rt: Runtime,
                  hints: np.ndarray | None):
@@ -2091,14 +2088,12 @@ class StageMeters:
         self.meters = {label: BpbMeter(rt.device) for label in self.labels}  # every rank reduces the same set
 
     def add(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
-        """logp [..., V]: log-probabilities for the targets of the last target_arrays, fixed before any update;
-        dev holds the targets, their bytes, the mask of real slots and the hints, in logp's leading shape."""
+        """logp [..., V], fixed before any update, for the targets in dev (target_arrays, in logp's leading shape)."""
         self.score(label, logp, dev)
         if self.hints is not None:
             self.score(f"{label}_tilt", ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta), dev)
 
-    def score(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
-        """One scored distribution into its meter: the NLL of the targets at the real slots."""
+    def score(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:  # tests observe the scores here
         self.meters[label].add(-logp.gather(-1, dev["targets"][..., None]).squeeze(-1), dev["nbytes"], dev["mask"])
 
     def target_arrays(self, positions: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -2113,10 +2108,8 @@ WINDOW_WIDTH_BUCKET, SCORED_BUCKET = 16, 8  # padded row widths and scored slots
 
 def window_arrays(windows: list[tuple[int, int, int]], meters: StageMeters, span: int,
                   hp: Hyperparameters) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Host arrays of one forward over windows (a, s, e) of the val stream: rows tokens[a:e] right-padded with 0
-    (causal: padding never reaches a real token), `index` [B, C] the row positions whose next token is a scored
-    target s+1..e (C = the most scored; spare slots repeat the last and are masked), the targets' arrays and the
-    rows' cu_seqlens. Returns them and the targets' stream positions [B, C]."""
+    """One forward's host arrays for windows (a, s, e): rows tokens[a:e] right-padded with 0, `index` [B, C] the
+    positions predicting targets s+1..e (spare slots repeat the last, masked), target arrays, cu_seqlens; positions."""
     tokens, b = meters.val.tokens.numpy(), len(windows)
     width = -(-max(e - a for a, _, e in windows) // WINDOW_WIDTH_BUCKET) * WINDOW_WIDTH_BUCKET
     count = -(-max(e - s for _, s, e in windows) // SCORED_BUCKET) * SCORED_BUCKET
@@ -2131,38 +2124,32 @@ def window_arrays(windows: list[tuple[int, int, int]], meters: StageMeters, span
     return arrays, positions
 
 def scored_logp(model: GPT, dev: dict[str, Tensor], span: int, lora=None) -> Tensor:
-    """log-probabilities [B, C, V] of a window batch's scored slots: one forward, the LM head only where scored.
-    The TTT chunk step compiles this (dynamic shapes) where the model is compiled."""
+    """log-probabilities [B, C, V] of a window batch's scored slots: one forward, the LM head only where scored."""
     h = model.hidden(dev["x"], span=span, lora=lora, cu_seqlens=dev["cu"].int())
     h = h.gather(1, dev["index"][..., None].expand(-1, -1, h.size(-1)))
     return torch.log_softmax(model.logits(h, lora).float(), -1)
 
-LORA_TARGETS = ("q", "k", "v", "o", "mlp")
-
 class BatchedLoRA(nn.Module):
-    """Score-first TTT adapters (#1530; alpha/rank #1767; targets of #1855): per document of a batch and per
-    layer application (looped repeats get their own) a delta (x A^T) B^T alpha/r on Q, K, V, beside the
-    attention output and the MLP, and on the LM head before the softcap. A ~ U(+-1/sqrt(in)), B = 0, so a
-    fresh adapter changes nothing."""
+    """Score-first TTT adapters (#1530; alpha/rank #1767; targets of #1855): per document and layer application a
+    delta (x A^T) B^T alpha/r on Q, K, V, beside attention out and MLP, and on the LM head; B = 0: a no-op at first."""
 
     def __init__(self, model: GPT, hp: Hyperparameters, batch: int, seed: int):
         super().__init__()
-        d, kv = hp.model_dim, hp.num_kv_heads * (hp.model_dim // hp.num_heads)
-        apps, on = len(model.plans[-1].order), {t: getattr(hp, f"ttt_{t}_lora") for t in LORA_TARGETS}
+        d, kv, r = hp.model_dim, hp.num_kv_heads * (hp.model_dim // hp.num_heads), hp.ttt_lora_rank
+        apps, device = len(model.plans[-1].order), model.tok_emb.weight.device
         shapes = {"q": (apps, d, d), "k": (apps, d, kv), "v": (apps, d, kv), "o": (apps, d, d), "mlp": (apps, d, d),
                   "head": (1, d, hp.vocab_size)}
-        device, gen = model.tok_emb.weight.device, torch.Generator(model.tok_emb.weight.device).manual_seed(seed)
-        self.scale, self.a, self.b = hp.ttt_lora_alpha / hp.ttt_lora_rank, nn.ParameterDict(), nn.ParameterDict()
+        gen = torch.Generator(device).manual_seed(seed)
+        self.scale, self.a, self.b = hp.ttt_lora_alpha / r, nn.ParameterDict(), nn.ParameterDict()
         for name, (n, fan_in, fan_out) in shapes.items():  # document first: a batch's first rows are contiguous
-            if on.get(name, True):
-                bound = 1 / math.sqrt(fan_in)
-                a = torch.rand(batch, n, hp.ttt_lora_rank, fan_in, generator=gen, device=device) * 2 * bound - bound
+            if getattr(hp, f"ttt_{name}_lora", True):  # TTT_Q_LORA...; the head has no knob: always on
+                bound = 1 / math.sqrt(fan_in)  # A ~ U(+-1/sqrt(in))
+                a = torch.rand(batch, n, r, fan_in, generator=gen, device=device) * 2 * bound - bound
                 self.a[name] = nn.Parameter(a)
-                self.b[name] = nn.Parameter(torch.zeros(batch, n, fan_out, hp.ttt_lora_rank, device=device))
+                self.b[name] = nn.Parameter(torch.zeros(batch, n, fan_out, r, device=device))
 
     def delta(self, rows: int | None = None):
-        """The adapters of the batch's first `rows` documents (views) as the GPT forward takes them:
-        lora(application, target, x), application -1 = the head."""
+        """The first `rows` documents' adapters (views) as the forward takes them: lora(application, target, x)."""
         return functools.partial(lora_delta, {n: (self.a[n][:rows], self.b[n][:rows]) for n in self.a}, self.scale)
 
 def lora_delta(adapters: dict[str, tuple[Tensor, Tensor]], scale: float, app: int, target: str,
@@ -2187,8 +2174,7 @@ def chunk_count(doc: tuple[int, int], hp: Hyperparameters) -> int:
     return -(-(doc[1] - doc[0]) // chunk_size_of(doc[1] - doc[0], hp))
 
 def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -> list[tuple[int, int, int]]:
-    """Per document (each with a chunk left), step's chunk as (context start, score start, end) in input
-    positions: the chunk's targets with up to TTT_EVAL_SEQ_LEN tokens of the document before them."""
+    """Per document, step's chunk as (context start, score start, end): up to TTT_EVAL_SEQ_LEN tokens of context."""
     out = []
     for start, end in docs:
         c = chunk_size_of(end - start, hp)
@@ -2198,20 +2184,14 @@ def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -
 
 @functools.cache
 def compiled_scorer():
-    """scored_logp compiled once for the eval (dynamic shapes: the rows, widths and scored slots of TTT chunks
-    change every step; B = 1 gets its own graph), shared by the warm-up and the timed stages."""
+    """scored_logp compiled once with dynamic shapes (TTT chunks change rows, widths, scored slots; B = 1: its own)."""
     return torch.compile(scored_logp, dynamic=True)
-
-def eval_scorer(hp: Hyperparameters, rt: Runtime):
-    return compiled_scorer() if compiles(hp, rt) else scored_logp
 
 TTT_PROGRESS_SECONDS = 30.0  # a long batch (a 25k-token document: 90 min on a CPU) logs its chunk steps this often
 
 def ttt_batch(model: GPT, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime, meters: StageMeters,
               label: str, log=None) -> None:
-    """Score-first LoRA TTT of one batch of documents (ordered by chunk count, most first): each chunk is
-    scored with the adapters trained on the document's earlier chunks, then trained on; a document's last
-    chunk is scored, never trained on."""
+    """Score-first LoRA TTT of a batch (most chunks first): each chunk scored, then trained on, but the last."""
     optimizer, chunks = ttt_optimizer(lora, hp), [chunk_count(d, hp) for d in docs]
     start = shown = time.perf_counter()  # host clock: the progress line waits for nothing
     for step in range(chunks[0]):
@@ -2225,9 +2205,9 @@ def ttt_batch(model: GPT, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt
 
 def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], meters: StageMeters, label: str,
              hp: Hyperparameters, rt: Runtime) -> None:
-    """One chunk step: positions, masks and counts were cut on the host and reach the device in one copy;
-    the scores are committed before the adapters step on them. Nothing here waits for the GPU."""
-    dev, score, span = to_device(host, rt), eval_scorer(hp, rt), hp.ttt_eval_seq_len
+    """One chunk step: host arrays reach the device in one copy, scores are committed before the adapters step."""
+    dev, span = to_device(host, rt), hp.ttt_eval_seq_len
+    score = compiled_scorer() if compiles(hp, rt) else scored_logp
     with autocast_context(rt):
         logp = score(model, dev, span, adapters)
     meters.add(label, logp.detach(), dev)
@@ -2246,10 +2226,8 @@ def by_length(doc: tuple[int, int]) -> tuple[int, int]:
     return doc[1] - doc[0], doc[0]  # shortest first, ties in stream order
 
 def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
-    """(batch index, documents), as #1855 queues them: documents sorted shortest first (ties in stream order),
-    cut into batches of TTT_BATCH_SIZE from the short end, the batches longest first (so a remainder batch of
-    the longest runs first); each batch ordered by chunk count (most first, so the documents still scoring
-    at a step are its first ones); TTT_EVAL_BATCHES keeps only the listed batches."""
+    """(batch index, documents) as #1855 queues them: TTT_BATCH_SIZE batches cut from the shortest, run longest first,
+    each by chunk count (most first: the documents still scoring are the first); TTT_EVAL_BATCHES picks batches."""
     docs = sorted(val_documents(val.tokens), key=by_length)
     batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
@@ -2257,9 +2235,8 @@ def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[
     return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
 
 def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
-    """(queue batches scored before it, documents it trains on) per global-SGD phase, given the queue's batch
-    sizes: phase k trains on PREFIX_DOCS*k/PHASES documents (phase_docs) once the first batches holding as
-    many are scored, on every rank at once. Only phases with batches left to score after them run."""
+    """(batches scored before it, documents it trains on) per global-SGD phase: phase k trains on PREFIX_DOCS*k/PHASES
+    documents once the first batches holding as many are scored; only phases with batches left after them run."""
     if not hp.phased_ttt_enabled:
         return []
     plan, held = [], np.cumsum(sizes)
@@ -2271,31 +2248,27 @@ def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
     return plan
 
 def phase_docs(queue: list, bound: int, count: int, hp: Hyperparameters) -> list[tuple[int, int]]:
-    """The documents a phase trains on, of the batches scored before it: the first `count` in queue order, or
-    GLOBAL_TTT_STREAM=record's `count` shortest, shortest first (#1855 sorts the scored documents by their
-    original batch, which runs short to long, and cuts; the longest scored ones are left out)."""
+    """A phase's documents, of the batches scored before it: the first `count` in queue order, or under
+    GLOBAL_TTT_STREAM=record the `count` shortest, shortest first (as #1855, which leaves the longest out)."""
     scored = [d for _, docs in queue[:bound] for d in docs]
     if hp.global_ttt_stream == "record":
         scored = sorted(scored, key=by_length)
     return scored[:count]
 
 def sgd_positions(docs: list[tuple[int, int]], hp: Hyperparameters) -> np.ndarray:
-    """The stream positions of global SGD's tokens (inputs, then each one's target): the documents back to
-    back and the last one's closing BOS, or under GLOBAL_TTT_STREAM=record each with its closing BOS, as
-    #1855's documents hold it (so BOS,BOS pairs at every boundary)."""
+    """Global SGD's stream positions: the documents back to back and the last one's closing BOS, or under
+    GLOBAL_TTT_STREAM=record each with its closing BOS, as #1855 holds them (BOS,BOS pairs at every boundary)."""
     close = int(hp.global_ttt_stream == "record")
     return np.concatenate([np.arange(s, e + close) for s, e in docs] + ([] if close else [[docs[-1][1]]]))
 
 def new_lora(model: GPT, hp: Hyperparameters, index: int, size: int, lanes: dict) -> BatchedLoRA:
-    """Fresh adapters seeded by the batch index; TTT_WARM_START_A takes A from the previous batch this rank
-    scored when it had as many documents (#1767, as #1855 runs it: the chain is a rank's, so which rank
-    claims which batch moves the score slightly; TTT_WARM_START_A=0 makes any world size score the same)."""
+    """Fresh adapters seeded by the batch index; TTT_WARM_START_A takes A from this rank's previous batch of as many
+    documents (#1767, as #1855: the chain is a rank's, so only TTT_WARM_START_A=0 scores alike on any world size)."""
     lora = BatchedLoRA(model, hp, size, seed=hp.seed * 1_000_003 + index)
-    carried = lanes.get(size) if hp.ttt_warm_start_a else None
-    if carried is not None:
+    if hp.ttt_warm_start_a and size in lanes:
         with torch.no_grad():
             for n, a in lora.a.items():
-                a.copy_(carried[n])
+                a.copy_(lanes[size][n])
     return lora
 
 def global_ttt_lr_at(chunk: int, steps: int, hp: Hyperparameters) -> float:
@@ -2306,13 +2279,14 @@ def global_ttt_lr_at(chunk: int, steps: int, hp: Hyperparameters) -> float:
 
 def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp: Hyperparameters, rt: Runtime,
                log) -> None:
-    """#1626's phased TTT: SGD with momentum on every base weight over the concatenated tokens of documents
-    already scored, chunks of GLOBAL_TTT_CHUNK_TOKENS under a cosine LR, the last chunk not trained on (as
-    the record); each chunk's sequences are split over ranks, gradients averaged, then clipped."""
+    """#1626's phased TTT: momentum SGD on every base weight over scored documents' tokens, GLOBAL_TTT_CHUNK_TOKENS
+    a step under a cosine LR, the last chunk not trained on (as the record); rows split over ranks, grads averaged."""
     stream = sgd_positions(docs, hp)
     chunk, params = hp.global_ttt_chunk_tokens, list(model.parameters())
     steps = -(-(stream.size - 1) // chunk) - 1
     optimizer = torch.optim.SGD(params, lr=hp.global_ttt_lr, momentum=hp.global_ttt_momentum)
+    for p in params:
+        p.grad = torch.zeros_like(p)  # never None: a rank with no rows still joins the all-reduce
     model.requires_grad_(True)
     model.train()
     t0 = time.perf_counter()
@@ -2322,9 +2296,6 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
         for _ in range(hp.global_ttt_epochs):
             optimizer.zero_grad(set_to_none=False)
             global_sgd_backward(model, val, stream[c * chunk : (c + 1) * chunk + 1], hp, rt)
-            for p in params:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)  # a rank with no rows still joins the all-reduce
             average_gradients(params, rt)
             if hp.global_ttt_grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, hp.global_ttt_grad_clip)
@@ -2335,9 +2306,8 @@ def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp:
 
 def global_sgd_backward(model: GPT, val: ValidationData, positions: np.ndarray, hp: Hyperparameters,
                         rt: Runtime) -> None:
-    """This rank's share of one chunk's rows (TTT_EVAL_SEQ_LEN each, scored alone, so any rank split sums to
-    the same), in micro-batches of GLOBAL_TTT_BATCH_SEQS rows; gradients of the chunk's mean loss. The
-    chunk's tokens are read here from their stream positions, and only these (tests/test_eval_legality.py)."""
+    """Gradients of a chunk's mean loss from this rank's rows (TTT_EVAL_SEQ_LEN each, alone: any split sums alike), by
+    GLOBAL_TTT_BATCH_SEQS; reads only the chunk's stream positions (tests/test_eval_legality.py)."""
     seq_len, n, tokens = hp.ttt_eval_seq_len, positions.size - 1, val.tokens.numpy()[positions]
     share = rank_share(-(-n // seq_len), rt)
     for i in range(share.start, share.stop, hp.global_ttt_batch_seqs):
@@ -2347,38 +2317,30 @@ def global_sgd_backward(model: GPT, val: ValidationData, positions: np.ndarray, 
             if x.size:
                 x, y = x.reshape(-1, min(seq_len, x.size)), y.reshape(-1, min(seq_len, y.size))
                 dev = to_device(dict(x=x, y=y, cu=rows_cu_seqlens(x, seq_len, hp.doc_isolation)), rt)
-                cu = cu_seqlens_input(dev["cu"])
                 with autocast_context(rt):
-                    loss = model(dev["x"], dev["y"], reduction="sum", span=seq_len, cu_seqlens=cu)
+                    loss = model(dev["x"], dev["y"], reduction="sum", span=seq_len,
+                                 cu_seqlens=cu_seqlens_input(dev["cu"]))
                 (loss * rt.world_size / n).backward()  # averaged over ranks: the chunk's mean
 
 class BatchClaims:
-    """Which TTT batch a rank scores next: a counter all ranks share in torch.distributed's store, so a rank
-    takes the next batch of the longest-first queue whenever it is free and no rank is fixed to the longest
-    documents (#1855 counts in a lock file, which needs one machine)."""
+    """The batch a free rank scores next: a counter in torch.distributed's store (#1855's lock file needs one host)."""
 
     evals = itertools.count()  # every rank runs the same evals in the same order: one fresh key each
 
     def __init__(self, rt: Runtime):
         self.store = dist.distributed_c10d._get_default_store() if rt.distributed else None
-        self.key, self.taken = f"ttt_batch_claims_{next(BatchClaims.evals)}", -1
+        self.key, self.local = f"ttt_batch_claims_{next(BatchClaims.evals)}", itertools.count(0)
 
     def next(self) -> int:
-        if self.store is None:
-            self.taken += 1
-            return self.taken
-        return self.store.add(self.key, 1) - 1
+        return next(self.local) if self.store is None else self.store.add(self.key, 1) - 1
 
 def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, hints: np.ndarray | None,
              log) -> tuple[StageMeters, dict[str, float]]:
-    """Score-first LoRA TTT over the queue, ranks claiming batches (BatchClaims), then phased global SGD: phase
-    k starts once every batch before its bound is scored, so a rank that claims a batch past the bound holds
-    it, joins the phase and scores it after. The base weights are frozen except inside global SGD. Returns
-    the meters and seconds per leg (this rank's)."""
+    """Score-first LoRA TTT, ranks claiming batches, with phased global SGD once every batch before a phase's bound is
+    scored (a batch claimed past it waits for the phase). Returns the meters and this rank's seconds per leg."""
     queue = ttt_queue(val, hp)
     phases = phase_plan([len(docs) for _, docs in queue], hp)
-    # the label names what runs: without a phase (PHASED_TTT_PREFIX_DOCS past the queue) it is LoRA TTT alone
-    label = "ttt_phased" if phases else "ttt_lora"
+    label = "ttt_phased" if phases else "ttt_lora"  # no phase to run (PREFIX_DOCS past the queue): LoRA TTT alone
     meters = StageMeters([label], val, hp, rt, hints)
     log(f"ttt: docs:{sum(len(d) for _, d in queue)} batches:{len(queue)} world_size:{rt.world_size} "
         f"phase_docs:{[d for _, d in phases]}")
@@ -2407,12 +2369,9 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     return meters, legs
 
 def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
-    """A TTT batch and a batch of windows on random tokens before the eval timers, so kernels warm up and the
-    compiled scorer builds its graphs without touching a val token (#1530's warm-up on val tokens was
-    flagged): one document long enough for a full TTT_EVAL_SEQ_LEN window, a half batch of three chunks and
-    a half of two, so the chunk steps run the whole batch, part of it and a single row."""
-    gen, c = torch.Generator().manual_seed(hp.seed), hp.ttt_chunk_size
-    half = hp.ttt_batch_size // 2
+    """A TTT batch and windows on random tokens before the eval timers build every graph without a val token
+    (#1530 warmed up on val tokens: flagged). Documents: one full window, then 3 and 2 chunks: all, part, one row."""
+    gen, c, half = torch.Generator().manual_seed(hp.seed), hp.ttt_chunk_size, hp.ttt_batch_size // 2
     lengths = [hp.ttt_eval_seq_len + c] + [3 * c] * (half - 1) + [2 * c] * (hp.ttt_batch_size - half)
     lengths = lengths[: hp.ttt_batch_size]
     starts = np.cumsum([0] + lengths)
@@ -2431,12 +2390,9 @@ def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
 
 def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime, log) -> list[dict]:
     """The records' lines per label: '{label} val_loss val_bpb eval_time' and '{label}_exact'."""
-    rows = []
-    for name in meters.labels:
-        nll, tokens, nbytes = meters.meters[name].totals(rt)
-        rows.append(stage_row(f"quantized_{name}{'_partial' if partial else ''}", *loss_and_bpb(nll, tokens, nbytes),
-                              tokens, nbytes, seconds, log))
-    return rows
+    totals = {name: meters.meters[name].totals(rt) for name in meters.labels}  # nll, tokens, bytes
+    return [stage_row(f"quantized_{name}{'_partial' if partial else ''}", *loss_and_bpb(*t), *t[1:], seconds, log)
+            for name, t in totals.items()]
 
 def stage_row(label: str, val_loss: float, val_bpb: float, tokens: float, nbytes: float, seconds: float, log) -> dict:
     log(f"{label} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} eval_time:{1000 * seconds:.0f}ms")
@@ -2452,12 +2408,11 @@ def sdpa_view(model: GPT) -> GPT:
 
 def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime,
                 log) -> tuple[list[dict], dict[str, float]]:
-    """The stages after the round trip, in the records' order (window pass, then TTT, which changes the
-    weights, last); returns their rows and timers."""
+    """The stages after the round trip in the records' order (TTT, which changes the weights, last): rows, timers."""
     rows, timers = [], {}
     if attention_backend(model.hp, rt.device) == "flex":
         model = sdpa_view(model)
-        log("eval_stages: attention on SDPA (Flex needs torch.compile)")
+        log("eval_stages: attention on SDPA (Flex is fast only compiled)")
     mixers = optional_module("train_gpt_mixers", hp)
     with timed(timers, "ngram_hints"):
         hints = mixers.ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled \
@@ -2491,8 +2446,7 @@ def log_header(hp: Hyperparameters, rt: Runtime, log: Logger) -> None:
     log("=" * 100, console=False)
     log(f"Running Python {sys.version.split()[0]} PyTorch {torch.__version__} device:{rt.device.type}")
     if rt.device.type == "cuda":
-        smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False).stdout
-        log(smi, console=False)
+        log(subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False).stdout, console=False)
     for line in describe_hyperparameters(hp):
         log(line)
     log(f"attention_backend:{attention_backend(hp, rt.device)}")
@@ -2522,20 +2476,13 @@ def export_label(hp: Hyperparameters) -> str:
     """int8_zlib for the baseline export (its log lines keep the official names), e.g. int6_brotli now."""
     return f"int{8 if hp.quant_method == 'int8' else hp.matrix_bits}_{hp.compressor}"
 
-def code_sources(hp: Hyperparameters) -> dict[str, str]:
-    """The code this run uses, by module: this file and the optional modules its knobs import. A module served
-    from a packed stub has no file of its own: the stub, this run's __file__, holds it."""
-    sources = {"train_gpt": Path(__file__).read_text(encoding="utf-8")}
-    for name in OPTIONAL_MODULES:
-        module = optional_module(name, hp)
-        if getattr(module, "__file__", None):
-            sources[name] = Path(module.__file__).read_text(encoding="utf-8")
-    return sources
-
 def shipped_code(hp: Hyperparameters, log: Logger) -> tuple[int, bytes | None]:
-    """Both sizes of the code the run uses are logged; the one counted is the form that is shipped (CODE_PACKING):
-    its byte count, and the packed stub to write next to the artifact (None when the raw sources are shipped)."""
-    modules = code_sources(hp)
+    """Both sizes of the code the run uses (this file and the optional modules it imports) are logged; the one counted
+    is the shipped form (CODE_PACKING): its bytes and the packed stub to write (None when the raw sources ship)."""
+    # a module served from a packed stub has no file of its own: the stub, this run's __file__, holds it
+    files = {"train_gpt": __file__} | {name: getattr(optional_module(name, hp), "__file__", None)
+                                       for name in OPTIONAL_MODULES}
+    modules = {name: Path(file).read_text(encoding="utf-8") for name, file in files.items() if file}
     raw = sum(len(source.encode()) for source in modules.values())
     packed = packed_code(modules.pop("train_gpt"), modules).encode()
     log(f"Code size (uncompressed): {raw} bytes")
@@ -2551,15 +2498,14 @@ def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logge
         log(f"GPTQ:collected {len(hessians)} Hessians in {seconds:.1f}s")
         if hp.gptq_calibration == "train" and hp.max_wallclock_seconds > 0 and seconds > hp.gptq_reserve_seconds:
             log(f"warning: the Hessian pass took {seconds:.1f}s > GPTQ_RESERVE_SECONDS={hp.gptq_reserve_seconds:g}: "
-                "training data was read after the training budget; raise the reserve")
+                "it read training data past the budget; raise the reserve")
     t1 = time.perf_counter()
     quantized = quantize_state_dict(model.state_dict(), hp, hessians)
     log(f"quantize_wallclock:{time.perf_counter() - t1:.1f}s")
     return quantized
 
-# `sha256sum -c` format. The set's files are renamed one by one, this listing last: a kill -9 between two
-# renames leaves the previous set's listing, which the files already replaced no longer match (EVAL_ONLY_PATH
-# and records/tool.py check refuse such a mixed set).
+# `sha256sum -c` format, renamed after the set's files: a kill -9 between renames leaves the previous listing,
+# which the replaced files no longer match (EVAL_ONLY_PATH and records/tool.py check refuse such a mixed set).
 OUTPUT_SUMS = "outputs.sha256"
 
 def output_sums(outputs: dict[Path, bytes]) -> bytes:
@@ -2573,14 +2519,13 @@ def check_output_set(path: Path) -> None:
         return
     if path.name in sums and hashlib.sha256(path.read_bytes()).hexdigest() != sums[path.name]:
         raise DataError(f"{path} does not match {listing}: an export was stopped between its renames (a mixed "
-                        "set); export again or score an intact artifact")
+                        "set); export again")
 
 def artifact_path(hp: Hyperparameters) -> Path:
     return Path(hp.artifact_dir) / f"final_model.{export_label(hp).split('_')[0]}.ptz"
 
 def export_outputs(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> tuple[dict[Path, bytes], int]:
-    """Rank 0's files of an export (raw checkpoint, artifact, packed code, their sha256 listing last) and the
-    bytes counted against the cap, with the records' size lines."""
+    """Rank 0's export files (checkpoint, artifact, packed code, sha256 listing last) and the bytes under the cap."""
     out_dir, label, state = Path(hp.artifact_dir), export_label(hp).replace("_", "+"), model.state_dict()
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -2602,8 +2547,7 @@ def export_outputs(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) ->
     return outputs, total
 
 def export_artifact(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> Path:
-    """Finite weights and the size cap are enforced on every rank; the outputs rank 0 builds then replace the
-    previous run's together, only once all of them are complete."""
+    """Finite weights and the cap checked on every rank; rank 0's outputs then replace the previous ones together."""
     start, path = time.perf_counter(), artifact_path(hp)
     bad = [name for name, t in model.state_dict().items() if not bool(torch.isfinite(t).all())]
     if bad:  # every rank holds the same weights: all refuse together
@@ -2638,15 +2582,11 @@ def weights_crc32(model: nn.Module) -> int:
 def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     raw_model = build_model(hp, rt.device)
     compiled = torch.compile(raw_model, dynamic=False, fullgraph=True) if compiles(hp, rt) else raw_model
-    model = compiled
-    if rt.distributed:
-        model = DDP(compiled, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
-    return Models(raw_model, compiled, model)
+    cuda_rank = [rt.local_rank] if rt.device.type == "cuda" else None
+    return Models(raw_model, compiled, DDP(compiled, device_ids=cuda_rank) if rt.distributed else compiled)
 
-def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[Path | None, int, int]:
-    """What would otherwise fail minutes in: the artifact to score exists, ARTIFACT_DIR takes the outputs,
-    every train shard is whole and in the vocabulary. Returns (artifact to score or None, shards, tokens)."""
-    scored = Path(hp.eval_only_path) if hp.eval_only_path else None
+def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[int, int]:
+    """What would fail minutes in: modules, outputs, train shards (whole, in the vocabulary): (shards, tokens)."""
     for name in OPTIONAL_MODULES:  # the modules the knobs ask for are at hand (a packed stub may lack them)
         optional_module(name, hp)
     if rt.is_main:
@@ -2657,7 +2597,7 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
             if summary.is_dir():
                 raise DataError(f"EVAL_SUMMARY_JSON={summary} is a directory")
             check_writable(summary.parent, f"EVAL_SUMMARY_JSON={summary}: its folder")
-    return (scored, 0, 0) if scored is not None else (None, *check_train_shards(train_pattern(hp), hp.vocab_size))
+    return (0, 0) if hp.eval_only_path else check_train_shards(train_pattern(hp), hp.vocab_size)
 
 def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
     """EVAL_ONLY_PATH: the model knobs come from the artifact's header, before anything is built; the run's own
@@ -2667,8 +2607,8 @@ def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
         raise DataError(f"EVAL_ONLY_PATH: no artifact at {path}")
     check_output_set(path)
     stored, model_knobs = artifact_parts(path.read_bytes())[0]["config"], hp.model_config()
-    if set(stored) - set(model_knobs):
-        raise ArtifactError(f"{path} has model knobs this train_gpt.py lacks: {', '.join(set(stored) - set(model_knobs))}")
+    if extra := set(stored) - set(model_knobs):
+        raise ArtifactError(f"{path} has model knobs this train_gpt.py lacks: {', '.join(extra)}")
     clash = [f"{k.upper()}={environ[k.upper()]} (artifact: {v})" for k, v in stored.items()
              if k.upper() in environ and getattr(hp, k) != v]
     if clash:
@@ -2677,8 +2617,7 @@ def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
                                      "EVAL_ONLY_PATH": str(path)})
 
 def check_output_dir(out: Path, model: nn.Module) -> None:
-    """Before training, not after it: ARTIFACT_DIR takes files and has room for the checkpoint, the artifact
-    and their temps."""
+    """Before training: ARTIFACT_DIR takes files and has room for the checkpoint, the artifact and their temps."""
     check_writable(out, f"ARTIFACT_DIR={out}")
     need = 2 * sum(t.numel() * t.element_size() for t in model.state_dict().values()) + 2 * ARTIFACT_CAP_BYTES
     free = shutil.disk_usage(out).free
@@ -2707,8 +2646,8 @@ def lock_output_dir(out: Path) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise DataError(f"ARTIFACT_DIR={out} is in use by another live run: wait for it to end, or give this run "
-                        "its own ARTIFACT_DIR") from None
+        raise DataError(f"ARTIFACT_DIR={out} is in use by another live run: give this run its own "
+                        "ARTIFACT_DIR") from None
     OUTPUT_LOCKS[key] = fd
 
 def compiled_graphs() -> int:
@@ -2716,8 +2655,7 @@ def compiled_graphs() -> int:
     return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
 def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperparameters, rt: Runtime, log) -> float:
-    """What a grader runs: load the artifact from disk, score the round trip, then every enabled eval stage
-    (eval_stages); the last stage's _exact line is the headline. EVAL_SUMMARY_JSON gets every stage."""
+    """What a grader runs: the artifact from disk, the round trip, every eval stage (the last _exact line counts)."""
     start, timers = time.perf_counter(), {}
     RUN_STATE["stage"] = f"the eval of {path} (round trip)"
     with timed(timers, "decompress"):
@@ -2756,15 +2694,14 @@ def main() -> None:
     log_header(hp, rt, log)
     val = load_validation(hp, rt, log)
     models = prepare_models(hp, rt)
-    scored, num_shards, train_tokens = startup_checks(hp, rt, models.raw)
+    num_shards, train_tokens = startup_checks(hp, rt, models.raw)
     log.open_file()  # the startup checks (knobs, data, tokenizer, model, outputs) passed
     log(f"model_params:{sum(p.numel() for p in models.raw.parameters())}")
-    if scored is not None:
-        log(f"eval_only: {scored} (model knobs from its header)")
-        score_artifact(models, scored, val, hp, rt, log)
+    if hp.eval_only_path:
+        log(f"eval_only: {hp.eval_only_path} (model knobs from its header)")
+        score_artifact(models, Path(hp.eval_only_path), val, hp, rt, log)
         return
-    log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards} tokens:{train_tokens} "
-        "(every header and token id checked)")
+    log(f"train_loader:dataset:{Path(hp.data_path).name} train_shards:{num_shards} tokens:{train_tokens}")
     log(f"train_shards: {num_shards}")  # the records' fingerprint line (#2127 audit: 80 for the official export)
     if hp.max_wallclock_seconds > 0:
         log(f"gptq:reserving {hp.gptq_reserve_seconds:g}s, effective={training_cap_ms(hp):.0f}ms")
@@ -2787,9 +2724,7 @@ def main() -> None:
                      f"val_bpb:{val_bpb:.8f} trained_weights_crc32:{trained_crc:08x}\n")  # one write: no interleaving
     sys.stdout.flush()
 
-USAGE = """usage: [ENV=value ...] python train_gpt.py          (or: torchrun --nproc_per_node=N train_gpt.py)
-Every knob is an environment variable; the resolved values are printed at startup. Knobs:
-"""
+USAGE = "usage: [ENV=value ...] python train_gpt.py (or torchrun --nproc_per_node=N train_gpt.py); knobs (env vars):\n"
 
 def run_cli() -> int:
     """Clear one-line errors for bad input (exit 2), not tracebacks."""
@@ -2797,8 +2732,8 @@ def run_cli() -> int:
         print(USAGE + knob_table())
         return 0
     if sys.argv[1:]:
-        print(f"error: train_gpt.py takes no arguments ({' '.join(sys.argv[1:])}): every knob is an env var, "
-              "see python train_gpt.py --help", file=sys.stderr)
+        print(f"error: train_gpt.py takes no arguments ({' '.join(sys.argv[1:])}): knobs are env vars, see --help",
+              file=sys.stderr)
         return 2
     try:
         main()
@@ -2818,9 +2753,9 @@ def run_cli() -> int:
 
 def interrupted() -> str:
     """Where Ctrl-C stopped the run and what it leaves (files are only ever replaced whole)."""
-    where, loop = RUN_STATE["stage"], RUN_STATE.get("loop")
+    where = RUN_STATE["stage"]
     if where == "training":
-        where = f"training at step {loop.step}"
+        where = f"training at step {RUN_STATE['loop'].step}"
     kept = [f"{k} {RUN_STATE[k]}" for k in ("checkpoint", "artifact") if k in RUN_STATE]
     return (f"interrupted (Ctrl-C) during {where}; kept: {', '.join(kept) or 'no new output'} (earlier outputs "
             "are whole)")

@@ -63,7 +63,7 @@ MUTATIONS = {
                                   LEGALITY),
     "ttt_scores_the_next_target": ("index[i], positions[i], mask[i, : e - s] = s - a + slots,",
                                    "index[i], positions[i], mask[i, : e - s] = s - a + 1 + slots,", LEGALITY),
-    "ttt_claims_skip_a_batch": ("            self.taken += 1\n", "            self.taken += 2\n", LEGALITY),
+    "ttt_claims_skip_a_batch": ("itertools.count(0)", "itertools.count(0, 2)", LEGALITY),
     "phase_before_its_batches_are_scored": ("            while b < bound:\n", "            while b < bound - 1:\n",
                                             LEGALITY),
     "ttt_window_sees_the_chunk_end": ("out.append((max(start, hi - hp.ttt_eval_seq_len), start + step * c, hi))",
