@@ -8,6 +8,7 @@ Train with the stub and ship it as the record's train_gpt.py (docs/artifact.md#s
 """
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -20,13 +21,14 @@ def main(argv: list[str]) -> int:
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
     out = Path(argv[0] if argv else "train_gpt_packed.py")
     try:
-        sources = tg.code_sources(tg.Hyperparameters.from_env())
-        stub = tg.packed_code(sources.pop("train_gpt"), sources)
-        out.write_text(stub)
+        hp = replace(tg.Hyperparameters.from_env(), code_packing="brotli")
+        modules = [name for name in tg.OPTIONAL_MODULES if tg.optional_module(name, hp)]
+        size, stub = tg.shipped_code(hp, lambda line: None)
+        out.write_bytes(stub)
     except (tg.HyperparameterError, tg.ArtifactError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out}: {len(stub.encode())} bytes (train_gpt.py{''.join(f' + {m}.py' for m in sources)})")
+    print(f"wrote {out}: {size} bytes (train_gpt.py{''.join(f' + {m}.py' for m in modules)})")
     return 0
 
 

@@ -240,3 +240,14 @@ def test_budget_reader_breaks_an_artifact_down_by_group(tmp_path, capsys):
     (tmp_path / "junk.ptz").write_bytes(b"not an artifact")
     assert budget.main([str(tmp_path / "junk.ptz")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_pack_code_writes_the_stub_a_run_of_the_same_knobs_counts(tmp_path, monkeypatch, capsys):
+    import pack_code
+
+    monkeypatch.setenv("NGRAM_TILT_ENABLED", "1")
+    out = tmp_path / "train_gpt_packed.py"
+    assert pack_code.main([str(out)]) == 0
+    counted, stub = tg.shipped_code(tg.Hyperparameters.from_env(), lambda line: None)
+    assert out.read_bytes() == stub
+    assert f"wrote {out}: {counted} bytes (train_gpt.py + train_gpt_mixers.py)" in capsys.readouterr().out
