@@ -810,9 +810,9 @@ def build_info(data_path: str) -> dict:
     except (OSError, ValueError) as e:
         raise DataError(f"{info} is unreadable ({type(e).__name__}): remove it or rebuild the shards") from None
 
-def check_shards_tokenizer(data_path: str, tokenizer_path: str) -> None:
+def check_shards_tokenizer(info: dict, data_path: str, tokenizer_path: str) -> None:
     """Another tokenizer of the same size would count other bytes per token: a wrong val_bpb, silently."""
-    built = build_info(data_path).get("tokenizer_sha256")
+    built = info.get("tokenizer_sha256")
     if built and built != hashlib.sha256(Path(tokenizer_path).read_bytes()).hexdigest():
         raise DataError(f"tokenizer {tokenizer_path} is not the one the shards were built with ({data_path}/"
                         "build_info.json): set TOKENIZER_PATH to that one")
@@ -2454,8 +2454,8 @@ def log_header(hp: Hyperparameters, rt: Runtime, log: Logger) -> None:
     log(f"seed:{hp.seed}")
 
 def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> ValidationData:
-    sp = load_tokenizer(hp.tokenizer_path, hp.vocab_size)
-    check_shards_tokenizer(hp.data_path, hp.tokenizer_path)
+    sp, info = load_tokenizer(hp.tokenizer_path, hp.vocab_size), build_info(hp.data_path)
+    check_shards_tokenizer(info, hp.data_path, hp.tokenizer_path)
     log(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={hp.tokenizer_path}")
     pattern = os.path.join(hp.data_path, "fineweb_val_*.bin")
     tokens = load_val_tokens(pattern, hp.train_seq_len, hp.vocab_size)
@@ -2464,7 +2464,7 @@ def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> Validation
         log(f"val_bytes:sidecar pattern={hp.val_bytes_path}")
     else:
         token_bytes = token_bytes_from_luts(tokens, build_byte_luts(sp, hp.vocab_size))
-    sample = build_info(hp.data_path).get("val_sample")
+    sample = info.get("val_sample")
     log(f"val_loader:shards pattern={pattern} tokens:{tokens.numel()} documents:{len(val_documents(tokens))}")
     log(f"val_tokens: {tokens.numel() - 1}")  # every target the split holds; reviewers compare it across runs
     if sample:
