@@ -20,6 +20,7 @@ training, quantization and artifact, evaluation, main. Budget: about 2,500 reada
 checkpoints and periodic exports (#2008) live in train_gpt_longrun.py, imported only by runs that use them.
 """
 
+import ast
 import base64
 import contextlib
 import copy
@@ -1518,10 +1519,10 @@ def optional_module(name: str, hp: Hyperparameters):
         return None
     try:
         return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name != name:
+    except ImportError as e:  # its file missing, or a stub packed without it renamed what it imports
+        if e.name not in (name, __name__):
             raise
-        raise HyperparameterError(f"{knobs} need {name}.py beside this file") from None
+        raise HyperparameterError(f"{knobs} need {name}.py beside this file (or a stub packed with them)") from None
 
 def long_run(hp: Hyperparameters):
     return optional_module("train_gpt_longrun", hp)
@@ -2016,16 +2017,21 @@ def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
     exec stub; the modules ({name: source}) the run imports ride inside, minified alike (PACKED_MODULES_FINDER)."""
     if source.startswith(PACKED_STUB_PREFIX):
         return source  # already the shipped form
-    source = minified(source)
+    modules = modules or {}
+    # global names are shortened too, except those the modules import from this file
+    source = minified(source, {n.name for text in modules.values() for node in ast.walk(ast.parse(text))
+                               if isinstance(node, ast.ImportFrom) and node.module == "train_gpt" for n in node.names})
     if modules:
         source = PACKED_MODULES_FINDER % ({name: minified(text) for name, text in modules.items()},) + source
     blob = base64.b85encode(compress(source.encode(), "brotli")).decode()
     return f'{PACKED_STUB_PREFIX}exec(brotli.decompress(base64.b85decode("{blob}")))\n'
 
-def minified(source: str) -> str:
-    """#1855's minifier settings: doc strings, comments and asserts dropped, local names shortened (the default)."""
+def minified(source: str, exported: set | None = None) -> str:
+    """#1855's minifier settings (doc strings, comments and asserts dropped, local names shortened); global names
+    too unless exported is None (a module's, read by train_gpt.py)."""
     return require_module("python_minifier").minify(
-        source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False)
+        source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False,
+        rename_globals=exported is not None, preserve_globals=sorted(exported or ()))
 
 # -----------------------------------------------------------------------------------------------
 # EVALUATION

@@ -220,6 +220,10 @@ def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_
     stub.write_text(tg.packed_code((Path(tg.__file__).parent / "train_gpt.py").read_text()))
     one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "without")}, script=stub),
                    "RESUME_* and EXPORT_MINUTES need train_gpt_longrun.py beside this file")
+    # the file beside it cannot import the names this stub shortened: the same line
+    shutil.copy(Path(tg.__file__).parent / "train_gpt_longrun.py", stub.parent)
+    one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "renamed")}, script=stub),
+                   "need train_gpt_longrun.py beside this file (or a stub packed with them)")
 
 
 def test_budget_reader_breaks_an_artifact_down_by_group(tmp_path, capsys):
