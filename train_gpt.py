@@ -1,23 +1,9 @@
 """
-train_gpt.py: one-file training stack for OpenAI's Parameter Golf.
-
-Trains a GPT whose artifact (this file's bytes + the compressed weights) must fit in 16,000,000 bytes,
-within 600 s on 8xH100, and scores it in bits per byte (val_bpb) on the FineWeb validation split,
-exactly as the official baseline defines it. The same code runs on 8 GPUs, one GPU or a laptop CPU:
+train_gpt.py: one-file training stack for OpenAI's Parameter Golf (artifact = code + weights <= 16,000,000 bytes).
     torchrun --standalone --nproc_per_node=8 train_gpt.py     # 8xH100, NCCL
     python train_gpt.py                                        # one process, CUDA or CPU
     torchrun --standalone --nproc_per_node=2 train_gpt.py     # CPU processes talk over gloo
-Every knob is an environment variable (see Hyperparameters); all resolved values are logged.
-
-Artifact: final_model.int6.ptz (GPTQ + LQER, rANS + brotli by default; .int8.ptz for the baseline export) =
-our own container (magic, version, compressor id, CRC32) around a JSON header, byte-shuffled raw arrays
-and rANS-coded weight codes, so loading never unpickles and a corrupt file fails loudly. The counted
-code is the packed two-line stub train_gpt_packed.py that the run writes (CODE_PACKING=brotli), which
-runs identically.
-
-Sections, in data-flow order: hyperparameters, runtime, data, metric (exact BPB), model, optimizer,
-training, quantization and artifact, evaluation, main. Budget: about 2,500 readable lines. Resumable
-checkpoints and periodic exports (#2008) live in train_gpt_longrun.py, imported only by runs that use them.
+Every knob is an environment variable (Hyperparameters, --help). Layout and design: docs/design.md.
 """
 
 import base64
@@ -82,8 +68,7 @@ torch.fx.experimental._config.use_duck_shape = False
 # -----------------------------------------------------------------------------------------------
 
 def knob(default, bounds: str = "", model: bool = False, choices: tuple = ()):
-    """One env-var knob: its default, its allowed interval such as "[0, 1)", and model=True if it changes the
-    function the weights compute (stored in the artifact). Its meaning is the comment on its line (--help)."""
+    """One env-var knob: default, allowed interval ("[0, 1)"), model=True if in the artifact; its comment is --help."""
     return field(default=default, metadata={"bounds": bounds, "choices": choices, "model": model})
 
 def choice(default: str, *others: str, model: bool = False):  # one of a few words, the first being the default
@@ -363,8 +348,7 @@ def parse_knob(name: str, raw: str, kind: type, choices: tuple):
     return value
 
 def derived_paths(hp: Hyperparameters) -> dict[str, str]:
-    """Empty DATA_PATH, TOKENIZER_PATH, RESUME_DIR as #1775/#1855/#2008 derive them; CASEOPS_ENABLED: #1855's
-    CaseOps download layout (its names say sp8192; ours follow VOCAB_SIZE) and the val byte sidecar."""
+    """Empty DATA_PATH, TOKENIZER_PATH, RESUME_DIR as #1775/#1855/#2008 derive them; CASEOPS_ENABLED: #1855's layout."""
     root, data, tokenizer = hp.data_dir, f"fineweb10B_sp{hp.vocab_size}", f"fineweb_{hp.vocab_size}_bpe"
     if hp.caseops_enabled:
         root = os.path.join(root, "datasets", f"{data}_caseops", "datasets")
@@ -376,8 +360,7 @@ def derived_paths(hp: Hyperparameters) -> dict[str, str]:
             "resume_dir": hp.resume_dir or os.path.join(hp.artifact_dir, "resume")}
 
 def check_knob_spelling(environ) -> None:
-    """A typo (MODEL_DIMS) or a record's name in our words (SMEAR_GATE, which scripts/record_env.py translates)
-    would otherwise be ignored silently and the run would use the default."""
+    """Refuse unknown names: a typo (MODEL_DIMS) or a record's name (SMEAR_GATE) would silently use the default."""
     known = [f.name.upper() for f in fields(Hyperparameters)]
     words = {w for k in known for w in k.split("_")}
     for key in environ:
@@ -478,8 +461,7 @@ class OutputError(RuntimeError):
 RUN_STATE: dict = {"stage": "startup"}
 
 class Logger:
-    """Rank 0 prints and appends to logs/<RUN_ID>.txt; other ranks stay silent. Lines are held in memory
-    until open_file(), called once the startup checks passed, so a run refused at startup leaves no log."""
+    """Rank 0 prints and appends to logs/<RUN_ID>.txt; lines wait until open_file(): a refused run leaves no log."""
 
     def __init__(self, path: Path | None):
         self.path, self.pending = path, []
@@ -669,9 +651,8 @@ class Batch:
     cu_seqlens: Tensor
 
 class TrainLoader:
-    """#1530/#1855's document-packing loader: each batch is the next (local + 1) x world_size tokens of the current
-    shard (a span that does not fit skips to the next shard's first BOS; it wraps), rank r taking the r-th slice as
-    one row. A thread cuts batches ahead (#1855); the cursor is the position after the last batch taken."""
+    """#1530/#1855's document-packing loader: each batch is the next (local + 1) x world_size tokens of the shard
+    (a span that does not fit skips to the next shard's first BOS), rank r taking slice r; a thread cuts ahead."""
 
     def __init__(self, pattern: str, rt: Runtime, global_tokens: int, doc_isolation: bool = True):
         self.paths, self.rt, self.doc_isolation = shard_paths(pattern), rt, doc_isolation
@@ -750,8 +731,7 @@ def offer(buffer: queue.Queue, item, stop: threading.Event) -> None:
             return buffer.put(item, timeout=0.05)
 
 def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
-    """The whole val stream: every token after the first is a target, the tail included (#2014; the baseline
-    and #1855 cut the stream to whole sequences and never scored the last 1,823 tokens)."""
+    """The whole val stream: every token after the first is a target, the tail too (#2014; #1855 cut 1,823)."""
     paths = shard_paths(pattern, skip_sidecars=True)
     tokens = torch.cat([torch.from_numpy(shard_tokens(p, vocab_size).astype(np.int32)) for p in paths])
     if tokens.numel() <= seq_len:
@@ -837,8 +817,7 @@ class ValidationData:
     partial: bool = False  # a sample (data/sample_val.py): no number from it is the score
 
 def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
-    """(start, end) per document (inputs tokens[start:end], targets one later), from a BOS to the next, which it
-    predicts (#1855); tokens before a first BOS are one more. Every target is in one document."""
+    """(start, end) per document (#1855): from a BOS to the next, which it predicts; a head before any BOS is one too."""
     n = tokens.numel() - 1
     starts = sorted({0, *(tokens[:n] == BOS_ID).nonzero().flatten().tolist()})
     return list(zip(starts, starts[1:] + [n]))
@@ -1298,8 +1277,7 @@ class Muon(torch.optim.Optimizer):
         return g * max(1.0, g.size(0) / g.size(1)) ** 0.5
 
 def build_optimizers(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[torch.optim.Optimizer]:
-    """Routing table by explicit membership: block matrices -> Muon; embedding tables, head and all
-    control tensors (gains, mixes, gates, lambdas, skip and recurrence scales) -> AdamW groups."""
+    """Routing by explicit membership: block matrices -> Muon; embeddings, head, control tensors -> AdamW groups."""
     matrices = [m.weight for block in model.blocks for m in block.modules() if isinstance(m, CastedLinear)]
     embeddings = [model.tok_emb.weight, *model.value_embeds.parameters()]
     head = [] if model.lm_head is None else [model.lm_head.weight]
@@ -1324,16 +1302,14 @@ def training_cap_ms(hp: Hyperparameters) -> float:
     return 1000 * (hp.max_wallclock_seconds - hp.gptq_reserve_seconds) if hp.max_wallclock_seconds > 0 else math.inf
 
 def training_frac(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
-    """How far the fractional schedules are: the clock over the cap, or over SCHEDULE_HORIZON_SECONDS (a
-    continuation keeps its original curve; past the horizon it stays at the end), or steps over ITERATIONS."""
+    """Schedule progress: the clock over the cap or over SCHEDULE_HORIZON_SECONDS, else steps over ITERATIONS."""
     if hp.schedule_horizon_seconds > 0:
         return elapsed_ms / (1000 * (hp.schedule_horizon_seconds - hp.gptq_reserve_seconds))
     cap_ms = training_cap_ms(hp)
     return elapsed_ms / cap_ms if cap_ms < math.inf else step / max(hp.iterations, 1)
 
 def lr_scale_at(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
-    """WARMDOWN_FRAC > 0 (#1560/#1787): linear decay over the last fraction, floored at MIN_LR; else WARMDOWN_ITERS
-    (baseline): over the last N steps, projected onto the cap by step time. Each ramp is clipped at 1."""
+    """Linear warm-down over the last WARMDOWN_FRAC to MIN_LR (#1560/#1787), else over WARMDOWN_ITERS (baseline)."""
     if hp.warmdown_frac > 0:
         return min(1.0, max((1 - training_frac(step, elapsed_ms, hp)) / hp.warmdown_frac, hp.min_lr))
     if hp.warmdown_iters <= 0:
@@ -1386,8 +1362,7 @@ def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hype
     return total / rt.grad_accum_steps
 
 def warmup_buckets(rows: int, tokens: int, span: int) -> list[int]:
-    """The 4 cu_seqlens sizes compiled before the clock, from the fewest segments `rows` rows of `tokens` have (one
-    document a row, cut every span) up, none beyond one-token documents; #1855 warms 64..256 for its 98,304 tokens."""
+    """The 4 cu_seqlens sizes compiled before the clock, from the fewest segments rows can have (#1855: 64..256)."""
     fewest, most = rows * -(-tokens // span) + 1, rows * tokens + 1
     first = -(-fewest // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
     return [size for size in range(first, first + 4 * CU_SEQLENS_BUCKET, CU_SEQLENS_BUCKET)
@@ -1399,8 +1374,7 @@ def bucket_stand_in(rows: int, tokens: int, span: int, size: int, device: torch.
     return cu_seqlens_input(torch.from_numpy(bucketed_cu_seqlens(starts, rows * tokens, size)).to(device))
 
 def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
-    """Every graph the run uses, built before the clock, then the initial weights and optimizer state restored:
-    the timed run starts from the true initialization (baseline rule, 'so we aren't cheating')."""
+    """Every graph built before the clock, then the initial state restored (baseline rule: no cheating)."""
     if hp.warmup_steps == 0:
         return
     opt_states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
@@ -1690,8 +1664,7 @@ def inverse_hessian_factor(h: Tensor, name: str) -> Tensor:
 
 def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, name: str = "a matrix",
                   log_grid: bool = True, block: int = 128) -> dict[str, Tensor]:
-    """Full-Hessian GPTQ (Frantar et al. 2022): columns in act-order, each one's error pushed onto those not yet
-    quantized through H^-1's Cholesky factor, by blocks of 128; dead inputs zeroed; fp32 whatever autocast does."""
+    """Full-Hessian GPTQ (Frantar et al. 2022): act-order columns, errors pushed on through H^-1's Cholesky factor."""
     qmax = 2 ** (bits - 1) - 1
     scales = sdclip_row_scales(w, clip_sigmas, qmax, log_grid)
     w, h = w.float().clone(), hessian.float().clone()
@@ -1722,8 +1695,7 @@ def dequantize_groups(q: Tensor, scale: Tensor) -> Tensor:
     return (q.float().reshape(scale.numel(), -1) * scale.float()[:, None]).reshape(q.shape)
 
 def lqer_factors(error: Tensor, hp: Hyperparameters) -> dict[str, Tensor]:
-    """LQER (#1797): rank-r SVD of the quantization error, E ~ A B with A = U S, B = V^T. Asymmetric: A in codes
-    [-2, 1], one scale, B in [-8, 7] per LQER_ASYM_GROUP; else LQER_FACTOR_BITS codes, one scale per row."""
+    """LQER (#1797): rank-r SVD of the quantization error, E ~ A B; A in [-2, 1], B grouped [-8, 7], or FACTOR_BITS."""
     u, s, vh = torch.linalg.svd(error.float(), full_matrices=False)
     a, b = u[:, : hp.lqer_rank] * s[: hp.lqer_rank], vh[: hp.lqer_rank]
     if hp.lqer_asym_enabled and b.numel() % hp.lqer_asym_group == 0:
@@ -1755,8 +1727,7 @@ def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[st
 
 def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
                         hessians: dict[str, Tensor] | None = None) -> dict[str, tuple[str, str, dict[str, Tensor]]]:
-    """name -> (scheme, original dtype, arrays). Schemes: raw (kept as is) | rows (int codes q and one
-    scale per row, plus LQER factors on the LQER_TOP_K tensors with the largest error)."""
+    """name -> (scheme, dtype, arrays): raw, or rows (codes, a scale per row, LQER on the LQER_TOP_K worst)."""
     out, hessians = {}, hessians or {}
     with fp32_context(next(iter(state.values())).device):
         for name, t in state.items():
@@ -1793,8 +1764,7 @@ def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]
 
 @torch.no_grad()
 def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str, Tensor]:
-    """Mean X^T X of every matrix's input by forward hooks (a looped block adds per application; the tied
-    embedding's X is the final-norm output), summed in fp32: a bf16 X^T X is not even positive definite."""
+    """Mean X^T X of each matrix's input by forward hooks, in fp32: a bf16 X^T X is not even positive definite."""
     hessians: dict[str, Tensor] = {}
 
     def accumulate(key: str, x: Tensor) -> None:
@@ -2108,8 +2078,7 @@ WINDOW_WIDTH_BUCKET, SCORED_BUCKET = 16, 8  # padded row widths and scored slots
 
 def window_arrays(windows: list[tuple[int, int, int]], meters: StageMeters, span: int,
                   hp: Hyperparameters) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One forward's host arrays for windows (a, s, e): rows tokens[a:e] right-padded with 0, `index` [B, C] the
-    positions predicting targets s+1..e (spare slots repeat the last, masked), target arrays, cu_seqlens; positions."""
+    """One forward's host arrays for windows (a, s, e): rows, `index` of positions predicting s+1..e, targets."""
     tokens, b = meters.val.tokens.numpy(), len(windows)
     width = -(-max(e - a for a, _, e in windows) // WINDOW_WIDTH_BUCKET) * WINDOW_WIDTH_BUCKET
     count = -(-max(e - s for _, s, e in windows) // SCORED_BUCKET) * SCORED_BUCKET
@@ -2226,8 +2195,7 @@ def by_length(doc: tuple[int, int]) -> tuple[int, int]:
     return doc[1] - doc[0], doc[0]  # shortest first, ties in stream order
 
 def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
-    """(batch index, documents) as #1855 queues them: TTT_BATCH_SIZE batches cut from the shortest, run longest first,
-    each by chunk count (most first: the documents still scoring are the first); TTT_EVAL_BATCHES picks batches."""
+    """(batch index, documents) as #1855 queues them: batches cut from the shortest, run longest first."""
     docs = sorted(val_documents(val.tokens), key=by_length)
     batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
@@ -2248,16 +2216,14 @@ def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
     return plan
 
 def phase_docs(queue: list, bound: int, count: int, hp: Hyperparameters) -> list[tuple[int, int]]:
-    """A phase's documents, of the batches scored before it: the first `count` in queue order, or under
-    GLOBAL_TTT_STREAM=record the `count` shortest, shortest first (as #1855, which leaves the longest out)."""
+    """A phase's documents: the first `count` queued, or (GLOBAL_TTT_STREAM=record, #1855) the shortest."""
     scored = [d for _, docs in queue[:bound] for d in docs]
     if hp.global_ttt_stream == "record":
         scored = sorted(scored, key=by_length)
     return scored[:count]
 
 def sgd_positions(docs: list[tuple[int, int]], hp: Hyperparameters) -> np.ndarray:
-    """Global SGD's stream positions: the documents back to back and the last one's closing BOS, or under
-    GLOBAL_TTT_STREAM=record each with its closing BOS, as #1855 holds them (BOS,BOS pairs at every boundary)."""
+    """Global SGD's stream: documents back to back + the last's closing BOS, or (record) each with its own."""
     close = int(hp.global_ttt_stream == "record")
     return np.concatenate([np.arange(s, e + close) for s, e in docs] + ([] if close else [[docs[-1][1]]]))
 
@@ -2279,8 +2245,7 @@ def global_ttt_lr_at(chunk: int, steps: int, hp: Hyperparameters) -> float:
 
 def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp: Hyperparameters, rt: Runtime,
                log) -> None:
-    """#1626's phased TTT: momentum SGD on every base weight over scored documents' tokens, GLOBAL_TTT_CHUNK_TOKENS
-    a step under a cosine LR, the last chunk not trained on (as the record); rows split over ranks, grads averaged."""
+    """#1626's phased TTT: momentum SGD on every base weight over scored documents, cosine LR, last chunk untrained."""
     stream = sgd_positions(docs, hp)
     chunk, params = hp.global_ttt_chunk_tokens, list(model.parameters())
     steps = -(-(stream.size - 1) // chunk) - 1
@@ -2369,8 +2334,7 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     return meters, legs
 
 def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
-    """A TTT batch and windows on random tokens before the eval timers build every graph without a val token
-    (#1530 warmed up on val tokens: flagged). Documents: one full window, then 3 and 2 chunks: all, part, one row."""
+    """Every TTT and window graph built on random tokens before the eval timers (#1530 used val tokens: flagged)."""
     gen, c, half = torch.Generator().manual_seed(hp.seed), hp.ttt_chunk_size, hp.ttt_batch_size // 2
     lengths = [hp.ttt_eval_seq_len + c] + [3 * c] * (half - 1) + [2 * c] * (hp.ttt_batch_size - half)
     lengths = lengths[: hp.ttt_batch_size]
@@ -2600,8 +2564,7 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
     return (0, 0) if hp.eval_only_path else check_train_shards(train_pattern(hp), hp.vocab_size)
 
 def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
-    """EVAL_ONLY_PATH: the model knobs come from the artifact's header, before anything is built; the run's own
-    knobs may change only the evaluation, so a model knob given with another value is refused."""
+    """EVAL_ONLY_PATH: model knobs from the artifact's header; one given with another value is refused."""
     path = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
     if not path.is_file():
         raise DataError(f"EVAL_ONLY_PATH: no artifact at {path}")
@@ -2636,8 +2599,7 @@ def check_writable(folder: Path, what: str) -> None:
 OUTPUT_LOCKS: dict[str, int] = {}  # ARTIFACT_DIRs this process holds: the lock lives as long as the process
 
 def lock_output_dir(out: Path) -> None:
-    """Two live runs sharing ARTIFACT_DIR would interleave their logs and overwrite each other's outputs. The
-    directory itself is flocked (no lock file to leave behind); the kernel drops the lock when the run dies."""
+    """Flock ARTIFACT_DIR so two live runs cannot mix logs or outputs; the kernel drops it when the run dies."""
     key = os.path.realpath(out)
     if key in OUTPUT_LOCKS:
         return
@@ -2761,8 +2723,7 @@ def interrupted() -> str:
             "are whole)")
 
 def report_error(line: str) -> None:
-    """Rank 0 prints the line; under torchrun every rank also writes it to its elastic error file, so
-    torchrun's own failure summary, the last thing printed, shows it whichever rank failed first."""
+    """Rank 0 prints the line; under torchrun each rank also writes its elastic error file for torchrun's summary."""
     if os.environ.get("RANK", "0") == "0":
         print(line, file=sys.stderr, flush=True)
     if error_file := os.environ.get("TORCHELASTIC_ERROR_FILE"):
