@@ -53,18 +53,15 @@ except ImportError:
 # Run as a script this file is __main__; the long-run module's `from train_gpt import ...` must get this copy
 sys.modules.setdefault("train_gpt", sys.modules[__name__])
 ARTIFACT_CAP_BYTES = 16_000_000  # decimal bytes: code + compressed model (challenge rule)
-# torch.compile builds a graph per training stage (and per cu_seqlens bucket where it cannot keep their count
-# symbolic) plus the eval graphs: past the default limit of 8 it would silently run eager (#1855 sets 64 too)
+# A graph per training stage and cu_seqlens bucket, plus the eval graphs: past 8 it would silently run eager (#1855: 64)
 torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-# Dynamic shapes give equal sizes one symbol; a TTT window as wide as a LoRA dimension would then pin the width
-# to it (a recompile in the timed eval when it changes): every dynamic size gets its own symbol
+# Equal dynamic sizes share a symbol: a TTT window as wide as a LoRA rank would pin it (a recompile in the timed eval)
 torch.fx.experimental._config.use_duck_shape = False
 
 # -----------------------------------------------------------------------------------------------
 # HYPERPARAMETERS
-# Every knob is an env var named like its field in upper case. Defaults are the best recipe we know for 8xH100
-# (#1855 without its CaseOps tokenizer); records/recipes/*.env hold the older systems. Malformed values, unknown
-# choices and near-miss spellings of knob names fail at startup with the variable's name.
+# Every knob is an env var, its field's name in upper case; defaults: the best 8xH100 recipe we know (#1855 without
+# CaseOps), records/recipes/*.env the older ones. Bad values and misspelled names fail at startup, named.
 # -----------------------------------------------------------------------------------------------
 
 def knob(default, bounds: str = "", model: bool = False, choices: tuple = ()):
@@ -310,8 +307,7 @@ def check_bounds(name: str, value, bounds: str) -> None:
         if not ((lo < value or bounds[0] == "[" and value == lo) and (value < hi or bounds[-1] == "]" and value == hi)):
             raise HyperparameterError(f"{name}={value} must be in {bounds}")
 
-# The knobs that hold a list (their forms: see their comments): 'a@b,c@d' -> [(a, b), (c, d)] or 'a,b' -> [a, b],
-# sorted, distinct, every number > 0 (TTT_EVAL_BATCHES: >= 0).
+# List knobs: 'a@b,c@d' -> [(a, b), (c, d)] or 'a,b' -> [a, b], sorted, distinct, > 0 (TTT_EVAL_BATCHES: >= 0)
 LIST_KNOBS = {"prog_depth": (float, int), "train_seq_schedule": (int, float), "ttt_short_doc_chunks": (int, int),
               "export_minutes": (float,), "resume_save_minutes": (float,), "resume_save_steps": (int,),
               "ttt_eval_batches": (int,)}
@@ -544,9 +540,8 @@ def write_on_all_ranks(write, rt: Runtime, elsewhere: str) -> str | None:
 
 # -----------------------------------------------------------------------------------------------
 # DATA
-# Official shard format: 256 little-endian int32 (magic 20240520, version 1, token count N), then N
-# uint16 tokens. Training streams shards in order and wraps; each rank reads a disjoint span of
-# every global batch. Validation is the whole fineweb_val_* split, never touched during training.
+# Official shard format: 256 little-endian int32 (magic 20240520, version 1, token count N), then N uint16
+# tokens. Training streams shards in order and wraps; validation is the whole fineweb_val_* split, never trained on.
 # -----------------------------------------------------------------------------------------------
 
 SHARD_MAGIC, SHARD_VERSION, SHARD_HEADER_BYTES = 20240520, 1, 256 * 4
@@ -1249,8 +1244,7 @@ class Muon(torch.optim.Optimizer):
                                       weight_decay=hp.muon_wd))
         self.hp, self.rt = hp, rt
         self.dtype = torch.bfloat16 if rt.autocast else torch.float32  # CPUs without bf16 units: fp32 is faster
-        # compiled as the model is (#1855 compiles its Newton-Schulz too): ~800 small kernels a step become a few
-        # per matrix shape; the warm-up steps build them
+        # compiled as the model is (as #1855): ~800 small kernels a step become a few per shape, built in the warm-up
         self.orthogonalize = torch.compile(newton_schulz, dynamic=False) if compiles(hp, rt) else newton_schulz
 
     @torch.no_grad()
@@ -1606,11 +1600,9 @@ class TrainClock:
 
 # -----------------------------------------------------------------------------------------------
 # QUANTIZATION AND ARTIFACT
-# The score is taken after export, so the artifact is the model. Default export (#1394 -> #1855): full-Hessian
-# GPTQ of every large matrix to MATRIX_BITS (embedding: EMBED_BITS), per-row scales of clip_sigmas * row std,
-# Hessians from training tokens inside the GPTQ reserve; LQER corrects the worst tensors; gates go int8. The
-# container is ours: magic, version, compressor id and CRC32 around a JSON header and byte-shuffled arrays,
-# plus rANS streams of the attention and MLP codes; loading parses bytes only (no pickle), checks the config.
+# The score is taken after export, so the artifact is the model. Default (#1394 -> #1855): full-Hessian GPTQ of
+# every large matrix, Hessians from training tokens inside the GPTQ reserve; LQER corrects the worst tensors. Our
+# container (docs/artifact.md) is parsed as bytes (no pickle), CRC-checked, with rANS streams of the codes.
 # -----------------------------------------------------------------------------------------------
 
 ARTIFACT_MAGIC, ARTIFACT_VERSION = b"PGLF", 4
@@ -1792,9 +1784,8 @@ def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Te
     with train_loader(hp, rt) as loader:  # training tokens only; the segments are cut on the host again (untimed)
         return [loader.next_batch(hp.train_seq_len).x for _ in range(hp.gptq_calibration_batches)]
 
-# rANS entropy coding (Duda 2013, "Asymmetric numeral systems"; ours here): each role's integer codes share
-# one static frequency table and are coded order-0, close to their entropy, where brotli's Huffman codes
-# lose 0.02-0.04 bit a code. Symbol i goes to lane i % L so numpy runs all L lanes at once.
+# rANS (Duda 2013): a role's codes share one static order-0 table, near their entropy (brotli's Huffman loses
+# 0.02-0.04 bit a code). Symbol i goes to lane i % L so numpy runs all L lanes at once.
 def rans_frequencies(symbols: np.ndarray, num_symbols: int) -> np.ndarray:
     counts = np.bincount(symbols, minlength=num_symbols)
     freq = np.where(counts > 0, np.maximum(1, counts * ((1 << RANS_PROB_BITS) - num_symbols) // counts.sum()), 0)
@@ -2203,8 +2194,7 @@ def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[
     return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
 
 def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
-    """(batches scored before it, documents it trains on) per global-SGD phase: phase k trains on PREFIX_DOCS*k/PHASES
-    documents once the first batches holding as many are scored; only phases with batches left after them run."""
+    """(batches scored before, documents trained on) per global-SGD phase k: PREFIX_DOCS*k/PHASES, once scored."""
     if not hp.phased_ttt_enabled:
         return []
     plan, held = [], np.cumsum(sizes)
