@@ -812,7 +812,7 @@ class ValidationData:
     partial: bool = False  # a sample (data/sample_val.py): no number from it is the score
 
 def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
-    """(start, end) per document (#1855): from a BOS to the next, which it predicts; a head before any BOS is one too."""
+    """(start, end) per document (#1855): a BOS up to the next, which it predicts; tokens before any BOS: one more."""
     n = tokens.numel() - 1
     starts = sorted({0, *(tokens[:n] == BOS_ID).nonzero().flatten().tolist()})
     return list(zip(starts, starts[1:] + [n]))
@@ -1687,7 +1687,7 @@ def dequantize_groups(q: Tensor, scale: Tensor) -> Tensor:
     return (q.float().reshape(scale.numel(), -1) * scale.float()[:, None]).reshape(q.shape)
 
 def lqer_factors(error: Tensor, hp: Hyperparameters) -> dict[str, Tensor]:
-    """LQER (#1797): rank-r SVD of the quantization error, E ~ A B; A in [-2, 1], B grouped [-8, 7], or FACTOR_BITS."""
+    """LQER (#1797): rank-r SVD of the quant error, E ~ A B; A in [-2, 1], B grouped [-8, 7], or LQER_FACTOR_BITS."""
     u, s, vh = torch.linalg.svd(error.float(), full_matrices=False)
     a, b = u[:, : hp.lqer_rank] * s[: hp.lqer_rank], vh[: hp.lqer_rank]
     if hp.lqer_asym_enabled and b.numel() % hp.lqer_asym_group == 0:
