@@ -1,23 +1,9 @@
 """
-train_gpt.py: one-file training stack for OpenAI's Parameter Golf.
-
-Trains a GPT whose artifact (this file's bytes + the compressed weights) must fit in 16,000,000 bytes,
-within 600 s on 8xH100, and scores it in bits per byte (val_bpb) on the FineWeb validation split,
-exactly as the official baseline defines it. The same code runs on 8 GPUs, one GPU or a laptop CPU:
+train_gpt.py: one-file training stack for OpenAI's Parameter Golf (artifact = code + weights <= 16,000,000 bytes).
     torchrun --standalone --nproc_per_node=8 train_gpt.py     # 8xH100, NCCL
     python train_gpt.py                                        # one process, CUDA or CPU
     torchrun --standalone --nproc_per_node=2 train_gpt.py     # CPU processes talk over gloo
-Every knob is an environment variable (see Hyperparameters); all resolved values are logged.
-
-Artifact: final_model.int6.ptz (GPTQ + LQER, rANS + brotli by default; .int8.ptz for the baseline export) =
-our own container (magic, version, compressor id, CRC32) around a JSON header, byte-shuffled raw arrays
-and rANS-coded weight codes, so loading never unpickles and a corrupt file fails loudly. The counted
-code is the packed two-line stub train_gpt_packed.py that the run writes (CODE_PACKING=brotli), which
-runs identically.
-
-Sections, in data-flow order: hyperparameters, runtime, data, metric (exact BPB), model, optimizer,
-training, quantization and artifact, evaluation, main. Budget: about 2,500 readable lines. Resumable
-checkpoints and periodic exports (#2008) live in train_gpt_longrun.py, imported only by runs that use them.
+Every knob is an environment variable (Hyperparameters, --help). Layout and design: docs/design.md.
 """
 
 import ast
@@ -68,23 +54,19 @@ except ImportError:
 # Run as a script this file is __main__; the long-run module's `from train_gpt import ...` must get this copy
 sys.modules.setdefault("train_gpt", sys.modules[__name__])
 ARTIFACT_CAP_BYTES = 16_000_000  # decimal bytes: code + compressed model (challenge rule)
-# torch.compile builds a graph per training stage (and per cu_seqlens bucket where it cannot keep their count
-# symbolic) plus the eval graphs: past the default limit of 8 it would silently run eager (#1855 sets 64 too)
+# A graph per training stage and cu_seqlens bucket, plus the eval graphs: past 8 it would silently run eager (#1855: 64)
 torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-# Dynamic shapes give equal sizes one symbol; a TTT window as wide as a LoRA dimension would then pin the width
-# to it (a recompile in the timed eval when it changes): every dynamic size gets its own symbol
+# Equal dynamic sizes share a symbol: a TTT window as wide as a LoRA rank would pin it (a recompile in the timed eval)
 torch.fx.experimental._config.use_duck_shape = False
 
 # -----------------------------------------------------------------------------------------------
 # HYPERPARAMETERS
-# Every knob is an env var named like its field in upper case. Defaults are the best recipe we know for 8xH100
-# (#1855 without its CaseOps tokenizer); records/recipes/*.env hold the older systems. Malformed values, unknown
-# choices and near-miss spellings of knob names fail at startup with the variable's name.
+# Every knob is an env var, its field's name in upper case; defaults: the best 8xH100 recipe we know (#1855 without
+# CaseOps), records/recipes/*.env the older ones. Bad values and misspelled names fail at startup, named.
 # -----------------------------------------------------------------------------------------------
 
 def knob(default, bounds: str = "", model: bool = False, choices: tuple = ()):
-    """One env-var knob: its default, its allowed interval such as "[0, 1)", and model=True if it changes the
-    function the weights compute (stored in the artifact). Its meaning is the comment on its line (--help)."""
+    """One env-var knob: default, allowed interval ("[0, 1)"), model=True if in the artifact; its comment is --help."""
     return field(default=default, metadata={"bounds": bounds, "choices": choices, "model": model})
 
 def choice(default: str, *others: str, model: bool = False):  # one of a few words, the first being the default
@@ -326,8 +308,7 @@ def check_bounds(name: str, value, bounds: str) -> None:
         if not ((lo < value or bounds[0] == "[" and value == lo) and (value < hi or bounds[-1] == "]" and value == hi)):
             raise HyperparameterError(f"{name}={value} must be in {bounds}")
 
-# The knobs that hold a list (their forms: see their comments): 'a@b,c@d' -> [(a, b), (c, d)] or 'a,b' -> [a, b],
-# sorted, distinct, every number > 0 (TTT_EVAL_BATCHES: >= 0).
+# List knobs: 'a@b,c@d' -> [(a, b), (c, d)] or 'a,b' -> [a, b], sorted, distinct, > 0 (TTT_EVAL_BATCHES: >= 0)
 LIST_KNOBS = {"prog_depth": (float, int), "train_seq_schedule": (int, float), "ttt_short_doc_chunks": (int, int),
               "export_minutes": (float,), "resume_save_minutes": (float,), "resume_save_steps": (int,),
               "ttt_eval_batches": (int,)}
@@ -364,8 +345,7 @@ def parse_knob(name: str, raw: str, kind: type, choices: tuple):
     return value
 
 def derived_paths(hp: Hyperparameters) -> dict[str, str]:
-    """Empty DATA_PATH, TOKENIZER_PATH, RESUME_DIR as #1775/#1855/#2008 derive them; CASEOPS_ENABLED: #1855's
-    CaseOps download layout (its names say sp8192; ours follow VOCAB_SIZE) and the val byte sidecar."""
+    """Empty DATA_PATH, TOKENIZER_PATH, RESUME_DIR as #1775/#1855/#2008 derive them; CASEOPS_ENABLED: #1855's layout."""
     root, data, tokenizer = hp.data_dir, f"fineweb10B_sp{hp.vocab_size}", f"fineweb_{hp.vocab_size}_bpe"
     if hp.caseops_enabled:
         root = os.path.join(root, "datasets", f"{data}_caseops", "datasets")
@@ -377,8 +357,7 @@ def derived_paths(hp: Hyperparameters) -> dict[str, str]:
             "resume_dir": hp.resume_dir or os.path.join(hp.artifact_dir, "resume")}
 
 def check_knob_spelling(environ) -> None:
-    """A typo (MODEL_DIMS) or a record's name in our words (SMEAR_GATE, which scripts/record_env.py translates)
-    would otherwise be ignored silently and the run would use the default."""
+    """Refuse unknown names: a typo (MODEL_DIMS) or a record's name (SMEAR_GATE) would silently use the default."""
     known = [f.name.upper() for f in fields(Hyperparameters)]
     words = {w for k in known for w in k.split("_")}
     for key in environ:
@@ -479,8 +458,7 @@ class OutputError(RuntimeError):
 RUN_STATE: dict = {"stage": "startup"}
 
 class Logger:
-    """Rank 0 prints and appends to logs/<RUN_ID>.txt; other ranks stay silent. Lines are held in memory
-    until open_file(), called once the startup checks passed, so a run refused at startup leaves no log."""
+    """Rank 0 prints and appends to logs/<RUN_ID>.txt; lines wait until open_file(): a refused run leaves no log."""
 
     def __init__(self, path: Path | None):
         self.path, self.pending = path, []
@@ -563,9 +541,8 @@ def write_on_all_ranks(write, rt: Runtime, elsewhere: str) -> str | None:
 
 # -----------------------------------------------------------------------------------------------
 # DATA
-# Official shard format: 256 little-endian int32 (magic 20240520, version 1, token count N), then N
-# uint16 tokens. Training streams shards in order and wraps; each rank reads a disjoint span of
-# every global batch. Validation is the whole fineweb_val_* split, never touched during training.
+# Official shard format: 256 little-endian int32 (magic 20240520, version 1, token count N), then N uint16
+# tokens. Training streams shards in order and wraps; validation is the whole fineweb_val_* split, never trained on.
 # -----------------------------------------------------------------------------------------------
 
 SHARD_MAGIC, SHARD_VERSION, SHARD_HEADER_BYTES = 20240520, 1, 256 * 4
@@ -670,9 +647,8 @@ class Batch:
     cu_seqlens: Tensor
 
 class TrainLoader:
-    """#1530/#1855's document-packing loader: each batch is the next (local + 1) x world_size tokens of the current
-    shard (a span that does not fit skips to the next shard's first BOS; it wraps), rank r taking the r-th slice as
-    one row. A thread cuts batches ahead (#1855); the cursor is the position after the last batch taken."""
+    """#1530/#1855's document-packing loader: each batch is the next (local + 1) x world_size tokens of the shard
+    (a span that does not fit skips to the next shard's first BOS), rank r taking slice r; a thread cuts ahead."""
 
     def __init__(self, pattern: str, rt: Runtime, global_tokens: int, doc_isolation: bool = True):
         self.paths, self.rt, self.doc_isolation = shard_paths(pattern), rt, doc_isolation
@@ -751,8 +727,7 @@ def offer(buffer: queue.Queue, item, stop: threading.Event) -> None:
             return buffer.put(item, timeout=0.05)
 
 def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
-    """The whole val stream: every token after the first is a target, the tail included (#2014; the baseline
-    and #1855 cut the stream to whole sequences and never scored the last 1,823 tokens)."""
+    """The whole val stream: every token after the first is a target, the tail too (#2014; #1855 cut 1,823)."""
     paths = shard_paths(pattern, skip_sidecars=True)
     tokens = torch.cat([torch.from_numpy(shard_tokens(p, vocab_size).astype(np.int32)) for p in paths])
     if tokens.numel() <= seq_len:
@@ -838,8 +813,7 @@ class ValidationData:
     partial: bool = False  # a sample (data/sample_val.py): no number from it is the score
 
 def val_documents(tokens: Tensor) -> list[tuple[int, int]]:
-    """(start, end) per document (inputs tokens[start:end], targets one later), from a BOS to the next, which it
-    predicts (#1855); tokens before a first BOS are one more. Every target is in one document."""
+    """(start, end) per document (#1855): a BOS up to the next, which it predicts; tokens before any BOS: one more."""
     n = tokens.numel() - 1
     starts = sorted({0, *(tokens[:n] == BOS_ID).nonzero().flatten().tolist()})
     return list(zip(starts, starts[1:] + [n]))
@@ -1271,8 +1245,7 @@ class Muon(torch.optim.Optimizer):
                                       weight_decay=hp.muon_wd))
         self.hp, self.rt = hp, rt
         self.dtype = torch.bfloat16 if rt.autocast else torch.float32  # CPUs without bf16 units: fp32 is faster
-        # compiled as the model is (#1855 compiles its Newton-Schulz too): ~800 small kernels a step become a few
-        # per matrix shape; the warm-up steps build them
+        # compiled as the model is (as #1855): ~800 small kernels a step become a few per shape, built in the warm-up
         self.orthogonalize = torch.compile(newton_schulz, dynamic=False) if compiles(hp, rt) else newton_schulz
 
     @torch.no_grad()
@@ -1299,8 +1272,7 @@ class Muon(torch.optim.Optimizer):
         return g * max(1.0, g.size(0) / g.size(1)) ** 0.5
 
 def build_optimizers(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[torch.optim.Optimizer]:
-    """Routing table by explicit membership: block matrices -> Muon; embedding tables, head and all
-    control tensors (gains, mixes, gates, lambdas, skip and recurrence scales) -> AdamW groups."""
+    """Routing by explicit membership: block matrices -> Muon; embeddings, head, control tensors -> AdamW groups."""
     matrices = [m.weight for block in model.blocks for m in block.modules() if isinstance(m, CastedLinear)]
     embeddings = [model.tok_emb.weight, *model.value_embeds.parameters()]
     head = [] if model.lm_head is None else [model.lm_head.weight]
@@ -1325,16 +1297,14 @@ def training_cap_ms(hp: Hyperparameters) -> float:
     return 1000 * (hp.max_wallclock_seconds - hp.gptq_reserve_seconds) if hp.max_wallclock_seconds > 0 else math.inf
 
 def training_frac(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
-    """How far the fractional schedules are: the clock over the cap, or over SCHEDULE_HORIZON_SECONDS (a
-    continuation keeps its original curve; past the horizon it stays at the end), or steps over ITERATIONS."""
+    """Schedule progress: the clock over the cap or over SCHEDULE_HORIZON_SECONDS, else steps over ITERATIONS."""
     if hp.schedule_horizon_seconds > 0:
         return elapsed_ms / (1000 * (hp.schedule_horizon_seconds - hp.gptq_reserve_seconds))
     cap_ms = training_cap_ms(hp)
     return elapsed_ms / cap_ms if cap_ms < math.inf else step / max(hp.iterations, 1)
 
 def lr_scale_at(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
-    """WARMDOWN_FRAC > 0 (#1560/#1787): linear decay over the last fraction, floored at MIN_LR; else WARMDOWN_ITERS
-    (baseline): over the last N steps, projected onto the cap by step time. Each ramp is clipped at 1."""
+    """Linear warm-down over the last WARMDOWN_FRAC to MIN_LR (#1560/#1787), else over WARMDOWN_ITERS (baseline)."""
     if hp.warmdown_frac > 0:
         return min(1.0, max((1 - training_frac(step, elapsed_ms, hp)) / hp.warmdown_frac, hp.min_lr))
     if hp.warmdown_iters <= 0:
@@ -1387,8 +1357,7 @@ def train_step(model: nn.Module, optimizers: list, loader: TrainLoader, hp: Hype
     return total / rt.grad_accum_steps
 
 def warmup_buckets(rows: int, tokens: int, span: int) -> list[int]:
-    """The 4 cu_seqlens sizes compiled before the clock, from the fewest segments `rows` rows of `tokens` have (one
-    document a row, cut every span) up, none beyond one-token documents; #1855 warms 64..256 for its 98,304 tokens."""
+    """The 4 cu_seqlens sizes compiled before the clock, from the fewest segments rows can have (#1855: 64..256)."""
     fewest, most = rows * -(-tokens // span) + 1, rows * tokens + 1
     first = -(-fewest // CU_SEQLENS_BUCKET) * CU_SEQLENS_BUCKET
     return [size for size in range(first, first + 4 * CU_SEQLENS_BUCKET, CU_SEQLENS_BUCKET)
@@ -1400,8 +1369,7 @@ def bucket_stand_in(rows: int, tokens: int, span: int, size: int, device: torch.
     return cu_seqlens_input(torch.from_numpy(bucketed_cu_seqlens(starts, rows * tokens, size)).to(device))
 
 def compile_warmup_and_restore(models: Models, optimizers, hp, rt, log) -> None:
-    """Every graph the run uses, built before the clock, then the initial weights and optimizer state restored:
-    the timed run starts from the true initialization (baseline rule, 'so we aren't cheating')."""
+    """Every graph built before the clock, then the initial state restored (baseline rule: no cheating)."""
     if hp.warmup_steps == 0:
         return
     opt_states = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
@@ -1633,11 +1601,9 @@ class TrainClock:
 
 # -----------------------------------------------------------------------------------------------
 # QUANTIZATION AND ARTIFACT
-# The score is taken after export, so the artifact is the model. Default export (#1394 -> #1855): full-Hessian
-# GPTQ of every large matrix to MATRIX_BITS (embedding: EMBED_BITS), per-row scales of clip_sigmas * row std,
-# Hessians from training tokens inside the GPTQ reserve; LQER corrects the worst tensors; gates go int8. The
-# container is ours: magic, version, compressor id and CRC32 around a JSON header and byte-shuffled arrays,
-# plus rANS streams of the attention and MLP codes; loading parses bytes only (no pickle), checks the config.
+# The score is taken after export, so the artifact is the model. Default (#1394 -> #1855): full-Hessian GPTQ of
+# every large matrix, Hessians from training tokens inside the GPTQ reserve; LQER corrects the worst tensors. Our
+# container (docs/artifact.md) is parsed as bytes (no pickle), CRC-checked, with rANS streams of the codes.
 # -----------------------------------------------------------------------------------------------
 
 ARTIFACT_MAGIC, ARTIFACT_VERSION = b"PGLF", 4
@@ -1691,8 +1657,7 @@ def inverse_hessian_factor(h: Tensor, name: str) -> Tensor:
 
 def gptq_quantize(w: Tensor, hessian: Tensor, bits: int, clip_sigmas: float, name: str = "a matrix",
                   log_grid: bool = True, block: int = 128) -> dict[str, Tensor]:
-    """Full-Hessian GPTQ (Frantar et al. 2022): columns in act-order, each one's error pushed onto those not yet
-    quantized through H^-1's Cholesky factor, by blocks of 128; dead inputs zeroed; fp32 whatever autocast does."""
+    """Full-Hessian GPTQ (Frantar et al. 2022): act-order columns, errors pushed on through H^-1's Cholesky factor."""
     qmax = 2 ** (bits - 1) - 1
     scales = sdclip_row_scales(w, clip_sigmas, qmax, log_grid)
     w, h = w.float().clone(), hessian.float().clone()
@@ -1723,8 +1688,7 @@ def dequantize_groups(q: Tensor, scale: Tensor) -> Tensor:
     return (q.float().reshape(scale.numel(), -1) * scale.float()[:, None]).reshape(q.shape)
 
 def lqer_factors(error: Tensor, hp: Hyperparameters) -> dict[str, Tensor]:
-    """LQER (#1797): rank-r SVD of the quantization error, E ~ A B with A = U S, B = V^T. Asymmetric: A in codes
-    [-2, 1], one scale, B in [-8, 7] per LQER_ASYM_GROUP; else LQER_FACTOR_BITS codes, one scale per row."""
+    """LQER (#1797): rank-r SVD of the quant error, E ~ A B; A in [-2, 1], B grouped [-8, 7], or LQER_FACTOR_BITS."""
     u, s, vh = torch.linalg.svd(error.float(), full_matrices=False)
     a, b = u[:, : hp.lqer_rank] * s[: hp.lqer_rank], vh[: hp.lqer_rank]
     if hp.lqer_asym_enabled and b.numel() % hp.lqer_asym_group == 0:
@@ -1756,8 +1720,7 @@ def quantize_matrix(name: str, w: Tensor, hp: Hyperparameters, hessians: dict[st
 
 def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
                         hessians: dict[str, Tensor] | None = None) -> dict[str, tuple[str, str, dict[str, Tensor]]]:
-    """name -> (scheme, original dtype, arrays). Schemes: raw (kept as is) | rows (int codes q and one
-    scale per row, plus LQER factors on the LQER_TOP_K tensors with the largest error)."""
+    """name -> (scheme, dtype, arrays): raw, or rows (codes, a scale per row, LQER on the LQER_TOP_K worst)."""
     out, hessians = {}, hessians or {}
     with fp32_context(next(iter(state.values())).device):
         for name, t in state.items():
@@ -1794,8 +1757,7 @@ def dequantize_state_dict(quantized: dict[str, tuple[str, str, dict[str, Tensor]
 
 @torch.no_grad()
 def collect_hessians(model: GPT, batches: list[Tensor], rt: Runtime) -> dict[str, Tensor]:
-    """Mean X^T X of every matrix's input by forward hooks (a looped block adds per application; the tied
-    embedding's X is the final-norm output), summed in fp32: a bf16 X^T X is not even positive definite."""
+    """Mean X^T X of each matrix's input by forward hooks, in fp32: a bf16 X^T X is not even positive definite."""
     hessians: dict[str, Tensor] = {}
 
     def accumulate(key: str, x: Tensor) -> None:
@@ -1823,9 +1785,8 @@ def calibration_batches(model: GPT, hp: Hyperparameters, rt: Runtime) -> list[Te
     with train_loader(hp, rt) as loader:  # training tokens only; the segments are cut on the host again (untimed)
         return [loader.next_batch(hp.train_seq_len).x for _ in range(hp.gptq_calibration_batches)]
 
-# rANS entropy coding (Duda 2013, "Asymmetric numeral systems"; ours here): each role's integer codes share
-# one static frequency table and are coded order-0, close to their entropy, where brotli's Huffman codes
-# lose 0.02-0.04 bit a code. Symbol i goes to lane i % L so numpy runs all L lanes at once.
+# rANS (Duda 2013): a role's codes share one static order-0 table, near their entropy (brotli's Huffman loses
+# 0.02-0.04 bit a code). Symbol i goes to lane i % L so numpy runs all L lanes at once.
 def rans_frequencies(symbols: np.ndarray, num_symbols: int) -> np.ndarray:
     counts = np.bincount(symbols, minlength=num_symbols)
     freq = np.where(counts > 0, np.maximum(1, counts * ((1 << RANS_PROB_BITS) - num_symbols) // counts.sum()), 0)
@@ -2114,8 +2075,7 @@ WINDOW_WIDTH_BUCKET, SCORED_BUCKET = 16, 8  # padded row widths and scored slots
 
 def window_arrays(windows: list[tuple[int, int, int]], meters: StageMeters, span: int,
                   hp: Hyperparameters) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One forward's host arrays for windows (a, s, e): rows tokens[a:e] right-padded with 0, `index` [B, C] the
-    positions predicting targets s+1..e (spare slots repeat the last, masked), target arrays, cu_seqlens; positions."""
+    """One forward's host arrays for windows (a, s, e): rows, `index` of positions predicting s+1..e, targets."""
     tokens, b = meters.val.tokens.numpy(), len(windows)
     width = -(-max(e - a for a, _, e in windows) // WINDOW_WIDTH_BUCKET) * WINDOW_WIDTH_BUCKET
     count = -(-max(e - s for _, s, e in windows) // SCORED_BUCKET) * SCORED_BUCKET
@@ -2232,8 +2192,7 @@ def by_length(doc: tuple[int, int]) -> tuple[int, int]:
     return doc[1] - doc[0], doc[0]  # shortest first, ties in stream order
 
 def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
-    """(batch index, documents) as #1855 queues them: TTT_BATCH_SIZE batches cut from the shortest, run longest first,
-    each by chunk count (most first: the documents still scoring are the first); TTT_EVAL_BATCHES picks batches."""
+    """(batch index, documents) as #1855 queues them: batches cut from the shortest, run longest first."""
     docs = sorted(val_documents(val.tokens), key=by_length)
     batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
@@ -2241,8 +2200,7 @@ def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[
     return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
 
 def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
-    """(batches scored before it, documents it trains on) per global-SGD phase: phase k trains on PREFIX_DOCS*k/PHASES
-    documents once the first batches holding as many are scored; only phases with batches left after them run."""
+    """(batches scored before, documents trained on) per global-SGD phase k: PREFIX_DOCS*k/PHASES, once scored."""
     if not hp.phased_ttt_enabled:
         return []
     plan, held = [], np.cumsum(sizes)
@@ -2254,16 +2212,14 @@ def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
     return plan
 
 def phase_docs(queue: list, bound: int, count: int, hp: Hyperparameters) -> list[tuple[int, int]]:
-    """A phase's documents, of the batches scored before it: the first `count` in queue order, or under
-    GLOBAL_TTT_STREAM=record the `count` shortest, shortest first (as #1855, which leaves the longest out)."""
+    """A phase's documents: the first `count` queued, or (GLOBAL_TTT_STREAM=record, #1855) the shortest."""
     scored = [d for _, docs in queue[:bound] for d in docs]
     if hp.global_ttt_stream == "record":
         scored = sorted(scored, key=by_length)
     return scored[:count]
 
 def sgd_positions(docs: list[tuple[int, int]], hp: Hyperparameters) -> np.ndarray:
-    """Global SGD's stream positions: the documents back to back and the last one's closing BOS, or under
-    GLOBAL_TTT_STREAM=record each with its closing BOS, as #1855 holds them (BOS,BOS pairs at every boundary)."""
+    """Global SGD's stream: documents back to back + the last's closing BOS, or (record) each with its own."""
     close = int(hp.global_ttt_stream == "record")
     return np.concatenate([np.arange(s, e + close) for s, e in docs] + ([] if close else [[docs[-1][1]]]))
 
@@ -2285,8 +2241,7 @@ def global_ttt_lr_at(chunk: int, steps: int, hp: Hyperparameters) -> float:
 
 def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp: Hyperparameters, rt: Runtime,
                log) -> None:
-    """#1626's phased TTT: momentum SGD on every base weight over scored documents' tokens, GLOBAL_TTT_CHUNK_TOKENS
-    a step under a cosine LR, the last chunk not trained on (as the record); rows split over ranks, grads averaged."""
+    """#1626's phased TTT: momentum SGD on every base weight over scored documents, cosine LR, last chunk untrained."""
     stream = sgd_positions(docs, hp)
     chunk, params = hp.global_ttt_chunk_tokens, list(model.parameters())
     steps = -(-(stream.size - 1) // chunk) - 1
@@ -2375,8 +2330,7 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     return meters, legs
 
 def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
-    """A TTT batch and windows on random tokens before the eval timers build every graph without a val token
-    (#1530 warmed up on val tokens: flagged). Documents: one full window, then 3 and 2 chunks: all, part, one row."""
+    """Every TTT and window graph built on random tokens before the eval timers (#1530 used val tokens: flagged)."""
     gen, c, half = torch.Generator().manual_seed(hp.seed), hp.ttt_chunk_size, hp.ttt_batch_size // 2
     lengths = [hp.ttt_eval_seq_len + c] + [3 * c] * (half - 1) + [2 * c] * (hp.ttt_batch_size - half)
     lengths = lengths[: hp.ttt_batch_size]
@@ -2606,8 +2560,7 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
     return (0, 0) if hp.eval_only_path else check_train_shards(train_pattern(hp), hp.vocab_size)
 
 def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
-    """EVAL_ONLY_PATH: the model knobs come from the artifact's header, before anything is built; the run's own
-    knobs may change only the evaluation, so a model knob given with another value is refused."""
+    """EVAL_ONLY_PATH: model knobs from the artifact's header; one given with another value is refused."""
     path = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
     if not path.is_file():
         raise DataError(f"EVAL_ONLY_PATH: no artifact at {path}")
@@ -2642,8 +2595,7 @@ def check_writable(folder: Path, what: str) -> None:
 OUTPUT_LOCKS: dict[str, int] = {}  # ARTIFACT_DIRs this process holds: the lock lives as long as the process
 
 def lock_output_dir(out: Path) -> None:
-    """Two live runs sharing ARTIFACT_DIR would interleave their logs and overwrite each other's outputs. The
-    directory itself is flocked (no lock file to leave behind); the kernel drops the lock when the run dies."""
+    """Flock ARTIFACT_DIR so two live runs cannot mix logs or outputs; the kernel drops it when the run dies."""
     key = os.path.realpath(out)
     if key in OUTPUT_LOCKS:
         return
@@ -2767,8 +2719,7 @@ def interrupted() -> str:
             "are whole)")
 
 def report_error(line: str) -> None:
-    """Rank 0 prints the line; under torchrun every rank also writes it to its elastic error file, so
-    torchrun's own failure summary, the last thing printed, shows it whichever rank failed first."""
+    """Rank 0 prints the line; under torchrun each rank also writes its elastic error file for torchrun's summary."""
     if os.environ.get("RANK", "0") == "0":
         print(line, file=sys.stderr, flush=True)
     if error_file := os.environ.get("TORCHELASTIC_ERROR_FILE"):
