@@ -11,9 +11,9 @@ import base64
 import contextlib
 import copy
 import datetime
-import functools
 import difflib
 import fcntl
+import functools
 import glob
 import hashlib
 import importlib

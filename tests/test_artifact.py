@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cpu_runtime, randomized_model, run_script, tiny_env
+from test_faults import one_line_error
 
 import train_gpt as tg
 import train_gpt_reference as reference
-from conftest import cpu_runtime, randomized_model, run_script, tiny_env
-from test_faults import one_line_error
 
 CPU = cpu_runtime()
 SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
