@@ -59,11 +59,9 @@ torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limi
 # Equal dynamic sizes share a symbol: a TTT window as wide as a LoRA rank would pin it (a recompile in the timed eval)
 torch.fx.experimental._config.use_duck_shape = False
 
-# -----------------------------------------------------------------------------------------------
-# HYPERPARAMETERS
+# -------- HYPERPARAMETERS ----------------------------------------------------------------------
 # Every knob is an env var, its field's name in upper case; defaults: the best 8xH100 recipe we know (#1855 without
 # CaseOps), records/recipes/*.env the older ones. Bad values and misspelled names fail at startup, named.
-# -----------------------------------------------------------------------------------------------
 
 def knob(default, bounds: str = "", model: bool = False, choices: tuple = ()):
     """One env-var knob: default, allowed interval ("[0, 1)"), model=True if in the artifact; its comment is --help."""
@@ -383,11 +381,9 @@ def knob_table() -> str:
         rows.append(f"| `{f.name.upper()}` | `{f.default}` | {(docs.get(f.name, '') + allowed).replace('|', '/')} |")
     return "\n".join(rows)
 
-# -----------------------------------------------------------------------------------------------
-# RUNTIME
+# -------- RUNTIME ------------------------------------------------------------------------------
 # Distributed setup lives here (and GRAD_CLIP_PER_RANK's gradient average), in Muon's update all-reduce and in
 # the metric reducer only. World size 1 is the plain path: no torchrun, no process group.
-# -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Runtime:
@@ -539,11 +535,9 @@ def write_on_all_ranks(write, rt: Runtime, elsewhere: str) -> str | None:
         failed, why = failed + 1, str(e)
     return why if all_reduce_(failed, rt).item() else None
 
-# -----------------------------------------------------------------------------------------------
-# DATA
+# -------- DATA ---------------------------------------------------------------------------------
 # Official shard format: 256 little-endian int32 (magic 20240520, version 1, token count N), then N uint16
 # tokens. Training streams shards in order and wraps; validation is the whole fineweb_val_* split, never trained on.
-# -----------------------------------------------------------------------------------------------
 
 SHARD_MAGIC, SHARD_VERSION, SHARD_HEADER_BYTES = 20240520, 1, 256 * 4
 BOS_ID = 1  # every document in a shard starts with this id (checked against the tokenizer)
@@ -734,13 +728,11 @@ def load_val_tokens(pattern: str, seq_len: int, vocab_size: int) -> Tensor:
         raise DataError(f"validation split {pattern} has {tokens.numel()} tokens, fewer than one sequence")
     return tokens
 
-# -----------------------------------------------------------------------------------------------
-# METRIC (exact BPB)
+# -------- METRIC (exact BPB) -------------------------------------------------------------------
 # Tokenizer-agnostic score: bits of the model's NLL per UTF-8 byte of the text. Bytes per target
 # token come from SentencePiece LUTs (control/unknown/unused = 0 bytes and a boundary; byte-fallback
 # = 1; a piece's leading "▁" adds one space byte only after a non-boundary token), or from a per-token
 # sidecar for transformed tokenizers. Sums are float64 and all-reduced. Nothing else counts bytes.
-# -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ByteLUTs:
@@ -843,13 +835,11 @@ def loss_and_bpb(nll: float, tokens: float, nbytes: float) -> tuple[float, float
     """val_loss (nats per target) and val_bpb (bits per UTF-8 byte) from the summed totals."""
     return nll / tokens, nll / tokens / math.log(2.0) * tokens / nbytes
 
-# -----------------------------------------------------------------------------------------------
-# MODEL
+# -------- MODEL --------------------------------------------------------------------------------
 # One GPT covers the baseline and the leaderboard stack: RMS-normed residual blocks (GQA attention with partial
 # RoPE, q/k norm and gain, optional XSA and output gates; a leaky-relu^2 MLP) mixed with the first embedding x0.
 # A LayerPlan per schedule stage says which block runs at each application (recurrence), which push and pop
 # U-Net skips, use XSA or run in two lanes. One forward serves training, eval and test-time adapters.
-# -----------------------------------------------------------------------------------------------
 
 def rms_norm(x: Tensor) -> Tensor:
     return F.rms_norm(x, (x.size(-1),))
@@ -1209,12 +1199,10 @@ def build_model(hp: Hyperparameters, device: torch.device) -> GPT:
     model.value_embeds.to(torch.bfloat16)
     return model
 
-# -----------------------------------------------------------------------------------------------
-# OPTIMIZER
+# -------- OPTIMIZER ----------------------------------------------------------------------------
 # Muon (Keller Jordan, modded-nanogpt) orthogonalizes each block matrix's momentum by Newton-Schulz; the
 # leaderboard adds Polar Express, MuonEq-R row normalization and decoupled weight decay. Ranks split the matrices
 # round-robin and share updates in one all-reduce (any world size, same step). Other tensors use AdamW.
-# -----------------------------------------------------------------------------------------------
 
 CLASSIC_NS_COEFFS = (3.4445, -4.7750, 2.0315)  # modded-nanogpt's fixed quintic
 # Polar Express (Amsel et al. 2025, via #1344/#1787): per-iteration minimax coefficients. Five steps take condition
@@ -1315,13 +1303,11 @@ def lr_scale_at(step: int, elapsed_ms: float, hp: Hyperparameters) -> float:
     warmdown_ms = hp.warmdown_iters * elapsed_ms / max(step, 1)
     return min(1.0, max(cap_ms - elapsed_ms, 0.0) / max(warmdown_ms, 1e-9))
 
-# -----------------------------------------------------------------------------------------------
-# TRAINING
+# -------- TRAINING -----------------------------------------------------------------------------
 # The clock counts optimizer steps only: compile warm-up happens before it starts (and is then undone),
 # and validation pauses it. Each step the elapsed time is MAX-reduced, so every rank takes the same
 # decisions on the same step: stop at the cap, switch the layer plan (looping, progressive depth).
 # Weight averages (EMA, or #895's SWA) are loaded after training.
-# -----------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Models:
@@ -1599,12 +1585,10 @@ class TrainClock:
         synchronize(self.rt)
         self.origin += time.perf_counter() - start
 
-# -----------------------------------------------------------------------------------------------
-# QUANTIZATION AND ARTIFACT
+# -------- QUANTIZATION AND ARTIFACT ------------------------------------------------------------
 # The score is taken after export, so the artifact is the model. Default (#1394 -> #1855): full-Hessian GPTQ of
 # every large matrix, Hessians from training tokens inside the GPTQ reserve; LQER corrects the worst tensors. Our
 # container (docs/artifact.md) is parsed as bytes (no pickle), CRC-checked, with rANS streams of the codes.
-# -----------------------------------------------------------------------------------------------
 
 ARTIFACT_MAGIC, ARTIFACT_VERSION = b"PGLF", 4
 COMPRESSORS = {0: "zlib", 1: "brotli", 2: "zstd", 3: "lzma"}
@@ -1994,13 +1978,11 @@ def minified(source: str, exported: set | None = None) -> str:
         source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False,
         rename_globals=exported is not None, preserve_globals=sorted(exported or ()))
 
-# -----------------------------------------------------------------------------------------------
-# EVALUATION
+# -------- EVALUATION ---------------------------------------------------------------------------
 # Every mode scores each val target once into BpbMeters, from a full softmax that depends on the artifact and
 # earlier tokens only (#1017's C1-C4, tests/test_eval_legality.py): plain rows (#1855's diagnostic), sliding
 # windows (#895/#1626), score-first LoRA TTT with phased global SGD (#1530/#1626/#1855); mixers: #895's Hedge
 # (window pass) and the token-only n-gram tilt (#1514/#2135, any mode).
-# -----------------------------------------------------------------------------------------------
 
 def eval_batch_seqs(hp: Hyperparameters, rt: Runtime) -> int:
     return max(1, hp.val_batch_size // (rt.world_size * rt.grad_accum_steps * hp.train_seq_len))
@@ -2396,10 +2378,8 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
             log(f"warning: ttt:{timers['ttt']:.1f}s > EVAL_BUDGET_SECONDS={hp.eval_budget_seconds:g}")
     return rows, timers
 
-# -----------------------------------------------------------------------------------------------
-# MAIN
+# -------- MAIN ---------------------------------------------------------------------------------
 # setup -> data -> model -> warm-up -> train -> export -> reload the artifact -> score it.
-# -----------------------------------------------------------------------------------------------
 
 def log_header(hp: Hyperparameters, rt: Runtime, log: Logger) -> None:
     log(Path(__file__).read_text(encoding="utf-8"), console=False)
