@@ -1060,38 +1060,28 @@ class LayerPlan:  # one schedule stage's route through the blocks; computed once
     parallel: tuple[bool, ...]  # two-lane mode from the first decoder application >= PARALLEL_START_LAYER
 
 def make_plan(order: list[int], hp: Hyperparameters) -> LayerPlan:
-    n, recurrent = len(order), hp.num_repeats > 1
-    num_encoder = 0 if recurrent else n // 2  # #895's recurrence has no U-Net skips
-    start = hp.parallel_start_layer  # <= 0: no lanes, as in the records' code
-    first_parallel = next((i for i in range(num_encoder, n) if 0 < start <= order[i]), n)
-    if recurrent:  # #895: the last N applications of the current depth
-        xsa = [i >= n - hp.xsa_last_n for i in range(n)]
-    else:  # #1855: every application of the last N physical blocks (11 of 11: all 17 applications)
-        xsa = [b >= hp.num_layers - hp.xsa_last_n for b in order]
-    repeat = [i // hp.num_layers if recurrent else 0 for i in range(n)]  # #895 runs `order` = all blocks r times
-    return LayerPlan(tuple(order), tuple(repeat), num_encoder, tuple(xsa), tuple(i >= first_parallel for i in range(n)))
+    """The U-Net route (#895's recurrence has its own, train_gpt_reference.recurrent_plans)."""
+    n, start = len(order), hp.parallel_start_layer  # start <= 0: no lanes, as in the records' code
+    first_parallel = next((i for i in range(n // 2, n) if 0 < start <= order[i]), n)
+    xsa = [b >= hp.num_layers - hp.xsa_last_n for b in order]  # #1855: every application of the last N blocks
+    return LayerPlan(tuple(order), (0,) * n, n // 2, tuple(xsa), tuple(i >= first_parallel for i in range(n)))
 
 def layer_plans(hp: Hyperparameters) -> tuple[LayerPlan, ...]:
     """Every stage's plan in schedule order (the last: eval and export). Looping (#1626): LOOP_START..LOOP_END run
     1 + NUM_LOOPS times once switched on. Recurrence (#895): all blocks NUM_REPEATS times, a stage per PROG_DEPTH."""
     layers = list(range(hp.num_layers))
     if hp.num_repeats > 1:
-        return tuple(make_plan(layers * r, hp) for r in depth_stages(hp))
+        return optional_module("train_gpt_reference", hp).recurrent_plans(hp)
     if hp.num_loops == 0:
         return (make_plan(layers, hp),)
     loop = list(range(hp.loop_start, hp.loop_end + 1))
     looped = layers[: hp.loop_start] + loop * (1 + hp.num_loops) + layers[hp.loop_end + 1 :]
     return make_plan(layers, hp), make_plan(looped, hp)
 
-def depth_stages(hp: Hyperparameters) -> list[int]:
-    """Distinct repeat counts of the #895 schedule, in order, ending at full depth for eval and export."""
-    return list(dict.fromkeys([r for _, r in knob_list(hp, "prog_depth")] + [hp.num_repeats]))
-
 def plan_index_at(frac: float, hp: Hyperparameters) -> int:
     """Which plan trains at this fraction of training; every rank passes the same all-reduced frac."""
     if hp.num_repeats > 1 and hp.prog_depth:
-        stages = knob_list(hp, "prog_depth")
-        return depth_stages(hp).index(next((r for f, r in stages if frac < f), stages[-1][1]))
+        return optional_module("train_gpt_reference", hp).depth_plan_index(frac, hp)
     return int(hp.num_loops > 0 and frac >= hp.enable_looping_at)
 
 @dataclass(frozen=True)
@@ -1114,7 +1104,7 @@ class GPT(nn.Module):
     def __init__(self, hp: Hyperparameters):
         super().__init__()
         self.hp, self.plans = hp, layer_plans(hp)
-        dim, depth = hp.model_dim, hp.num_layers * hp.num_repeats
+        dim = hp.model_dim
         self.tok_emb = nn.Embedding(hp.vocab_size, dim)
         self.blocks = nn.ModuleList(Block(hp, i) for i in range(hp.num_layers))
         num_skips = max(min(p.num_encoder, len(p.order) - p.num_encoder) for p in self.plans)
@@ -1127,12 +1117,9 @@ class GPT(nn.Module):
             self.smear_gate, self.smear_lambda = nn.Parameter(torch.zeros(hp.gate_window)), nn.Parameter(torch.zeros(1))
         if hp.asym_logit_rescale:  # AsymLogit's caps for positive and negative logits
             self.softcap_pos, self.softcap_neg = (nn.Parameter(torch.tensor(hp.logit_softcap)) for _ in "+-")
-        if hp.num_repeats > 1:  # #895: per-application embeddings and per-repeat cross skips, zero-init
-            self.loop_embed = nn.Parameter(torch.zeros(depth, dim))
-            self.cross_repeat_scales = nn.Parameter(torch.zeros(hp.num_layers, hp.num_repeats - 1, dim))
-        self.value_embeds = nn.ModuleList(nn.Embedding(hp.vocab_size, dim) for _ in range(hp.num_value_embeds))
-        if hp.num_value_embeds:
-            self.value_scales = nn.Parameter(torch.zeros(depth, hp.num_value_embeds, dim))
+        self.value_embeds, self.recurrence = nn.ModuleList(), None  # #895's tables (routed with tok_emb) and hook
+        if hp.num_repeats > 1 or hp.num_value_embeds:  # their parameters go on this model, in the records' order
+            self.recurrence = optional_module("train_gpt_reference", hp).add_recurrence(self, hp)
         self.lm_head = None if hp.tie_embeddings else CastedLinear(dim, hp.vocab_size, zero_init=True)
         if hp.tie_embeddings:
             nn.init.normal_(self.tok_emb.weight, std=hp.tied_embed_init_std)
@@ -1151,15 +1138,11 @@ class GPT(nn.Module):
             x = smear_previous_token(x, ids, self.smear_gate, self.smear_lambda)
         x = x0 = rms_norm(x)
         ctx = attention_context(ids, self.hp, span, cu_seqlens)
-        values = [table(ids).to(x.dtype) for table in self.value_embeds]
-        skips, lane_m, last_out = [], None, {}
+        add_inputs = None if self.recurrence is None else self.recurrence(self, ids, x, plan)
+        skips, lane_m = [], None
         for i, b in enumerate(plan.order):
-            if self.hp.num_repeats > 1:  # #895: loop embedding and the previous repeat's output of this block
-                x = x + self.loop_embed[i].to(x.dtype)
-                if plan.repeat[i] > 0:
-                    x = x + self.cross_repeat_scales[b, plan.repeat[i] - 1].to(x.dtype) * last_out[b]
-            for k, v in enumerate(values):
-                x = x + self.value_scales[i, k].to(x.dtype) * v
+            if add_inputs is not None:  # #895: loop embedding, previous repeat's output, value embeddings
+                x = add_inputs(x, i)
             if plan.parallel[i] and lane_m is None:
                 lane_m = x  # the stream splits into lane A (x) and lane M before this skip merges (#1855)
             if plan.num_encoder <= i and skips:  # skips merge into lane A only
@@ -1171,7 +1154,6 @@ class GPT(nn.Module):
             x, lane_m = self.blocks[b](x, x0, ctx, plan.xsa[i], lane_m, lambdas, slot)
             if i < plan.num_encoder:
                 skips.append(x)
-            last_out[b] = x
         if lane_m is not None and self.hp.parallel_final_lane != "attn":
             x = lane_m if self.hp.parallel_final_lane == "mlp" else (x + lane_m) / 2
         return rms_norm(x)
@@ -1196,7 +1178,6 @@ def build_model(hp: Hyperparameters, device: torch.device) -> GPT:
     torch.manual_seed(hp.seed)
     model = GPT(hp).to(device)
     model.tok_emb.to(torch.bfloat16)
-    model.value_embeds.to(torch.bfloat16)
     return model
 
 # -------- OPTIMIZER ----------------------------------------------------------------------------
@@ -1462,8 +1443,10 @@ OPTIONAL_MODULES = {
                           "RESUME_* and EXPORT_MINUTES"),  # #2008's resumable checkpoints and periodic exports
     "train_gpt_mixers": (lambda hp: hp.sliding_window_enabled or hp.use_hedge or hp.ngram_tilt_enabled,
                          "SLIDING_WINDOW_ENABLED, USE_HEDGE and NGRAM_TILT_ENABLED"),  # sliding window, Hedge, hints
-    "train_gpt_reference": (lambda hp: hp.quant_method != "gptq" or hp.swa_enabled or hp.gptq_calibration == "self",
-                            "QUANT_METHOD=int8/gptq_lite, SWA_ENABLED and GPTQ_CALIBRATION=self"),  # baseline, #895
+    "train_gpt_reference": (lambda hp: hp.quant_method != "gptq" or hp.swa_enabled or hp.gptq_calibration == "self"
+                            or hp.num_repeats > 1 or hp.num_value_embeds > 0,  # the baseline, #895
+                            ("QUANT_METHOD=int8/gptq_lite, SWA_ENABLED, GPTQ_CALIBRATION=self, NUM_REPEATS>1, "
+                             "NUM_VALUE_EMBEDS")),
 }
 
 def optional_module(name: str, hp: Hyperparameters):

@@ -1,16 +1,77 @@
 """train_gpt.py's reference systems, off by default: the baseline's int8 export (QUANT_METHOD=int8), #895's
-GPTQ-lite clip search (QUANT_METHOD=gptq_lite) and SWA (SWA_ENABLED), and GPTQ calibration on the model's own
-samples (GPTQ_CALIBRATION=self, #1019). Imported only when those knobs ask for it (train_gpt.optional_module);
+shared-block recurrence (NUM_REPEATS, PROG_DEPTH), value embeddings (NUM_VALUE_EMBEDS), GPTQ-lite clip search
+(QUANT_METHOD=gptq_lite) and SWA (SWA_ENABLED), and GPTQ calibration on the model's own samples
+(GPTQ_CALIBRATION=self, #1019). Imported only when those knobs ask for it (train_gpt.optional_module);
 a run that imports it counts its bytes too.
 """
 
 import torch
 from torch import Tensor, nn
 
-from train_gpt import BOS_ID, GPT, Hyperparameters, Runtime, autocast_context, quantize_rows
+from train_gpt import (
+    BOS_ID,
+    GPT,
+    Hyperparameters,
+    LayerPlan,
+    Runtime,
+    autocast_context,
+    knob_list,
+    quantize_rows,
+)
 
 INT8_CLIP_QUANTILE = 0.9999984  # baseline per-row clip; rare outliers would waste the int8 range
 GPTQ_LITE_QUANTILES = (0.9999, 0.99995, 0.99999, 0.999995, 0.999999)  # #895's per-row clip candidates
+
+def depth_stages(hp: Hyperparameters) -> list[int]:
+    """Distinct repeat counts of the #895 schedule, in order, ending at full depth for eval and export."""
+    return list(dict.fromkeys([r for _, r in knob_list(hp, "prog_depth")] + [hp.num_repeats]))
+
+def recurrent_plans(hp: Hyperparameters) -> tuple[LayerPlan, ...]:
+    """#895: all blocks NUM_REPEATS times, a stage per PROG_DEPTH depth; no U-Net skips, XSA on the last
+    XSA_LAST_N applications of the current depth."""
+    plans = []
+    for r in depth_stages(hp):
+        n, order = hp.num_layers * r, tuple(range(hp.num_layers)) * r
+        first_parallel = next((i for i in range(n) if 0 < hp.parallel_start_layer <= order[i]), n)
+        plans.append(LayerPlan(order, tuple(i // hp.num_layers for i in range(n)), 0,
+                               tuple(i >= n - hp.xsa_last_n for i in range(n)), tuple(i >= first_parallel for i in range(n))))
+    return tuple(plans)
+
+def depth_plan_index(frac: float, hp: Hyperparameters) -> int:
+    """PROG_DEPTH: the plan of the first entry whose fraction is above frac; past all, the last entry's."""
+    stages = knob_list(hp, "prog_depth")
+    return depth_stages(hp).index(next((r for f, r in stages if frac < f), stages[-1][1]))
+
+def add_recurrence(model: GPT, hp: Hyperparameters):
+    """#895's per-application inputs, registered on the model itself where and in the order the records create
+    them (same seeded init, same state_dict names): zero-init loop embeddings and cross-repeat scales, and the
+    value-embedding tables (bf16 like tok_emb) with their scales. Returns the hook GPT.hidden calls."""
+    dim, depth = hp.model_dim, hp.num_layers * hp.num_repeats
+    if hp.num_repeats > 1:
+        model.loop_embed = nn.Parameter(torch.zeros(depth, dim))
+        model.cross_repeat_scales = nn.Parameter(torch.zeros(hp.num_layers, hp.num_repeats - 1, dim))
+    model.value_embeds.extend(nn.Embedding(hp.vocab_size, dim).to(torch.bfloat16) for _ in range(hp.num_value_embeds))
+    if hp.num_value_embeds:
+        model.value_scales = nn.Parameter(torch.zeros(depth, hp.num_value_embeds, dim))
+    return recurrent_inputs
+
+def recurrent_inputs(model: GPT, ids: Tensor, x0: Tensor, plan: LayerPlan):
+    """One forward's add(x, i): the stream entering application i plus its loop embedding, the scaled output of
+    this block's previous repeat, and the scaled value embeddings of the tokens."""
+    hp, values = model.hp, [table(ids).to(x0.dtype) for table in model.value_embeds]
+    entered = []  # the stream entering each application: the previous application's output
+
+    def add(x: Tensor, i: int) -> Tensor:
+        entered.append(x)
+        if hp.num_repeats > 1:
+            x = x + model.loop_embed[i].to(x.dtype)
+            if plan.repeat[i] > 0:  # block b last ran at i - NUM_LAYERS; its output entered the application after
+                b, last_out = plan.order[i], entered[i - hp.num_layers + 1]
+                x = x + model.cross_repeat_scales[b, plan.repeat[i] - 1].to(x.dtype) * last_out
+        for k, v in enumerate(values):
+            x = x + model.value_scales[i, k].to(x.dtype) * v
+        return x
+    return add
 
 def quantize_int8_per_row(w: Tensor) -> dict[str, Tensor]:
     """Baseline export: clip each row at a high quantile of |w|, 127 levels, fp16 scale."""

@@ -171,16 +171,19 @@ def test_eval_only_takes_the_model_knobs_from_the_artifact_and_refuses_another_v
 LONG_RUN_KNOBS = {"default": {}, "resume": {"RESUME_ENABLED": "1", "RESUME_SAVE_STEPS": "3"},
                   "exports": {"EXPORT_MINUTES": "10"}, "tilt": {"NGRAM_TILT_ENABLED": "1"},
                   "sliding": {"SLIDING_WINDOW_ENABLED": "1"}, "int8": {"QUANT_METHOD": "int8"},
-                  "swa": {"EMA_DECAY": "0", "SWA_ENABLED": "1"}, "self": {"GPTQ_CALIBRATION": "self"}}
+                  "swa": {"EMA_DECAY": "0", "SWA_ENABLED": "1"}, "self": {"GPTQ_CALIBRATION": "self"},
+                  "repeats": {"NUM_LOOPS": "0", "NUM_REPEATS": "2"},
+                  "value_embeds": {"NUM_LOOPS": "0", "NUM_VALUE_EMBEDS": "2"}}
 USES = {"default": (), "resume": ("train_gpt_longrun",), "exports": ("train_gpt_longrun",),
         "tilt": ("train_gpt_mixers",), "sliding": ("train_gpt_mixers",), "int8": ("train_gpt_reference",),
-        "swa": ("train_gpt_reference",), "self": ("train_gpt_reference",)}
+        "swa": ("train_gpt_reference",), "self": ("train_gpt_reference",), "repeats": ("train_gpt_reference",),
+        "value_embeds": ("train_gpt_reference",)}
 
 
 def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it():
     """A default run counts and ships train_gpt.py alone; RESUME_* or EXPORT_MINUTES import train_gpt_longrun.py,
-    the sliding window, Hedge or the tilt train_gpt_mixers.py, the int8 or GPTQ-lite export, SWA or self-generated
-    calibration train_gpt_reference.py, whose bytes then count too, raw (CODE_PACKING=raw) and packed (about the
+    the sliding window, Hedge or the tilt train_gpt_mixers.py, the int8 or GPTQ-lite export, SWA, self-generated
+    calibration, #895's recurrence or value embeddings train_gpt_reference.py, whose bytes then count too, raw (CODE_PACKING=raw) and packed (about the
     module's own packed size more)."""
     here = Path(tg.__file__).parent
     raw = {name: len((here / f"{name}.py").read_bytes()) for name in ("train_gpt", *tg.OPTIONAL_MODULES)}
@@ -196,7 +199,7 @@ def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it():
             module_packed = len(tg.packed_code((here / f"{module}.py").read_text()))
             assert 0.5 * module_packed < counted[name] - counted["default"] < 1.1 * module_packed
     assert counted["resume"] == counted["exports"] and counted["tilt"] == counted["sliding"]
-    assert counted["int8"] == counted["swa"] == counted["self"]
+    assert counted["int8"] == counted["swa"] == counted["self"] == counted["repeats"] == counted["value_embeds"]
 
 
 def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_source(tiny_dataset, tmp_path):
