@@ -275,6 +275,7 @@ class Hyperparameters:
             (self.num_loops <= 0 or 0 <= self.loop_start <= self.loop_end < self.num_layers,
              "need 0 <= LOOP_START <= LOOP_END < NUM_LAYERS"),
             (self.num_loops <= 0 or self.num_repeats == 1, "NUM_LOOPS and NUM_REPEATS: use one"),
+            (self.num_loops <= 0 or not self.num_value_embeds, "NUM_VALUE_EMBEDS needs NUM_LOOPS=0"),  # #895's
             (not (self.swa_enabled and self.ema_decay > 0), "SWA_ENABLED needs EMA_DECAY=0"),
             (all(n <= self.train_seq_len for n, _ in knob_list(self, "train_seq_schedule")),
              "TRAIN_SEQ_SCHEDULE lengths must be <= TRAIN_SEQ_LEN"),

@@ -43,6 +43,7 @@ def test_values_are_parsed_by_type():
     ({"TRAIN_BATCH_TOKENS": "1001"}, "TRAIN_BATCH_TOKENS must be a multiple of 8"),
     ({"ATTN_OUT_GATE_ENABLED": "1"}, "at most one of SPARSE_ATTN_GATE_ENABLED"),
     ({"NUM_REPEATS": "3"}, "NUM_LOOPS and NUM_REPEATS: use one"),
+    ({"NUM_VALUE_EMBEDS": "2"}, "NUM_VALUE_EMBEDS needs NUM_LOOPS=0"),
     ({"LOOP_END": "11"}, "need 0 <= LOOP_START <= LOOP_END < NUM_LAYERS"),
     ({"NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5-2"}, "PROG_DEPTH='0.5-2': expected a comma list of float:int"),
     ({"NUM_LOOPS": "0", "NUM_REPEATS": "3", "PROG_DEPTH": "0.5:4"}, "PROG_DEPTH repeats must be in 2..NUM_REPEATS"),
