@@ -7,7 +7,6 @@ Every knob is an environment variable (Hyperparameters, --help). Layout and desi
 """
 
 import ast
-import base64
 import contextlib
 import copy
 import datetime
@@ -1929,7 +1928,7 @@ def check_artifact_config(stored: dict, hp: Hyperparameters) -> None:
     if diffs:
         raise ArtifactError("artifact was built for another model config: " + ", ".join(diffs))
 
-PACKED_STUB_PREFIX = "import brotli,base64\n"
+PACKED_STUB_PREFIX = "import brotli,functools\n"
 # The payload's first lines when a run uses more modules than this file: a finder that serves their sources to
 # `import` from a dict, so they load when imported, as from their files.
 PACKED_MODULES_FINDER = """import sys
@@ -1942,7 +1941,7 @@ sys.meta_path.insert(0,PackedModules(%r))
 """
 
 def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
-    """The two-line self-extracting form records ship (#1412, #1855): the source minified, brotli, base85 in an
+    """The two-line self-extracting form records ship (#1412, #1855): the source minified, brotli, base93 in an
     exec stub; the modules ({name: source}) the run imports ride inside, minified alike (PACKED_MODULES_FINDER)."""
     if source.startswith(PACKED_STUB_PREFIX):
         return source  # already the shipped form
@@ -1952,8 +1951,18 @@ def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
                                if isinstance(node, ast.ImportFrom) and node.module == "train_gpt" for n in node.names})
     if modules:
         source = PACKED_MODULES_FINDER % ({name: minified(text) for name, text in modules.items()},) + source
-    blob = base64.b85encode(compress(source.encode(), "brotli")).decode()
-    return f'{PACKED_STUB_PREFIX}exec(brotli.decompress(base64.b85decode("{blob}")))\n'
+    blob = compress(source.encode(), "brotli")
+    return (f'{PACKED_STUB_PREFIX}exec(brotli.decompress(functools.reduce(lambda n,c:n*93+c-32-(c>34)-(c>92),'
+            f'b"{base93(blob)}",0).to_bytes({len(blob)},"big")))\n')
+
+def base93(blob: bytes) -> str:
+    """The stub's digits: one big number in printable ASCII but " and \\ (0x20-0x7E), 6.54 bits a character against the
+    records' base85's 6.4 (2% fewer code bytes); the stub's reduce reads it back in ~0.5 s."""
+    number, digits = int.from_bytes(blob, "big"), bytearray()
+    while number:
+        number, digit = divmod(number, 93)
+        digits.append(digit + 32 + (digit > 1) + (digit > 58))  # skips 34 (") and 92 (\\)
+    return digits[::-1].decode()
 
 def minified(source: str, exported: set | None = None) -> str:
     """#1855's minifier settings (doc strings, comments and asserts dropped, local names shortened); global names

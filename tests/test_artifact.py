@@ -1,6 +1,7 @@
 """Our artifact container and the shipped code: roundtrips (in process, fresh process, packed code stub),
 corruption, config mismatch, and the size cap."""
 
+import math
 import re
 import shutil
 from pathlib import Path
@@ -63,6 +64,21 @@ def test_byte_shuffle_roundtrips_every_dtype():
     for t in (torch.randn(7, 3).half(), torch.randn(5), torch.randint(-31, 32, (4, 9), dtype=torch.int8),
               torch.randn(3, 2).bfloat16()):
         assert torch.equal(tg.byte_unshuffle(tg.byte_shuffle(t), t.dtype, list(t.shape)), t)
+
+
+def test_the_stub_digits_are_base93_in_quote_free_printable_ascii():
+    """base93 against a plain positional decoder over its own alphabet, and the stub holds 4/5 * log2(93)/8 fewer
+    bytes than base85 would (leading zero bytes survive: the stub stores the length)."""
+    alphabet = [chr(c) for c in range(32, 127) if chr(c) not in '"\\']
+    gen = torch.Generator().manual_seed(0)
+    for blob in (b"", b"\0\0\1", bytes(range(256)), bytes(torch.randint(0, 256, (3000,), generator=gen).tolist())):
+        text = tg.base93(blob)
+        number = 0
+        for ch in text:
+            number = number * 93 + alphabet.index(ch)
+        assert number.to_bytes(len(blob), "big") == blob
+        if len(blob) > 1000:
+            assert len(text) <= math.ceil(8 * len(blob) / math.log2(93)) < 5 * len(blob) / 4 * 0.98
 
 
 @pytest.fixture
