@@ -1439,8 +1439,8 @@ class LoopState:
 # Off-by-default features live in modules beside this file (or inside the packed stub), imported only when a
 # knob asks for them: module -> (is it used?, the knobs that use it)
 OPTIONAL_MODULES = {
-    "train_gpt_longrun": (lambda hp: hp.resume_enabled or bool(hp.resume_from or hp.export_minutes),
-                          "RESUME_* and EXPORT_MINUTES"),  # #2008's resumable checkpoints and periodic exports
+    "train_gpt_longrun": (lambda hp: hp.resume_enabled or any((hp.resume_from, hp.export_minutes, hp.eval_only_path)),
+                          "RESUME_*, EXPORT_MINUTES and EVAL_ONLY_PATH"),  # #2008's checkpoints, exports, eval-only
     "train_gpt_mixers": (lambda hp: hp.sliding_window_enabled or hp.use_hedge or hp.ngram_tilt_enabled,
                          "SLIDING_WINDOW_ENABLED, USE_HEDGE and NGRAM_TILT_ENABLED"),  # sliding window, Hedge, hints
     "train_gpt_reference": (lambda hp: hp.quant_method != "gptq" or hp.swa_enabled or hp.gptq_calibration == "self"
@@ -2438,21 +2438,12 @@ def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logge
     return quantized
 
 # `sha256sum -c` format, renamed after the set's files: a kill -9 between renames leaves the previous listing,
-# which the replaced files no longer match (EVAL_ONLY_PATH and records/tool.py check refuse such a mixed set).
+# which the replaced files no longer match (EVAL_ONLY_PATH, train_gpt_longrun.check_output_set, and records/tool.py
+# check refuse such a mixed set).
 OUTPUT_SUMS = "outputs.sha256"
 
 def output_sums(outputs: dict[Path, bytes]) -> bytes:
     return "".join(f"{hashlib.sha256(data).hexdigest()}  {p.name}\n" for p, data in outputs.items()).encode()
-
-def check_output_set(path: Path) -> None:
-    listing = path.parent / OUTPUT_SUMS
-    try:
-        sums = {n.strip(): h for h, n in (ln.split(" ", 1) for ln in listing.read_text().splitlines() if ln)}
-    except (OSError, ValueError):  # no listing (a set written before them): nothing to compare
-        return
-    if path.name in sums and hashlib.sha256(path.read_bytes()).hexdigest() != sums[path.name]:
-        raise DataError(f"{path} does not match {listing}: an export was stopped between its renames (a mixed "
-                        "set); export again")
 
 def artifact_path(hp: Hyperparameters) -> Path:
     return Path(hp.artifact_dir) / f"final_model.{export_label(hp).split('_')[0]}.ptz"
@@ -2470,7 +2461,7 @@ def export_outputs(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) ->
     outputs = {out_dir / "final_model.pt": buf.getvalue(), artifact_path(hp): blob}
     if packed is not None:
         outputs[out_dir / "train_gpt_packed.py"] = packed
-    outputs[out_dir / OUTPUT_SUMS] = output_sums(outputs)  # renamed last: see check_output_set
+    outputs[out_dir / OUTPUT_SUMS] = output_sums(outputs)  # renamed last: see OUTPUT_SUMS
     raw_bytes, total = sum(t.numel() * t.element_size() for t in state.values()), len(blob) + code_bytes
     log(f"Code size: {code_bytes} bytes")
     log(f"Serialized model {label}: {len(blob)} bytes (raw:{raw_bytes} ratio:{raw_bytes / len(blob):.2f}x)")
@@ -2531,22 +2522,6 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
                 raise DataError(f"EVAL_SUMMARY_JSON={summary} is a directory")
             check_writable(summary.parent, f"EVAL_SUMMARY_JSON={summary}: its folder")
     return (0, 0) if hp.eval_only_path else check_train_shards(train_pattern(hp), hp.vocab_size)
-
-def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
-    """EVAL_ONLY_PATH: model knobs from the artifact's header; one given with another value is refused."""
-    path = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
-    if not path.is_file():
-        raise DataError(f"EVAL_ONLY_PATH: no artifact at {path}")
-    check_output_set(path)
-    stored, model_knobs = artifact_parts(path.read_bytes())[0]["config"], hp.model_config()
-    if extra := set(stored) - set(model_knobs):
-        raise ArtifactError(f"{path} has model knobs this train_gpt.py lacks: {', '.join(extra)}")
-    clash = [f"{k.upper()}={environ[k.upper()]} (artifact: {v})" for k, v in stored.items()
-             if k.upper() in environ and getattr(hp, k) != v]
-    if clash:
-        raise HyperparameterError(f"{', '.join(clash)}: an eval-only run takes the model knobs from {path}")
-    return Hyperparameters.from_env({**environ, **{k.upper(): str(v) for k, v in stored.items()},
-                                     "EVAL_ONLY_PATH": str(path)})
 
 def check_output_dir(out: Path, model: nn.Module) -> None:
     """Before training: ARTIFACT_DIR takes files and has room for the checkpoint, the artifact and their temps."""
@@ -2617,8 +2592,8 @@ def main() -> None:
     RUN_STATE.clear()
     RUN_STATE["stage"] = "startup"
     hp = Hyperparameters.from_env()
-    if hp.eval_only_path:
-        hp = eval_only_hyperparameters(hp, os.environ)
+    if hp.eval_only_path:  # a separate kind of run: train_gpt_longrun reads the model knobs from the artifact
+        hp = long_run(hp).eval_only_hyperparameters(hp, os.environ)
     rt = init_runtime(hp)
     run_id = hp.run_id or str(uuid.uuid4())
     log = Logger(Path(hp.artifact_dir) / "logs" / f"{run_id}.txt" if rt.is_main else None)

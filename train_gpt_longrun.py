@@ -1,8 +1,9 @@
 """
 train_gpt_longrun.py: #2008's long-run features for train_gpt.py, resumable checkpoints (RESUME_*) and
-periodic exports (EXPORT_MINUTES). train_gpt.py imports this file only when one of those knobs asks for it
-(train_gpt.long_run): a run without them neither loads it nor counts its bytes; a run with them counts both
-files and ships both inside its packed stub.
+periodic exports (EXPORT_MINUTES), and the setup of the run that scores such an export, or any saved artifact
+(EVAL_ONLY_PATH: the model knobs from its header, the outputs.sha256 check). train_gpt.py imports this file only
+when one of those knobs asks for it (train_gpt.long_run): a run without them neither loads it nor counts its
+bytes; a run with them counts both files and ships both inside its packed stub.
 """
 
 import functools
@@ -18,10 +19,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from train_gpt import (RUN_STATE, ArtifactError, DataError, Hyperparameters, LoopState, Models, Runtime, Stage,
-                       TrainClock, TrainLoader, ValidationData, atomic_write_bytes, eval_val,
-                       export_artifact, knob_list, remove_stale_temps, shard_paths,
-                       train_pattern, weights_kept, write_on_all_ranks)
+from train_gpt import (OUTPUT_SUMS, RUN_STATE, ArtifactError, DataError, HyperparameterError, Hyperparameters,
+                       LoopState, Models, Runtime, Stage, TrainClock, TrainLoader, ValidationData, artifact_parts,
+                       artifact_path, atomic_write_bytes, eval_val, export_artifact, knob_list, remove_stale_temps,
+                       shard_paths, train_pattern, weights_kept, write_on_all_ranks)
 
 # Resumable checkpoints (#2008): RESUME_DIR/resume_rank{r}_step{S}.pt per rank, then resume_manifest.json.
 # What every rank holds alike (weights, averages, AdamW moments, loader position, loop state) is written once,
@@ -242,3 +243,33 @@ def periodic_export(models: Models, average, val: ValidationData, hp: Hyperparam
         with open(Path(hp.artifact_dir) / "exports.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
     log(f"export:{minute:g}min " + " ".join(f"{k}:{v}" for k, v in record.items() if k != "minute"))
+
+# -------- EVAL-ONLY: score a saved artifact (an export above, or any run's) in a fresh process
+
+def eval_only_hyperparameters(hp: Hyperparameters, environ) -> Hyperparameters:
+    """EVAL_ONLY_PATH: model knobs from the artifact's header; one given with another value is refused."""
+    path = artifact_path(hp) if hp.eval_only_path == "1" else Path(hp.eval_only_path)
+    if not path.is_file():
+        raise DataError(f"EVAL_ONLY_PATH: no artifact at {path}")
+    check_output_set(path)
+    stored, model_knobs = artifact_parts(path.read_bytes())[0]["config"], hp.model_config()
+    if extra := set(stored) - set(model_knobs):
+        raise ArtifactError(f"{path} has model knobs this train_gpt.py lacks: {', '.join(extra)}")
+    clash = [f"{k.upper()}={environ[k.upper()]} (artifact: {v})" for k, v in stored.items()
+             if k.upper() in environ and getattr(hp, k) != v]
+    if clash:
+        raise HyperparameterError(f"{', '.join(clash)}: an eval-only run takes the model knobs from {path}")
+    return Hyperparameters.from_env({**environ, **{k.upper(): str(v) for k, v in stored.items()},
+                                     "EVAL_ONLY_PATH": str(path)})
+
+def check_output_set(path: Path) -> None:
+    """The artifact matches train_gpt.py's OUTPUT_SUMS listing beside it, if any (a kill between an export's
+    renames leaves a mixed set: the previous listing, which the replaced files no longer match)."""
+    listing = path.parent / OUTPUT_SUMS
+    try:
+        sums = {n.strip(): h for h, n in (ln.split(" ", 1) for ln in listing.read_text().splitlines() if ln)}
+    except (OSError, ValueError):  # no listing (a set written before them): nothing to compare
+        return
+    if path.name in sums and hashlib.sha256(path.read_bytes()).hexdigest() != sums[path.name]:
+        raise DataError(f"{path} does not match {listing}: an export was stopped between its renames (a mixed "
+                        "set); export again")

@@ -1,6 +1,6 @@
 """Write train_gpt_packed.py: the packed stub of train_gpt.py with the optional modules that the knobs in the
-environment use (train_gpt_longrun.py for RESUME_*/EXPORT_MINUTES, train_gpt_mixers.py for the sliding window,
-Hedge and the n-gram tilt), exactly as a run of those knobs counts and ships it.
+environment use (train_gpt_longrun.py for RESUME_*/EXPORT_MINUTES/EVAL_ONLY_PATH, train_gpt_mixers.py for the
+sliding window, Hedge and the n-gram tilt), exactly as a run of those knobs counts and ships it.
 
     env $(grep -v '^#' records/recipes/top.env | xargs) .venv/bin/python scripts/pack_code.py [OUT]
 

@@ -12,6 +12,7 @@ from conftest import cpu_runtime, randomized_model, run_script, tiny_env
 from test_faults import one_line_error
 
 import train_gpt as tg
+import train_gpt_longrun as longrun
 import train_gpt_reference as reference
 
 CPU = cpu_runtime()
@@ -148,8 +149,10 @@ def final_exact(text: str) -> str:
 
 
 def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_run, tmp_path, numeric_mode):
-    """Train + export + score once; then (1) a new process that only loads the artifact and (2) the
-    packed two-line code stub doing the same must print the identical exact line."""
+    """Train + export + score once; then (1) a new process that only loads the artifact, (2) the run's packed
+    two-line code stub training again from a folder without the modules, and (3) the stub packed for an eval-only
+    run (train_gpt_longrun.py inside: the run's own stub refuses EVAL_ONLY_PATH, see the test below) must print
+    the identical exact line."""
     env, trained = tiny_run(numeric_mode)
     assert trained.returncode == 0, trained.stderr[-2000:]
     artifact = Path(env["ARTIFACT_DIR"]) / "final_model.int6.ptz"
@@ -161,9 +164,16 @@ def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_run, tmp_path, n
     assert fresh.returncode == 0, fresh.stderr[-2000:]
     assert f"eval_only: {artifact} (model knobs from its header)" in fresh.stdout
     assert final_exact(fresh.stdout) == final_exact(trained.stdout)
-    stub = artifact.parent / "train_gpt_packed.py"
+    stub = artifact.parent / "train_gpt_packed.py"  # no module beside it
     assert stub.read_text().count("\n") == 2
-    packed = run_script({**eval_env, "RUN_ID": "packed"}, script=stub)
+    packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed")}, script=stub)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    for pattern in (r"trained_weights_crc32:\w+", r"final_\w+_roundtrip_exact .*", r"Code size: \d+ bytes"):
+        assert re.search(pattern, packed.stdout).group(0) == re.search(pattern, trained.stdout).group(0), pattern
+    eval_stub = tmp_path / "alone" / "train_gpt_packed.py"
+    eval_stub.parent.mkdir()
+    eval_stub.write_bytes(tg.shipped_code(tg.Hyperparameters.from_env(eval_env), lambda line: None)[1])
+    packed = run_script({**eval_env, "RUN_ID": "packed"}, script=eval_stub)
     assert packed.returncode == 0, packed.stderr[-2000:]
     assert final_exact(packed.stdout) == final_exact(trained.stdout)
 
@@ -174,33 +184,35 @@ def test_eval_only_takes_the_model_knobs_from_the_artifact_and_refuses_another_v
     path.write_bytes(tg.pack_artifact(tg.quantize_state_dict(trained_like_model().state_dict(), hp),
                                       hp.model_config(), "zlib"))
     env = {"EVAL_ONLY_PATH": str(path), "TTT_LORA_RANK": "4"}
-    loaded = tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(env), env)
+    loaded = longrun.eval_only_hyperparameters(tg.Hyperparameters.from_env(env), env)
     assert loaded.model_config() == hp.model_config() and loaded.ttt_lora_rank == 4
     assert loaded.data_path.endswith("fineweb10B_sp512")  # derived from the artifact's vocabulary
     same = {**env, "MODEL_DIM": "128"}
-    assert tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(same), same).model_dim == 128
+    assert longrun.eval_only_hyperparameters(tg.Hyperparameters.from_env(same), same).model_dim == 128
     clash = {**env, "MODEL_DIM": "256"}
     with pytest.raises(tg.HyperparameterError, match="MODEL_DIM=256 .artifact: 128.: an eval-only run takes"):
-        tg.eval_only_hyperparameters(tg.Hyperparameters.from_env(clash), clash)
+        longrun.eval_only_hyperparameters(tg.Hyperparameters.from_env(clash), clash)
 
 
 LONG_RUN_KNOBS = {"default": {}, "resume": {"RESUME_ENABLED": "1", "RESUME_SAVE_STEPS": "3"},
-                  "exports": {"EXPORT_MINUTES": "10"}, "tilt": {"NGRAM_TILT_ENABLED": "1"},
+                  "exports": {"EXPORT_MINUTES": "10"}, "eval_only": {"EVAL_ONLY_PATH": "1"},
+                  "tilt": {"NGRAM_TILT_ENABLED": "1"},
                   "sliding": {"SLIDING_WINDOW_ENABLED": "1"}, "int8": {"QUANT_METHOD": "int8"},
                   "swa": {"EMA_DECAY": "0", "SWA_ENABLED": "1"}, "self": {"GPTQ_CALIBRATION": "self"},
                   "repeats": {"NUM_LOOPS": "0", "NUM_REPEATS": "2"},
                   "value_embeds": {"NUM_LOOPS": "0", "NUM_VALUE_EMBEDS": "2"}}
 USES = {"default": (), "resume": ("train_gpt_longrun",), "exports": ("train_gpt_longrun",),
+        "eval_only": ("train_gpt_longrun",),
         "tilt": ("train_gpt_mixers",), "sliding": ("train_gpt_mixers",), "int8": ("train_gpt_reference",),
         "swa": ("train_gpt_reference",), "self": ("train_gpt_reference",), "repeats": ("train_gpt_reference",),
         "value_embeds": ("train_gpt_reference",)}
 
 
 def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it():
-    """A default run counts and ships train_gpt.py alone; RESUME_* or EXPORT_MINUTES import train_gpt_longrun.py,
-    the sliding window, Hedge or the tilt train_gpt_mixers.py, the int8 or GPTQ-lite export, SWA, self-generated
-    calibration, #895's recurrence or value embeddings train_gpt_reference.py, whose bytes then count too, raw (CODE_PACKING=raw) and packed (about the
-    module's own packed size more)."""
+    """A default run counts and ships train_gpt.py alone; RESUME_*, EXPORT_MINUTES or EVAL_ONLY_PATH import
+    train_gpt_longrun.py, the sliding window, Hedge or the tilt train_gpt_mixers.py, the int8 or GPTQ-lite export,
+    SWA, self-generated calibration, #895's recurrence or value embeddings train_gpt_reference.py, whose bytes then
+    count too, raw (CODE_PACKING=raw) and packed (about the module's own packed size more)."""
     here = Path(tg.__file__).parent
     raw = {name: len((here / f"{name}.py").read_bytes()) for name in ("train_gpt", *tg.OPTIONAL_MODULES)}
     counted = {}
@@ -214,7 +226,7 @@ def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it():
         for module in USES[name]:
             module_packed = len(tg.packed_code((here / f"{module}.py").read_text()))
             assert 0.5 * module_packed < counted[name] - counted["default"] < 1.1 * module_packed
-    assert counted["resume"] == counted["exports"] and counted["tilt"] == counted["sliding"]
+    assert counted["resume"] == counted["exports"] == counted["eval_only"] and counted["tilt"] == counted["sliding"]
     assert counted["int8"] == counted["swa"] == counted["self"] == counted["repeats"] == counted["value_embeds"]
 
 
@@ -238,7 +250,7 @@ def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_
         assert re.search(pattern, packed.stdout).group(0) == re.search(pattern, source.stdout).group(0), pattern
     stub.write_text(tg.packed_code((Path(tg.__file__).parent / "train_gpt.py").read_text()))
     one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "without")}, script=stub),
-                   "RESUME_* and EXPORT_MINUTES need train_gpt_longrun.py beside this file")
+                   "RESUME_*, EXPORT_MINUTES and EVAL_ONLY_PATH need train_gpt_longrun.py beside this file")
     # the file beside it cannot import the names this stub shortened: the same line
     shutil.copy(Path(tg.__file__).parent / "train_gpt_longrun.py", stub.parent)
     one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "renamed")}, script=stub),

@@ -16,6 +16,7 @@ import torch
 
 import shard_io
 import train_gpt as tg
+import train_gpt_longrun as longrun
 from conftest import REPO, TINY_VOCAB, cpu_runtime, make_documents, run_script, tiny_env, train_tiny_tokenizer
 
 OUTPUTS = ("final_model.pt", "final_model.int6.ptz", "train_gpt_packed.py")
@@ -274,7 +275,7 @@ def test_a_kill_between_two_renames_leaves_a_mixed_set_that_is_refused(tiny_data
     assert changed == ["final_model.int6.ptz", "final_model.pt"]  # the listing is the previous set's
     with pytest.raises(tg.DataError, match="does not match .*outputs.sha256: an export was stopped between its "
                                            "renames"):
-        tg.check_output_set(tmp_path / "final_model.int6.ptz")
+        longrun.check_output_set(tmp_path / "final_model.int6.ptz")
     scored = run_script(tiny_env(tiny_dataset, tmp_path / "eval", EVAL_ONLY_PATH=tmp_path / "final_model.int6.ptz"))
     one_line_error(scored, "final_model.int6.ptz does not match", "(a mixed set)")
     check = subprocess.run([sys.executable, str(REPO / "records" / "tool.py"), "check", str(tmp_path)],
