@@ -2012,39 +2012,21 @@ def eval_val(model: nn.Module, val: ValidationData, hp: Hyperparameters, rt: Run
     model.train(was_training)
     return meter.result(rt)
 
-def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
-    """p'(t) = p(t) e^{beta [t = h]} / Z, Z = 1 + p(h)(e^beta - 1) (#1514): a renormalized boost of the hint,
-    never a function of the realized token. logp [..., V]; hints [...], -1 = unchanged."""
-    h = hints.clamp_min(0)[..., None]
-    log_z = torch.log1p(logp.gather(-1, h).exp() * math.expm1(beta))
-    tilted = (logp - log_z).scatter_add(-1, h, torch.full_like(log_z, beta))
-    return torch.where(hints[..., None] >= 0, tilted, logp)
-
 class StageMeters:
-    """One eval stage's meters by label: the mode's and any mixer's distribution, each also tilted (NGRAM_TILT)."""
+    """One eval stage's meters by label (train_gpt_mixers.TiltedMeters adds the n-gram tilt's)."""
 
-    def __init__(self, labels: list[str], val: ValidationData, hp: Hyperparameters, rt: Runtime,
-                 hints: np.ndarray | None):
-        self.val, self.hp, self.hints = val, hp, hints
-        self.labels = [x for label in labels for x in [label] + ([f"{label}_tilt"] if hints is not None else [])]
-        self.meters = {label: BpbMeter(rt.device) for label in self.labels}  # every rank reduces the same set
+    def __init__(self, labels: list[str], val: ValidationData, rt: Runtime):
+        self.val, self.labels = val, labels
+        self.meters = {label: BpbMeter(rt.device) for label in labels}  # every rank reduces the same set
 
     def add(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
         """logp [..., V], fixed before any update, for the targets in dev (target_arrays, in logp's leading shape)."""
-        self.score(label, logp, dev)
-        if self.hints is not None:
-            self.score(f"{label}_tilt", ngram_tilt(logp, dev["hints"], self.hp.ngram_tilt_beta), dev)
-
-    def score(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:  # tests observe the scores here
         self.meters[label].add(-logp.gather(-1, dev["targets"][..., None]).squeeze(-1), dev["nbytes"], dev["mask"])
 
     def target_arrays(self, positions: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        """Host arrays of the targets at stream positions (any shape): ids, bytes of the real ones, hints."""
-        arrays = dict(targets=self.val.tokens.numpy()[positions], nbytes=self.val.token_bytes.numpy()[positions] * mask,
-                      mask=mask)
-        if self.hints is not None:
-            arrays["hints"] = self.hints[positions]
-        return arrays
+        """Host arrays of the targets at stream positions (any shape): ids, bytes of the real ones."""
+        return dict(targets=self.val.tokens.numpy()[positions], nbytes=self.val.token_bytes.numpy()[positions] * mask,
+                    mask=mask)
 
 WINDOW_WIDTH_BUCKET, SCORED_BUCKET = 16, 8  # padded row widths and scored slots: compiled shapes never 1, few kinds
 
@@ -2270,14 +2252,14 @@ class BatchClaims:
     def next(self) -> int:
         return next(self.local) if self.store is None else self.store.add(self.key, 1) - 1
 
-def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, hints: np.ndarray | None,
+def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, new_meters: type[StageMeters],
              log) -> tuple[StageMeters, dict[str, float]]:
     """Score-first LoRA TTT, ranks claiming batches, with phased global SGD once every batch before a phase's bound is
     scored (a batch claimed past it waits for the phase). Returns the meters and this rank's seconds per leg."""
     queue = ttt_queue(val, hp)
     phases = phase_plan([len(docs) for _, docs in queue], hp)
     label = "ttt_phased" if phases else "ttt_lora"  # no phase to run (PREFIX_DOCS past the queue): LoRA TTT alone
-    meters = StageMeters([label], val, hp, rt, hints)
+    meters = new_meters([label], val, rt)
     log(f"ttt: docs:{sum(len(d) for _, d in queue)} batches:{len(queue)} world_size:{rt.world_size} "
         f"phase_docs:{[d for _, d in phases]}")
     claims, lanes, legs, t0 = BatchClaims(rt), {}, {}, time.perf_counter()
@@ -2304,7 +2286,7 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     model.requires_grad_(True)
     return meters, legs
 
-def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
+def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime, mixers) -> None:
     """Every TTT and window graph built on random tokens before the eval timers (#1530 used val tokens: flagged)."""
     gen, c, half = torch.Generator().manual_seed(hp.seed), hp.ttt_chunk_size, hp.ttt_batch_size // 2
     lengths = [hp.ttt_eval_seq_len + c] + [3 * c] * (half - 1) + [2 * c] * (hp.ttt_batch_size - half)
@@ -2313,15 +2295,14 @@ def eval_warmup(model: GPT, hp: Hyperparameters, rt: Runtime) -> None:
     fake_tokens = torch.randint(2, hp.vocab_size, (max(int(starts[-1]), 2 * hp.ttt_eval_seq_len) + 1,), generator=gen)
     fake_tokens[starts[:-1]] = BOS_ID
     fake = ValidationData(fake_tokens.to(torch.int32), torch.ones_like(fake_tokens, dtype=torch.int16))
-    fake_hp = replace(hp, ngram_tilt_enabled=False, use_hedge=False, ttt_short_doc_chunks="")
-    meters = StageMeters(["warmup", "sliding_window"], fake, fake_hp, rt, None)
     if hp.ttt_enabled:
         docs = [(int(s), int(e)) for s, e in zip(starts, starts[1:])]
         model.requires_grad_(False)
-        ttt_batch(model, docs, new_lora(model, hp, 0, len(docs), {}), fake_hp, rt, meters, "warmup")
+        ttt_batch(model, docs, new_lora(model, hp, 0, len(docs), {}), replace(hp, ttt_short_doc_chunks=""), rt,
+                  StageMeters(["warmup"], fake, rt), "warmup")
         model.requires_grad_(True)
-    if hp.sliding_window_enabled or hp.use_hedge:
-        optional_module("train_gpt_mixers", hp).eval_sliding(model, fake, fake_hp, rt, meters)
+    if mixers:
+        mixers.warm_sliding(model, fake, hp, rt)
 
 def report_stage(meters: StageMeters, seconds: float, partial: bool, rt: Runtime, log) -> list[dict]:
     """The records' lines per label: '{label} val_loss val_bpb eval_time' and '{label}_exact'."""
@@ -2349,22 +2330,17 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
         model = sdpa_view(model)
         log("eval_stages: attention on SDPA (Flex is fast only compiled)")
     mixers = optional_module("train_gpt_mixers", hp)
-    with timed(timers, "ngram_hints"):
-        hints = mixers.ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold) if hp.ngram_tilt_enabled \
-            else None
+    with timed(timers, "ngram_hints"):  # NGRAM_TILT's hints, once: every stage's meters then also score the tilt
+        new_meters = mixers.stage_meters(val, hp) if mixers else StageMeters
     with timed(timers, "eval_warmup"):
-        eval_warmup(model, hp, rt)
-    if hp.sliding_window_enabled or hp.use_hedge:
-        meters = StageMeters(["sliding_window"] + (["hedge_mixer"] if hp.use_hedge else []), val, hp, rt, hints)
-        synchronize(rt)
-        with timed(timers, "sliding_window"):
-            mixers.eval_sliding(model, val, hp, rt, meters)
-        rows += report_stage(meters, timers["sliding_window"], val.partial, rt, log)
+        eval_warmup(model, hp, rt, mixers)
+    if mixers:  # the sliding-window stage first (SLIDING_WINDOW_ENABLED, USE_HEDGE)
+        rows += mixers.sliding_stage(model, val, hp, rt, new_meters, timers, log)
     if hp.ttt_enabled:
         synchronize(rt)
         log("beginning TTT eval timer")
         with timed(timers, "ttt"):
-            meters, legs = eval_ttt(model, val, hp, rt, hints, log)
+            meters, legs = eval_ttt(model, val, hp, rt, new_meters, log)
             timers.update(legs)
         rows += report_stage(meters, timers["ttt"], val.partial or bool(knob_list(hp, "ttt_eval_batches")), rt, log)
         if timers["ttt"] > hp.eval_budget_seconds:

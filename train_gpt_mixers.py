@@ -1,14 +1,49 @@
-"""train_gpt.py's evaluation extras, off by default: the sliding-window pass (#895, #1626) with #895's Hedge
-mixer, and #2135's n-gram hints for the token-only tilt. Imported only when SLIDING_WINDOW_ENABLED, USE_HEDGE or
-NGRAM_TILT_ENABLED ask for it (train_gpt.optional_module); a run that imports it counts its bytes too.
+"""train_gpt.py's evaluation extras, off by default: the sliding-window stage (#895, #1626) with #895's Hedge
+mixer, and the token-only n-gram tilt (#1514, #2135's hints) of every stage. Imported only when
+SLIDING_WINDOW_ENABLED, USE_HEDGE or NGRAM_TILT_ENABLED ask for it (train_gpt.optional_module); a run that imports
+it counts its bytes too. train_gpt.eval_stages asks it for the stages' meters (stage_meters), the window graphs'
+warm-up (warm_sliding) and the sliding-window stage's rows (sliding_stage).
 """
+
+import functools
+import math
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from train_gpt import (GPT, Hyperparameters, Runtime, StageMeters, ValidationData, autocast_context, rank_share,
-                       scored_logp, to_device, window_arrays)
+                       report_stage, scored_logp, synchronize, timed, to_device, window_arrays)
+
+def ngram_tilt(logp: Tensor, hints: Tensor, beta: float) -> Tensor:
+    """p'(t) = p(t) e^{beta [t = h]} / Z, Z = 1 + p(h)(e^beta - 1) (#1514): a renormalized boost of the hint,
+    never a function of the realized token. logp [..., V]; hints [...], -1 = unchanged."""
+    h = hints.clamp_min(0)[..., None]
+    log_z = torch.log1p(logp.gather(-1, h).exp() * math.expm1(beta))
+    tilted = (logp - log_z).scatter_add(-1, h, torch.full_like(log_z, beta))
+    return torch.where(hints[..., None] >= 0, tilted, logp)
+
+class TiltedMeters(StageMeters):
+    """A stage's meters with each label also scored tilted by the stream's hints, as "{label}_tilt"."""
+
+    def __init__(self, labels: list[str], val: ValidationData, rt: Runtime, hints: np.ndarray, beta: float):
+        super().__init__([x for label in labels for x in (label, f"{label}_tilt")], val, rt)
+        self.hints, self.beta = hints, beta
+
+    def add(self, label: str, logp: Tensor, dev: dict[str, Tensor]) -> None:
+        super().add(label, logp, dev)
+        super().add(f"{label}_tilt", ngram_tilt(logp, dev["hints"], self.beta), dev)
+
+    def target_arrays(self, positions: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        return super().target_arrays(positions, mask) | dict(hints=self.hints[positions])
+
+def stage_meters(val: ValidationData, hp: Hyperparameters) -> type[StageMeters]:
+    """What every eval stage counts into: with NGRAM_TILT_ENABLED, meters that also score the tilt by val's hints."""
+    if not hp.ngram_tilt_enabled:
+        return StageMeters
+    hints = ngram_hints(val.tokens, hp.ngram_tilt_order, hp.ngram_tilt_threshold)
+    return functools.partial(TiltedMeters, hints=hints, beta=hp.ngram_tilt_beta)
 
 def ngram_hints(tokens: Tensor, order: int, threshold: float) -> np.ndarray:
     """#2135's token-only hint per stream position p (-1: none): the exact ORDER-1 tokens before p, seen
@@ -148,3 +183,19 @@ def hedge_batch(hedge: HedgeMixer, logp: Tensor, mask: np.ndarray, positions: np
     if counts:
         meters.add("hedge_mixer", mixed, dev)
     hedge.update(experts, dev["prev2"], dev["prev1"], dev["targets"])
+
+def warm_sliding(model: GPT, fake: ValidationData, hp: Hyperparameters, rt: Runtime) -> None:
+    """train_gpt.eval_warmup's window graphs on its random stream (without Hedge: nothing of it is compiled)."""
+    if hp.sliding_window_enabled or hp.use_hedge:
+        eval_sliding(model, fake, replace(hp, use_hedge=False), rt, StageMeters(["sliding_window"], fake, rt))
+
+def sliding_stage(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, new_meters: type[StageMeters],
+                  timers: dict[str, float], log) -> list[dict]:
+    """The sliding-window stage's rows (none unless SLIDING_WINDOW_ENABLED or USE_HEDGE); timers["sliding_window"]."""
+    if not (hp.sliding_window_enabled or hp.use_hedge):
+        return []
+    meters = new_meters(["sliding_window"] + (["hedge_mixer"] if hp.use_hedge else []), val, rt)
+    synchronize(rt)
+    with timed(timers, "sliding_window"):
+        eval_sliding(model, val, hp, rt, meters)
+    return report_stage(meters, timers["sliding_window"], val.partial, rt, log)

@@ -403,7 +403,7 @@ def cmd_ttt(args) -> int:
     model.eval()
     model.requires_grad_(False)
     fake, docs, step = ttt_documents(fake_hp, hp.ttt_batch_size, seed=hp.seed)
-    meters = tg.StageMeters(["warmup"], fake, fake_hp, rt, None)
+    meters = tg.StageMeters(["warmup"], fake, rt)
     lora = tg.new_lora(model, fake_hp, 0, len(docs), {})
     optimizer = tg.ttt_optimizer(lora, fake_hp)
     runs = [ttt_run(model, lora, optimizer, meters, docs[:rows], step, fake_hp, rt) for rows in (len(docs), 1)]

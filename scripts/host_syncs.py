@@ -553,9 +553,9 @@ def ttt_batch_steps(tg, num_docs: int) -> dict:
                                                               size=num_docs).tolist()  # 3 chunks each
             val = validation(tg, lengths, hp.vocab_size)
             hs.host(val.tokens, val.token_bytes)
-            tg.eval_ttt(model, val, hp, rt, None, lambda *a, **k: None)
+            tg.eval_ttt(model, val, hp, rt, tg.StageMeters, lambda *a, **k: None)
         hs.split = (tg.ttt_batch, "step")
-        tg.eval_ttt(model, val, hp, rt, None, lambda *a, **k: None)
+        tg.eval_ttt(model, val, hp, rt, tg.StageMeters, lambda *a, **k: None)
         batch = hs.take()
     return {"hp": hp, "lengths": lengths, "batch": batch}
 

@@ -72,11 +72,12 @@ MUTATIONS = {
     "hedge_counts_before_mixing": ("    mixed, experts = hedge.mix(",
                                    "    hedge.update(None, dev[\"prev2\"], dev[\"prev1\"], dev[\"targets\"])\n"
                                    "    mixed, experts = hedge.mix(", LEGALITY, MIXERS),
-    "tilt_hints_the_target": ('arrays["hints"] = self.hints[positions]',
-                              'arrays["hints"] = self.val.tokens.numpy()[positions].astype(np.int64)', LEGALITY),
+    "tilt_hints_the_target": ("dict(hints=self.hints[positions])",
+                              "dict(hints=self.val.tokens.numpy()[positions].astype(np.int64))", LEGALITY, MIXERS),
     "ngram_hint_sees_the_target": ("before = np.maximum(idx - 1, 0)", "before = idx", LEGALITY, MIXERS),  # counts x_p
-    "tilt_uses_the_next_hint": ('arrays["hints"] = self.hints[positions]',
-                                'arrays["hints"] = self.hints[np.minimum(positions + 1, self.hints.size - 1)]', LEGALITY),
+    "tilt_uses_the_next_hint": ("dict(hints=self.hints[positions])",
+                                "dict(hints=self.hints[np.minimum(positions + 1, self.hints.size - 1)])", LEGALITY,
+                                MIXERS),
     "sliding_drops_the_tail": ("    while end < num_targets:\n", "    while end + stride <= num_targets:\n", LEGALITY,
                                MIXERS),
     "plain_eval_drops_the_tail": ("total_seqs = -(-n // seq_len)", "total_seqs = n // seq_len", LEGALITY),

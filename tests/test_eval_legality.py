@@ -71,20 +71,20 @@ def observe_scores(monkeypatch, val: tg.ValidationData, seen) -> None:
     """seen(label, positions, logp) for every distribution the meters on `val` score, at its real slots (the
     warm-up's fake stream is not seen): the stream positions are those of the batch's target_arrays call,
     which comes before its scores."""
-    target_arrays, score, last = tg.StageMeters.target_arrays, tg.StageMeters.score, {}
+    target_arrays, add, last = tg.StageMeters.target_arrays, tg.StageMeters.add, {}
 
     def target_arrays_(self, positions, mask):
         last["positions"] = positions
         return target_arrays(self, positions, mask)
 
-    def score_(self, label, logp, dev):
+    def add_(self, label, logp, dev):
         if self.val is val:
             real = dev["mask"].bool().cpu().numpy()
             seen(label, torch.from_numpy(last["positions"][real]), logp[torch.from_numpy(real)])
-        score(self, label, logp, dev)
+        add(self, label, logp, dev)
 
     monkeypatch.setattr(tg.StageMeters, "target_arrays", target_arrays_)
-    monkeypatch.setattr(tg.StageMeters, "score", score_)
+    monkeypatch.setattr(tg.StageMeters, "add", add_)
 
 
 def record_ttt_events(trace: list, patch=setattr) -> None:
@@ -247,9 +247,9 @@ def lora_ttt_total(env: dict, warm_up: bool = False) -> tuple[float, float, int]
     model.requires_grad_(False)
     want = reference_lora_ttt_nll(model, val, hp)
     if warm_up:
-        tg.eval_warmup(model, hp, CPU)
+        tg.eval_warmup(model, hp, CPU, None)
     graphs = tg.compiled_graphs()
-    meters, _ = tg.eval_ttt(model, val, hp, CPU, None, lambda *a, **k: None)
+    meters, _ = tg.eval_ttt(model, val, hp, CPU, tg.StageMeters, lambda *a, **k: None)
     nll, tokens, _ = meters.meters["ttt_lora"].totals(CPU)
     assert tokens == val.tokens.numel() - 1
     return nll, want, tg.compiled_graphs() - graphs
@@ -304,7 +304,7 @@ def test_global_sgd_trains_only_on_token_positions_already_scored(prefix, stream
     observe_scores(monkeypatch, val, seen)
     trace, before = [], {k: v.clone() for k, v in model.state_dict().items()}
     record_ttt_events(trace, monkeypatch.setattr)
-    tg.eval_ttt(model, val, hp, CPU, None, lambda *a, **k: None)
+    tg.eval_ttt(model, val, hp, CPU, tg.StageMeters, lambda *a, **k: None)
     assert len(read) > 0 and any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     queue = tg.ttt_queue(val, hp)
     scored_docs = [[d for _, docs in queue[:bound] for d in docs] for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp)]
@@ -323,7 +323,7 @@ def claiming_worker(rank: int, world: int, init_file: str, out: str, env: dict) 
     hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=4))
     trace = []
     record_ttt_events(trace)
-    meters, _ = tg.eval_ttt(model, val, hp, rt, None, lambda *a, **k: None)
+    meters, _ = tg.eval_ttt(model, val, hp, rt, tg.StageMeters, lambda *a, **k: None)
     torch.save(dict(trace=trace, totals=meters.meters["ttt_phased"].totals(rt)), f"{out}.{rank}")
     dist.barrier()
     dist.destroy_process_group()
@@ -356,7 +356,7 @@ def test_claimed_batches_on_two_ranks_score_each_document_once_and_phases_wait_f
             scored.append(b)
         assert phase == len(bounds)  # every rank joined every phase
     assert sorted(scored) == list(range(len(queue)))
-    one, _ = tg.eval_ttt(model_for(env), val, hp, CPU, None, lambda *a, **k: None)
+    one, _ = tg.eval_ttt(model_for(env), val, hp, CPU, tg.StageMeters, lambda *a, **k: None)
     want = one.meters["ttt_phased"].totals(CPU)
     assert runs[0]["totals"] == runs[1]["totals"] and runs[0]["totals"][1:] == want[1:]
     assert runs[0]["totals"][0] == pytest.approx(want[0], rel=1e-6)  # global SGD: another summation order
@@ -366,7 +366,7 @@ def test_a_documents_last_chunk_is_scored_but_never_trained_on(tmp_path):
     env = tiny_env(tmp_path, tmp_path, **SMALL)
     hp, model, val = tg.Hyperparameters.from_env(env), model_for(env), validation(stream(seed=5, lengths=(20, 7, 3)))
     docs = tg.ttt_queue(val, hp)[0][1]  # 21 targets (3 chunks), 8 (1 chunk), 4 (1 chunk)
-    lora, meters = tg.new_lora(model, hp, 0, len(docs), {}), tg.StageMeters(["ttt_lora"], val, hp, CPU, None)
+    lora, meters = tg.new_lora(model, hp, 0, len(docs), {}), tg.StageMeters(["ttt_lora"], val, CPU)
     model.requires_grad_(False)
     tg.ttt_batch(model, docs, lora, hp, CPU, meters, "ttt_lora")
     assert meters.meters["ttt_lora"].totals(CPU)[1] == 33
@@ -382,11 +382,11 @@ def test_a_long_document_logs_progress_inside_its_batch(tmp_path, monkeypatch):
     docs = tg.ttt_queue(val, hp)[0][1]
     chunks = [tg.chunk_count(d, hp) for d in docs]
     lines = []
-    tg.eval_ttt(model, val, hp, CPU, None, lambda msg, **k: lines.append(msg))
+    tg.eval_ttt(model, val, hp, CPU, tg.StageMeters, lambda msg, **k: lines.append(msg))
     assert not any(line.startswith("ttc: ") for line in lines)  # a fast batch: no progress line at 30 s
     monkeypatch.setattr(tg, "TTT_PROGRESS_SECONDS", 0.0)
     lines.clear()
-    tg.eval_ttt(model, val, hp, CPU, None, lambda msg, **k: lines.append(msg))
+    tg.eval_ttt(model, val, hp, CPU, tg.StageMeters, lambda msg, **k: lines.append(msg))
     got = [re.fullmatch(r"ttc: chunk:(\d+)/(\d+) docs:(\d+) t:\d+\.\ds", line) for line in lines if "ttc" in line]
     assert chunks[0] == 19 and all(got)
     assert [tuple(map(int, m.groups())) for m in got] == \
@@ -477,7 +477,7 @@ def test_hedge_experts_are_full_distributions_and_the_entropy_expert_is_gone():
 def test_tilt_is_the_renormalized_boost_of_the_hint():
     logp = torch.log_softmax(torch.randn(3, 10, dtype=torch.float64), -1)
     hints, beta = torch.tensor([4, -1, 0]), 2.625
-    got = tg.ngram_tilt(logp, hints, beta)
+    got = mixers.ngram_tilt(logp, hints, beta)
     p = logp.exp()
     for i, h in enumerate(hints.tolist()):
         want = p[i].clone()
@@ -535,5 +535,5 @@ def test_the_tilt_at_each_position_uses_that_positions_hint(mode, tmp_path, monk
     tg.eval_stages(model_for(env), val, hp, CPU, lambda *a, **k: None)
     hints = torch.tensor(slow_2135_hints(tokens.tolist(), hp.ngram_tilt_order, hp.ngram_tilt_threshold))
     assert int((hints[1:] >= 0).sum()) > 50
-    want = tg.ngram_tilt(dists[label.removesuffix("_tilt")][1:], hints[1:], hp.ngram_tilt_beta)
+    want = mixers.ngram_tilt(dists[label.removesuffix("_tilt")][1:], hints[1:], hp.ngram_tilt_beta)
     assert torch.allclose(dists[label][1:], want, atol=1e-5)
