@@ -2252,10 +2252,10 @@ class BatchClaims:
     def next(self) -> int:
         return next(self.local) if self.store is None else self.store.add(self.key, 1) - 1
 
-def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, new_meters: type[StageMeters],
+def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, new_meters,
              log) -> tuple[StageMeters, dict[str, float]]:
-    """Score-first LoRA TTT, ranks claiming batches, with phased global SGD once every batch before a phase's bound is
-    scored (a batch claimed past it waits for the phase). Returns the meters and this rank's seconds per leg."""
+    """Score-first LoRA TTT into new_meters(labels, val, rt), ranks claiming batches, with phased global SGD once
+    every batch before a phase's bound is scored (a claim past it waits). Returns the meters and seconds per leg."""
     queue = ttt_queue(val, hp)
     phases = phase_plan([len(docs) for _, docs in queue], hp)
     label = "ttt_phased" if phases else "ttt_lora"  # no phase to run (PREFIX_DOCS past the queue): LoRA TTT alone

@@ -7,6 +7,7 @@ warm-up (warm_sliding) and the sliding-window stage's rows (sliding_stage).
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -38,7 +39,7 @@ class TiltedMeters(StageMeters):
     def target_arrays(self, positions: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
         return super().target_arrays(positions, mask) | dict(hints=self.hints[positions])
 
-def stage_meters(val: ValidationData, hp: Hyperparameters) -> type[StageMeters]:
+def stage_meters(val: ValidationData, hp: Hyperparameters) -> Callable[..., StageMeters]:
     """What every eval stage counts into: with NGRAM_TILT_ENABLED, meters that also score the tilt by val's hints."""
     if not hp.ngram_tilt_enabled:
         return StageMeters
@@ -189,8 +190,8 @@ def warm_sliding(model: GPT, fake: ValidationData, hp: Hyperparameters, rt: Runt
     if hp.sliding_window_enabled or hp.use_hedge:
         eval_sliding(model, fake, replace(hp, use_hedge=False), rt, StageMeters(["sliding_window"], fake, rt))
 
-def sliding_stage(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, new_meters: type[StageMeters],
-                  timers: dict[str, float], log) -> list[dict]:
+def sliding_stage(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime,
+                  new_meters: Callable[..., StageMeters], timers: dict[str, float], log) -> list[dict]:
     """The sliding-window stage's rows (none unless SLIDING_WINDOW_ENABLED or USE_HEDGE); timers["sliding_window"]."""
     if not (hp.sliding_window_enabled or hp.use_hedge):
         return []

@@ -96,6 +96,12 @@ MUTATIONS = {
     "hedge_entropy_expert": ("return torch.stack([logp, uni, bi, tri])",
                              "return torch.stack([logp, uni, bi, tri, (logp.exp() * logp).sum(-1, keepdim=True)"
                              ".expand_as(logp)])", LEGALITY, MIXERS),
+    # the counted code and the knob checks
+    "stub_digit_may_be_a_backslash": ("digits.append(digit + 32 + (digit > 1) + (digit > 58))",
+                                      "digits.append(digit + 32 + (digit > 1))",
+                                      ["tests/test_artifact.py", "-k", "stub_digits"]),
+    "value_embeds_with_loops_accepted": ("(self.num_loops <= 0 or not self.num_value_embeds,", "(True,",
+                                         ["tests/test_hyperparameters.py::test_bad_values_fail_naming_the_variable"]),
     # resumable checkpoints: each drops one piece of state a continuation needs
     "resume_without_muon_momenta": ('zip(optimizers, [*shared["adam"], local["muon"]], strict=True)',
                                     'zip(optimizers[:-1], shared["adam"], strict=True)', RESUME, LONG_RUN),
