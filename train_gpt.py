@@ -1464,15 +1464,10 @@ def optional_module(name: str, hp: Hyperparameters):
 def long_run(hp: Hyperparameters):
     return optional_module("train_gpt_longrun", hp)
 
-@dataclass
-class TrainResult:
-    steps: int
-    plan_switch_steps: list[int]  # steps after which a new stage took over (same on every rank)
-
 class TrainingError(RuntimeError):
     """A run that cannot go on (a non-finite loss); reported as one line, exit 2."""
 
-def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoint: dict | None = None) -> TrainResult:
+def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoint: dict | None = None) -> LoopState:
     """Runs until ITERATIONS or the cap, from step 0 or a checkpoint (RESUME_FROM); loads the weight average."""
     average = WeightAverage(models.raw, hp, log) if hp.ema_decay > 0 else None
     if hp.swa_enabled:
@@ -1491,7 +1486,7 @@ def train(models: Models, optimizers, val: ValidationData, hp, rt, log, checkpoi
         models.raw.load_state_dict(state, strict=True)
         val_loss, val_bpb = eval_val(models.eval, val, hp, rt)
         log(f"diagnostic pre-quantization post-average val_loss:{val_loss:.8f} val_bpb:{val_bpb:.8f}")
-    return TrainResult(loop.step, loop.switches)
+    return loop
 
 def train_loop(models: Models, optimizers, average, loader: TrainLoader, loop: LoopState, val: ValidationData,
                resumed: bool, hp: Hyperparameters, rt: Runtime, log) -> None:
@@ -2592,7 +2587,7 @@ def main() -> None:
     RUN_STATE["stage"] = "the compile warm-up"
     compile_warmup_and_restore(models, optimizers, hp, rt, log)
     graphs = compiled_graphs()
-    result = train(models, optimizers, val, hp, rt, log, checkpoint)
+    loop = train(models, optimizers, val, hp, rt, log, checkpoint)
     log(f"compile:graphs_before_training:{graphs} graphs_built_while_training:{compiled_graphs() - graphs}")
     trained_crc = weights_crc32(models.raw)
     if rt.device.type == "cuda":
@@ -2601,8 +2596,8 @@ def main() -> None:
     RUN_STATE["stage"] = "the export"
     val_bpb = score_artifact(models, export_artifact(models.raw, hp, rt, log), val, hp, rt, log)
     # Every rank reports, so a desynchronized replica or stop step is visible, not averaged away.
-    switches = ",".join(map(str, result.plan_switch_steps)) or "-"
-    sys.stdout.write(f"rank_summary rank:{rt.rank}/{rt.world_size} stop_step:{result.steps} plan_switches:{switches} "
+    switches = ",".join(map(str, loop.switches)) or "-"
+    sys.stdout.write(f"rank_summary rank:{rt.rank}/{rt.world_size} stop_step:{loop.step} plan_switches:{switches} "
                      f"val_bpb:{val_bpb:.8f} trained_weights_crc32:{trained_crc:08x}\n")  # one write: no interleaving
     sys.stdout.flush()
 

@@ -221,11 +221,20 @@ def test_the_default_recipe_code_stays_within_its_budget():
                 assert node.end_lineno - node.lineno < 60, f"{path.name}: {node.name}"
 
 
-def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it():
+def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it(monkeypatch):
     """A default run counts and ships train_gpt.py alone; RESUME_*, EXPORT_MINUTES or EVAL_ONLY_PATH import
     train_gpt_longrun.py, the sliding window, Hedge or the tilt train_gpt_mixers.py, the int8 or GPTQ-lite export,
     SWA, self-generated calibration, #895's recurrence or value embeddings train_gpt_reference.py, whose bytes then
     count too, raw (CODE_PACKING=raw) and packed (about the module's own packed size more)."""
+    minify, memo = tg.minified, {}
+
+    def minified_once(source: str, exported: set | None = None) -> str:  # 30 packings of 7 sources: 1 s each
+        key = (source, exported if exported is None else frozenset(exported))
+        if key not in memo:
+            memo[key] = minify(source, exported)
+        return memo[key]
+
+    monkeypatch.setattr(tg, "minified", minified_once)
     here = Path(tg.__file__).parent
     raw = {name: len((here / f"{name}.py").read_bytes()) for name in ("train_gpt", *tg.OPTIONAL_MODULES)}
     counted = {}

@@ -119,7 +119,7 @@ def test_plan_switches_mid_run_without_recompiling(tiny_dataset, tmp_path):
     before = tg.compiled_graphs()
     val = tg.load_validation(hp, CPU, log=quiet)
     result = tg.train(models, optimizers, val, hp, CPU, log=lambda msg, **k: lines.append(msg))
-    assert result.plan_switch_steps == [3]
+    assert result.switches == [3]
     assert any(line.startswith("layer_loop:enabled step:3 frac:0.500 encoder:[0, 1] decoder:[1, 2]") for line in lines)
     assert before >= 3 and tg.compiled_graphs() == before
 
@@ -141,7 +141,7 @@ def test_context_length_schedule_switches_spans_without_recompiling(tiny_dataset
     before = tg.compiled_graphs()
     result = tg.train(models, optimizers, tg.load_validation(hp, CPU, log=quiet), hp, CPU,
                       log=lambda msg, **k: lines.append(msg))
-    assert result.plan_switch_steps == [4, 6]
+    assert result.switches == [4, 6]
     assert "seq_len:switched to 32 step:4 frac:0.500" in lines
     assert any(line.startswith("layer_loop:enabled step:6 frac:0.750") for line in lines)
     assert tg.compiled_graphs() == before
