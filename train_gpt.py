@@ -2639,11 +2639,14 @@ def interrupted() -> str:
 
 def report_error(line: str) -> None:
     """Rank 0 prints the line; under torchrun each rank also writes its elastic error file for torchrun's summary."""
-    if os.environ.get("RANK", "0") == "0":
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if rank0:
         print(line, file=sys.stderr, flush=True)
     if error_file := os.environ.get("TORCHELASTIC_ERROR_FILE"):
         record = {"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}
         Path(error_file).write_text(json.dumps(record))
+        if not rank0:  # torchrun kills every rank once one exits: rank 0, a moment behind on the same check, prints first
+            time.sleep(5)
 
 if __name__ == "__main__":
     sys.exit(run_cli())
