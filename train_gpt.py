@@ -1828,11 +1828,12 @@ def compress(data: bytes, compressor: str) -> bytes:
     return codec(compressor)[0](data)
 
 def require_module(name: str):
-    """brotli, zstandard and python_minifier (requirements.txt) are imported when used: missing, one line."""
+    """brotli, zstandard or python_minifier (requirements.txt), missing: one line (before training: startup_checks)."""
     try:
         return importlib.import_module(name)
     except ImportError:
-        raise ArtifactError(f"the {name} package is missing: pip install -r requirements.txt") from None
+        raise ArtifactError(f"the {name} package is missing: {sys.executable} -m pip install -r "
+                            "requirements.txt") from None
 
 def byte_shuffle(t: Tensor) -> bytes:
     """All first bytes of the elements, then all second bytes...: fp16 exponents end up together."""
@@ -2481,7 +2482,7 @@ def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     return Models(raw_model, compiled, DDP(compiled, device_ids=cuda_rank) if rt.distributed else compiled)
 
 def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[int, int]:
-    """What would fail minutes in: modules, outputs, train shards (whole, in the vocabulary): (shards, tokens)."""
+    """What would fail minutes in: modules, packages, outputs, train shards (whole, in the vocabulary)."""
     for name in OPTIONAL_MODULES:  # the modules the knobs ask for are at hand (a packed stub may lack them)
         optional_module(name, hp)
     if rt.is_main:
@@ -2492,7 +2493,13 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
             if summary.is_dir():
                 raise DataError(f"EVAL_SUMMARY_JSON={summary} is a directory")
             check_writable(summary.parent, f"EVAL_SUMMARY_JSON={summary}: its folder")
-    return (0, 0) if hp.eval_only_path else check_train_shards(train_pattern(hp), hp.vocab_size)
+    if hp.eval_only_path:
+        return 0, 0
+    codec(hp.compressor)  # the export's packages import now, not after training
+    if not Path(__file__).read_text(encoding="utf-8").startswith(PACKED_STUB_PREFIX):  # a stub ships as it is
+        codec("brotli")  # the code packer's
+        require_module("python_minifier")
+    return check_train_shards(train_pattern(hp), hp.vocab_size)
 
 def check_output_dir(out: Path, model: nn.Module) -> None:
     """Before training: ARTIFACT_DIR takes files and has room for the checkpoint, the artifact and their temps."""
@@ -2645,7 +2652,7 @@ def report_error(line: str) -> None:
     if error_file := os.environ.get("TORCHELASTIC_ERROR_FILE"):
         record = {"message": {"message": line, "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))}}}
         Path(error_file).write_text(json.dumps(record))
-        if not rank0:  # torchrun kills every rank once one exits: rank 0, a moment behind on the same check, prints first
+        if not rank0:  # torchrun stops all ranks once one exits: rank 0, a moment behind on one check, prints first
             time.sleep(5)
 
 if __name__ == "__main__":

@@ -148,6 +148,14 @@ def other_tokenizer(dataset, tmp_path):
     return {"DATA_PATH": data, "TOKENIZER_PATH": other}
 
 
+def without_package(tmp_path, name: str) -> dict:
+    """A machine without an export package (a GPU image may lack brotli and python_minifier): the run refuses
+    at startup, not after the whole training run."""
+    (tmp_path / "blocked").mkdir(exist_ok=True)
+    (tmp_path / "blocked" / f"{name}.py").write_text("raise ImportError('not installed')\n")
+    return {"PYTHONPATH": tmp_path / "blocked"}
+
+
 @pytest.mark.parametrize("case, fragments", [
     ("bad_train_shard", ("fineweb_train_000002.bin: token id 400 >= VOCAB_SIZE 320",)),
     ("garbage_tokenizer", ("is not a SentencePiece model",)),
@@ -165,6 +173,9 @@ def other_tokenizer(dataset, tmp_path):
     ("eval_stride_in_eval_only", ("EVAL_STRIDE=48 must be <= the window, EVAL_SEQ_LEN or TRAIN_SEQ_LEN (40)",)),
     ("other_tokenizer_same_size", ("is not the one the shards were built with", "build_info.json")),
     ("summary_json_unwritable", ("EVAL_SUMMARY_JSON=", "its folder is not writable")),
+    ("no_brotli", (f"the brotli package is missing: {sys.executable} -m pip install -r requirements.txt",)),
+    ("no_python_minifier", ("the python_minifier package is missing",)),
+    ("no_zstandard", ("the zstandard package is missing",)),
 ])
 def test_bad_input_is_one_line_and_exit_2(case, fragments, tiny_dataset, tmp_path):
     overrides = {
@@ -185,6 +196,9 @@ def test_bad_input_is_one_line_and_exit_2(case, fragments, tiny_dataset, tmp_pat
                                              "EVAL_ONLY_PATH": tmp_path / "any.ptz"},
         "other_tokenizer_same_size": lambda: other_tokenizer(tiny_dataset, tmp_path),
         "summary_json_unwritable": lambda: {"EVAL_SUMMARY_JSON": a_file(tmp_path) / "summary.json"},
+        "no_brotli": lambda: without_package(tmp_path, "brotli"),
+        "no_python_minifier": lambda: without_package(tmp_path, "python_minifier"),
+        "no_zstandard": lambda: {"COMPRESSOR": "zstd", **without_package(tmp_path, "zstandard")},
     }[case]()
     result = run_script(tiny_env(tiny_dataset, tmp_path / "run", **overrides), timeout=120)
     one_line_error(result, *fragments)
