@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! python -c "import torch" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null 2>&1; then
-    python -m pip install "torch>=2.5"
+    python -m pip install "torch>=2.9"
   else
     python -m pip install ${TORCH_CPU_SPEC:-torch==2.13.0}
   fi
