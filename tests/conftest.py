@@ -103,6 +103,14 @@ def randomized_model(env: dict, std: float = 0.3, seed: int = 1, device: str = "
     return model
 
 
+def without_package(workdir: Path, name: str) -> dict:
+    """Env that hides an installed package from a child process, as on a machine without it: a module of its name
+    on PYTHONPATH that raises ImportError."""
+    (workdir / "blocked").mkdir(exist_ok=True)
+    (workdir / "blocked" / f"{name}.py").write_text("raise ImportError('not installed')\n")
+    return {"PYTHONPATH": str(workdir / "blocked")}
+
+
 def tiny_env(dataset: Path, workdir: Path, **overrides) -> dict:
     """Env for a seconds-long CPU run of train_gpt.py on the tiny dataset (fp32 unless AUTOCAST=bf16)."""
     env = dict(DATA_PATH=str(dataset), TOKENIZER_PATH=str(dataset / "tokenizer.model"), VOCAB_SIZE=TINY_VOCAB,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import cpu_runtime, randomized_model, run_script, tiny_env
+from conftest import cpu_runtime, randomized_model, run_script, tiny_env, without_package
 from test_faults import one_line_error
 
 import train_gpt as tg
@@ -167,10 +167,9 @@ def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_run, tmp_path, n
     assert final_exact(fresh.stdout) == final_exact(trained.stdout)
     stub = artifact.parent / "train_gpt_packed.py"  # no module beside it
     assert stub.read_text().count("\n") == 2
-    (tmp_path / "blocked").mkdir()  # a stub ships as it is: the machine that runs it needs no python_minifier
-    (tmp_path / "blocked" / "python_minifier.py").write_text("raise ImportError('not installed')\n")
-    packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed"), "PYTHONPATH": str(tmp_path / "blocked")},
-                        script=stub)
+    # a stub ships as it is: the machine that runs it needs no python_minifier
+    no_minifier = without_package(tmp_path, "python_minifier")
+    packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed"), **no_minifier}, script=stub)
     assert packed.returncode == 0, packed.stderr[-2000:]
     for pattern in (r"trained_weights_crc32:\w+", r"final_\w+_roundtrip_exact .*", r"Code size: \d+ bytes"):
         assert re.search(pattern, packed.stdout).group(0) == re.search(pattern, trained.stdout).group(0), pattern
@@ -268,10 +267,9 @@ def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_
     stub.parent.mkdir()
     shutil.copy(tmp_path / "source" / "train_gpt_packed.py", stub)
     assert stub.read_text().count("\n") == 2 and f"Code size: {stub.stat().st_size} bytes" in source.stdout
-    (tmp_path / "blocked").mkdir()  # a stub ships as it is: the machine that runs it needs no python_minifier
-    (tmp_path / "blocked" / "python_minifier.py").write_text("raise ImportError('not installed')\n")
-    packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed"), "PYTHONPATH": str(tmp_path / "blocked")},
-                        script=stub)
+    # a stub ships as it is: the machine that runs it needs no python_minifier
+    no_minifier = without_package(tmp_path, "python_minifier")
+    packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed"), **no_minifier}, script=stub)
     assert packed.returncode == 0, packed.stderr[-2000:]
     for pattern in (r"trained_weights_crc32:\w+", r"resume:saved step:3 ", r"final_\w+_roundtrip_exact .*",
                     r"quantized_sliding_window_tilt_exact .*", r"Code size: \d+ bytes"):  # the stub counts itself: the same bytes

@@ -17,7 +17,8 @@ import torch
 import shard_io
 import train_gpt as tg
 import train_gpt_longrun as longrun
-from conftest import REPO, TINY_VOCAB, cpu_runtime, make_documents, run_script, tiny_env, train_tiny_tokenizer
+from conftest import (REPO, TINY_VOCAB, cpu_runtime, make_documents, run_script, tiny_env, train_tiny_tokenizer,
+                      without_package)
 
 OUTPUTS = ("final_model.pt", "final_model.int6.ptz", "train_gpt_packed.py")
 
@@ -148,14 +149,6 @@ def other_tokenizer(dataset, tmp_path):
     return {"DATA_PATH": data, "TOKENIZER_PATH": other}
 
 
-def without_package(tmp_path, name: str) -> dict:
-    """A machine without an export package (a GPU image may lack brotli and python_minifier): the run refuses
-    at startup, not after the whole training run."""
-    (tmp_path / "blocked").mkdir(exist_ok=True)
-    (tmp_path / "blocked" / f"{name}.py").write_text("raise ImportError('not installed')\n")
-    return {"PYTHONPATH": tmp_path / "blocked"}
-
-
 @pytest.mark.parametrize("case, fragments", [
     ("bad_train_shard", ("fineweb_train_000002.bin: token id 400 >= VOCAB_SIZE 320",)),
     ("garbage_tokenizer", ("is not a SentencePiece model",)),
@@ -173,6 +166,7 @@ def without_package(tmp_path, name: str) -> dict:
     ("eval_stride_in_eval_only", ("EVAL_STRIDE=48 must be <= the window, EVAL_SEQ_LEN or TRAIN_SEQ_LEN (40)",)),
     ("other_tokenizer_same_size", ("is not the one the shards were built with", "build_info.json")),
     ("summary_json_unwritable", ("EVAL_SUMMARY_JSON=", "its folder is not writable")),
+    # a machine without an export package (a GPU image may lack brotli and python_minifier) refuses at startup
     ("no_brotli", (f"the brotli package is missing: {sys.executable} -m pip install -r requirements.txt",)),
     ("no_python_minifier", ("the python_minifier package is missing",)),
     ("no_zstandard", ("the zstandard package is missing",)),
