@@ -102,6 +102,12 @@ MUTATIONS = {
                                       ["tests/test_artifact.py", "-k", "stub_digits"]),
     "value_embeds_with_loops_accepted": ("(self.num_loops <= 0 or not self.num_value_embeds,", "(True,",
                                          ["tests/test_hyperparameters.py::test_bad_values_fail_naming_the_variable"]),
+    # the export's packages: asked for at startup (not after training), and not of a packed stub, which ships as is
+    "export_packages_after_training": (
+        "    codec(hp.compressor)  # the export's packages import now, not after training\n", "",
+        ["tests/test_faults.py", "-k", "bad_input and no_zstandard"]),
+    "stub_needs_the_minifier": ('if not Path(__file__).read_text(encoding="utf-8").startswith(PACKED_STUB_PREFIX):',
+                                "if True:", ["tests/test_artifact.py", "-k", "packed_stub_reproduce"]),
     # resumable checkpoints: each drops one piece of state a continuation needs
     "resume_without_muon_momenta": ('zip(optimizers, [*shared["adam"], local["muon"]], strict=True)',
                                     'zip(optimizers[:-1], shared["adam"], strict=True)', RESUME, LONG_RUN),
