@@ -137,7 +137,7 @@ OUT8192=$OUT/sp8192
 LOG8192=$OUT8192/logs/gpu_smoke_sp8192.txt
 CONSOLE8192=$OUT8192/console.txt
 
-TEST_CMD=("$PY" -m pytest -m gpu -q tests)
+TEST_CMD=("$PY" -m pytest -m gpu -q -n 0 tests)  # -n 0: one process, the GPU to itself
 FA3_CMD=("$PY" scripts/gpu_bench.py fa3)
 SYNCS_CMD=("$PY" scripts/gpu_bench.py syncs --steps 5)
 TTT_CMD=("$PY" scripts/gpu_bench.py ttt)

@@ -72,7 +72,7 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path, gpus):
                  "MAX_WALLCLOCK_SECONDS=60", "VAL_LOSS_EVERY=0", "RUN_ID=gpu_smoke", f"ARTIFACT_DIR={out}"):
         assert knob in words, knob
     assert not any(w.startswith(("NUM_LAYERS=", "MODEL_DIM=", "TRAIN_BATCH_TOKENS=")) for w in words)  # defaults
-    assert "-m pytest -m gpu -q tests" in r.stdout
+    assert "-m pytest -m gpu -q -n 0 tests" in r.stdout
     assert f"scripts/gpu_smoke_summary.py {out}/logs/gpu_smoke.txt --console {out}/console.txt" in r.stdout
     assert not out.exists()
 
@@ -108,7 +108,7 @@ def test_dry_run_shows_the_new_stages_in_order(tmp_path):
     data = at("random-token sp8192 data already in" if built else "scripts/gpu_bench.py data --out "
               "data/datasets/random_sp8192 --vocab 8192 --shards 3 --shard-tokens 16000000 --val-tokens 131072")
     sp8192, default = (lines.index(torchrun_line(r.stdout, run)) for run in ("gpu_smoke_sp8192", "gpu_smoke"))
-    tests, s8192, summary = at("-m pytest -m gpu -q tests"), at("--title"), at("--bench")
+    tests, s8192, summary = at("-m pytest -m gpu -q -n 0 tests"), at("--title"), at("--bench")
     assert tests < fa3 < syncs < ttt < data < sp8192 < default < s8192 < summary
     assert r.stdout.count(f"# (output also appended to {out}/bench.txt)") == 3
     words = torchrun_line(r.stdout, "gpu_smoke_sp8192").split()
@@ -471,7 +471,7 @@ def test_full_run_with_stubbed_gpus(tmp_path):
     r = subprocess.run(["bash", str(repo / "scripts" / "gpu_smoke.sh"), "--out", str(out)], capture_output=True,
                        text=True, env=env, cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "gpu tests: -m pytest -m gpu -q tests" in r.stdout
+    assert "gpu tests: -m pytest -m gpu -q -n 0 tests" in r.stdout
     assert f"--standalone --nproc_per_node=8 train_gpt.py ARTIFACT_DIR={out} VOCAB_SIZE=1024" in r.stdout
     assert f"--standalone --nproc_per_node=8 train_gpt.py ARTIFACT_DIR={out}/sp8192 VOCAB_SIZE=8192" in r.stdout
     assert "step_avg 120.74 ms/step" in r.stdout and "makes ~4,903 steps" in r.stdout
