@@ -23,6 +23,7 @@ if WORKERS := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 0)):
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(max(1, cores // WORKERS))
     os.environ["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+
 TINY_VOCAB = 320
 
 WORDS = ["the", "model", "byte", "token", "golf", "naïve", "café", "Zürich", "日本語", "ü", "🙂", "🚀",
