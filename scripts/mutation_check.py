@@ -2,9 +2,10 @@
 is a defect). Each mutation is a small change of the forward, the optimizer, the export or an eval rule;
 the script copies the repo to a temp dir, applies it there, runs the tests that should catch it, and
 prints CAUGHT or MISSED. The working tree is never modified. A mutation names its file when it is not
-train_gpt.py (the long-run module's, train_gpt_longrun.py).
+train_gpt.py (the long-run module's, train_gpt_longrun.py). Only failing tests count as caught: the tests
+must first pass unmutated, and a pytest that could not run them (a usage or collection error) is an ERROR.
 
-    .venv/bin/python scripts/mutation_check.py            # all mutations (~2 min on 2 cores)
+    .venv/bin/python scripts/mutation_check.py            # all mutations (~9 min on 2 cores)
     .venv/bin/python scripts/mutation_check.py lane_split  # one
 """
 
@@ -121,29 +122,62 @@ MUTATIONS = {
 }
 
 
+def copy_sources(work: Path) -> None:
+    for name in SOURCES:
+        shutil.copy(REPO / name, work / name)
+
+
+def pytest(tests: list[str], work: Path) -> tuple[int, str]:
+    """pytest's exit code (0: all passed, 1: some failed, else it could not run them) and its last line.
+    One process (-n 0), stopping at the first failure: on xdist workers that stop exits 2, as an interrupt does."""
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-x", "-p", "no:cacheprovider", *tests],
+                            cwd=work, capture_output=True, text=True)
+    return result.returncode, (result.stdout.strip().splitlines() or ["no output"])[-1]
+
+
+def unmutated_failure(chosen: list[str], work: Path) -> str | None:
+    """The chosen mutations' tests on the sources as they are: one failing already would make every mutation
+    look caught. Selections without -k share one pytest run."""
+    copy_sources(work)
+    selections = list(dict.fromkeys(tuple(MUTATIONS[name][2]) for name in chosen))
+    plain = [test for tests in selections if "-k" not in tests for test in tests]
+    for tests in ([plain] if plain else []) + [list(t) for t in selections if "-k" in t]:
+        code, summary = pytest(tests, work)
+        if code != 0:
+            return f"{' '.join(tests)}: {summary}"
+    return None
+
+
 def run(name: str, old: str, new: str, tests: list[str], work: Path, file: str = "train_gpt.py") -> bool:
-    for other in SOURCES:  # every source as it is, then the one mutated
-        shutil.copy(REPO / other, work / other)
+    copy_sources(work)  # every source as it is, then the one mutated
     source = (REPO / file).read_text()
     if source.count(old) != 1:
         raise SystemExit(f"{name}: the text to mutate is not found once in {file}; update this script")
     (work / file).write_text(source.replace(old, new))
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-                            cwd=work, capture_output=True, text=True)
-    summary = (result.stdout.strip().splitlines() or ["no output"])[-1]
-    print(f"{name:28s} {'CAUGHT' if result.returncode else 'MISSED'}   {summary}", flush=True)
-    return result.returncode != 0
+    code, summary = pytest(tests, work)
+    verdict = {0: "MISSED", 1: "CAUGHT"}.get(code, f"ERROR (pytest exit {code})")
+    print(f"{name:28s} {verdict}   {summary}", flush=True)
+    return code == 1
 
 
-def main() -> int:
-    chosen = sys.argv[1:] or list(MUTATIONS)
+def main(argv: list[str]) -> int:
+    chosen = argv or list(MUTATIONS)
+    if unknown := [name for name in chosen if name not in MUTATIONS]:
+        print(f"error: no mutation named {', '.join(unknown)} (they are: {', '.join(MUTATIONS)})", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for item in ("tests", "data", "records", "scripts", "pytest.ini"):
-            (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, work / item)
+        skip = shutil.ignore_patterns("datasets", "__pycache__")  # data/datasets may hold gigabytes of shards
+        for item in ("tests", "data", "records", "scripts"):
+            shutil.copytree(REPO / item, work / item, ignore=skip)
+        shutil.copy(REPO / "pytest.ini", work / "pytest.ini")
+        if why := unmutated_failure(chosen, work):
+            print(f"error: the tests fail with no mutation, so no failure would prove anything: {why}",
+                  file=sys.stderr)
+            return 2
         caught = [run(name, *MUTATIONS[name][:3], work, *MUTATIONS[name][3:]) for name in chosen]
     return 0 if all(caught) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
