@@ -5,8 +5,8 @@ prints CAUGHT or MISSED. The working tree is never modified. A mutation names it
 train_gpt.py (the long-run module's, train_gpt_longrun.py). Only failing tests count as caught: the tests
 must first pass unmutated, and a pytest that could not run them (a usage or collection error) is an ERROR.
 
-    .venv/bin/python scripts/mutation_check.py            # all mutations (~9 min on 2 cores)
-    .venv/bin/python scripts/mutation_check.py lane_split  # one
+    .venv/bin/python scripts/mutation_check.py                        # all mutations (~12 min on 2 cores)
+    .venv/bin/python scripts/mutation_check.py lane_split_after_skip  # one
 """
 
 import shutil
