@@ -79,7 +79,7 @@ class Hyperparameters:
     val_bytes_path: str = knob("")  # glob of per-val-token byte sidecars (CaseOps: DATA_PATH/fineweb_val_bytes_*.bin)
     run_id: str = knob("")  # name of the log file logs/<RUN_ID>.txt; empty = random uuid
     artifact_dir: str = knob(".")  # where logs/ and final_model.* are written
-    seed: int = knob(1337)  # seed for weights and any sampling
+    seed: int = knob(1337, "[-1e12, 1e12]")  # seed for weights and any sampling
     val_batch_size: int = knob(524_288, "(0, inf)")  # val tokens per forward across all ranks and accumulation steps
     val_loss_every: int = knob(0)  # validate every N steps (0 = only at the end)
     train_log_every: int = knob(200)  # log the train loss every N steps (and the first 10)
@@ -112,20 +112,20 @@ class Hyperparameters:
     mlp_mult: float = knob(4.0, "(0, inf)", model=True)  # MLP hidden width = MLP_MULT * MODEL_DIM
     mlp_negative_slope: float = knob(0.5, model=True)  # MLP act = leaky_relu(x, slope)^2; 0 = the baseline relu^2
     tie_embeddings: bool = knob(True, model=True)  # share the input embedding with the output head
-    rope_base: float = knob(10_000.0, model=True)  # RoPE base frequency
+    rope_base: float = knob(10_000.0, "(0, inf)", model=True)  # RoPE base frequency
     rope_dims: int = knob(16, model=True)  # rotate only the first N dims of each head (0 = all)
     ln_scale: bool = knob(True, model=True)  # scale block inputs by 1/sqrt(layer+1)
-    logit_softcap: float = knob(30.0, model=True)  # logits = c * tanh(z / c)
+    logit_softcap: float = knob(30.0, "(0, inf)", model=True)  # logits = c * tanh(z / c)
     asym_logit_rescale: bool = knob(False, model=True)  # AsymLogit: learned positive/negative logit caps (#1923/#2135)
     qk_gain_init: float = knob(5.0)  # initial per-head gain on RMS-normed queries
-    tied_embed_init_std: float = knob(0.005)  # std of the tied embedding init
+    tied_embed_init_std: float = knob(0.005, "[0, inf)")  # std of the tied embedding init
     ortho_init: bool = knob(True)  # orthogonal init of Q, K, V and MLP-up (else PyTorch's default)
     rope_bf16_freqs: bool = knob(False, model=True)  # RoPE frequencies rounded to bf16 (#1855)
     attn_backend: str = choice("auto", "sdpa", "flex", "fa3")  # auto: fa3 if importable on CUDA, else flex; sdpa on CPU
     doc_isolation: bool = knob(True, model=True)  # attention segments end at every BOS (else only every TRAIN_SEQ_LEN)
     xsa_last_n: int = knob(11, model=True)  # XSA on the last N blocks (#1855; under NUM_REPEATS: applications, #895)
     smear_gate_enabled: bool = knob(True, model=True)  # SmearGate: mix in the previous token's embedding (BOS-masked)
-    gate_window: int = knob(12, model=True)  # input dims read by SmearGate and the sparse/out attention gates
+    gate_window: int = knob(12, "(0, inf)", model=True)  # input dims read by SmearGate and the sparse/out attn gates
     sparse_attn_gate_enabled: bool = knob(True, model=True)  # per-head gate sigmoid(k W x[:window]) (#1787)
     sparse_attn_gate_scale: float = knob(0.5, model=True)  # k of the sparse attention gate
     sparse_attn_gate_init_std: float = knob(0.0)  # init std of the sparse gate weights
@@ -136,14 +136,14 @@ class Hyperparameters:
     skip_gates_enabled: bool = knob(True, model=True)  # U-Net skips as a learned sigmoid lerp instead of a sum
     parallel_start_layer: int = knob(8, model=True)  # decoder layers >= N run attention and MLP in 2 lanes (<= 0: off)
     parallel_final_lane: str = choice("mean", "attn", "mlp", model=True)  # output of the lanes
-    num_loops: int = knob(2, model=True)  # extra passes over layers LOOP_START..LOOP_END once looping is on
+    num_loops: int = knob(2, "[0, inf)", model=True)  # extra passes over layers LOOP_START..LOOP_END once looping is on
     loop_start: int = knob(3, model=True)  # first looped layer
     loop_end: int = knob(5, model=True)  # last looped layer (inclusive)
-    enable_looping_at: float = knob(0.35)  # training fraction at which looping switches on
+    enable_looping_at: float = knob(0.35, "[0, 1)")  # training fraction at which looping switches on
     num_repeats: int = knob(1, "(0, inf)", model=True)  # #895 shared-block recurrence: passes over all blocks (1 = off)
     prog_depth: str = knob("")  # #895 progressive depth 'frac:repeats,...', e.g. 0.4:2,0.65:3,1.0:4
     train_seq_schedule: str = knob("")  # context growth 'len@frac,...' (#2014), e.g. 1024@0.1,2048@0.7,3072@1.0
-    num_value_embeds: int = knob(0, model=True)  # #895 value-embedding tables added to the stream at every layer
+    num_value_embeds: int = knob(0, "[0, inf)", model=True)  # #895 value-embedding tables added to every layer's input
     # optimizer and weight averaging
     embed_lr: float = knob(0.6, "[0, inf)")  # Adam LR of an untied input embedding
     head_lr: float = knob(0.008, "[0, inf)")  # Adam LR of an untied output head
@@ -168,25 +168,25 @@ class Hyperparameters:
     ema_decay: float = knob(0.9965, "[0, 1)")  # EMA of the weights, loaded after training (0 = off)
     swa_enabled: bool = knob(False)  # #895 SWA: average checkpoints late in training instead of EMA
     swa_start_frac: float = knob(0.4)  # SWA collects once the LR multiplier drops below this
-    swa_every: int = knob(50)  # SWA collects every N steps
+    swa_every: int = knob(50, "(0, inf)")  # SWA collects every N steps
     # quantization and artifact
     quant_method: str = choice("gptq", "gptq_lite", "int8")  # full-Hessian GPTQ, #895's clip search, or int8
     matrix_bits: int = knob(6, "[2, 8]")  # bits of the block matrices (gptq, gptq_lite)
     embed_bits: int = knob(7, "[2, 8]")  # bits of the embedding tables (gptq, gptq_lite; int7 of #1586)
-    matrix_clip_sigmas: float = knob(12.85)  # row scale = k * row std / levels, for other matrices
-    attn_clip_sigmas: float = knob(13.0)  # k of the attention matrices
-    mlp_clip_sigmas: float = knob(11.5)  # k of the MLP matrices
-    embed_clip_sigmas: float = knob(14.0)  # k of the embedding tables
-    gptq_calibration_batches: int = knob(16)  # calibration micro-batches for the GPTQ Hessians
+    matrix_clip_sigmas: float = knob(12.85, "(0, inf)")  # row scale = k * row std / levels, for other matrices
+    attn_clip_sigmas: float = knob(13.0, "(0, inf)")  # k of the attention matrices
+    mlp_clip_sigmas: float = knob(11.5, "(0, inf)")  # k of the MLP matrices
+    embed_clip_sigmas: float = knob(14.0, "(0, inf)")  # k of the embedding tables
+    gptq_calibration_batches: int = knob(16, "(0, inf)")  # calibration micro-batches for the GPTQ Hessians
     gptq_calibration: str = choice("train", "self")  # calibration tokens: train shards or self-generated
     gated_attn_quant_gate: bool = knob(True)  # store attention-gate weights as int8 rows (#1736)
     keep_float_max_numel: int = knob(65_536)  # tensors this small are stored unquantized (fp16 under gptq)
     lqer_enabled: bool = knob(True)  # low-rank correction of the worst GPTQ errors (#1797)
-    lqer_rank: int = knob(4)  # rank of the LQER correction
-    lqer_top_k: int = knob(3)  # tensors that get one
-    lqer_factor_bits: int = knob(4)  # bits of the symmetric LQER factors
+    lqer_rank: int = knob(4, "(0, inf)")  # rank of the LQER correction
+    lqer_top_k: int = knob(3, "[0, inf)")  # tensors that get one
+    lqer_factor_bits: int = knob(4, "[2, 8]")  # bits of the symmetric LQER factors
     lqer_asym_enabled: bool = knob(True)  # LQER factors as int2 (A) and grouped int4 (B)
-    lqer_asym_group: int = knob(64)  # group size of B's int4 scales
+    lqer_asym_group: int = knob(64, "(0, inf)")  # group size of B's int4 scales
     compressor: str = choice("brotli", "zstd", "lzma", "zlib")  # artifact compressor (arrays byte-shuffled first)
     rans_coding: bool = knob(True)  # rANS-code the attention and MLP integer codes (ours) instead of compressing them
     scale_log_grid: bool = knob(True)  # row scales on a 2^(1/32) grid as int16 exponents (0: fp16, #1855)
@@ -262,6 +262,7 @@ class Hyperparameters:
     def cross_checks(self) -> tuple:
         head_dim, window = self.model_dim // self.num_heads, self.eval_seq_len or self.train_seq_len
         gates = self.sparse_attn_gate_enabled + self.attn_out_gate_enabled + self.gated_attn_enabled
+        chunk = max([self.ttt_chunk_size] + [c for c, _ in knob_list(self, "ttt_short_doc_chunks")])
         return (
             (self.model_dim % self.num_heads == 0, "MODEL_DIM must be divisible by NUM_HEADS"),
             (self.num_heads % self.num_kv_heads == 0, "NUM_HEADS must be divisible by NUM_KV_HEADS"),
@@ -271,6 +272,7 @@ class Hyperparameters:
             (self.train_batch_tokens % 8 == 0, "TRAIN_BATCH_TOKENS must be a multiple of 8"),
             (gates <= 1, "at most one of SPARSE_ATTN_GATE_ENABLED, ATTN_OUT_GATE_ENABLED, GATED_ATTN_ENABLED"),
             (self.gate_window <= self.model_dim, "GATE_WINDOW must be <= MODEL_DIM"),
+            (int(self.mlp_mult * self.model_dim) >= 1, "MLP_MULT * MODEL_DIM must be >= 1"),
             (self.num_loops <= 0 or 0 <= self.loop_start <= self.loop_end < self.num_layers,
              "need 0 <= LOOP_START <= LOOP_END < NUM_LAYERS"),
             (self.num_loops <= 0 or self.num_repeats == 1, "NUM_LOOPS and NUM_REPEATS: use one"),
@@ -283,6 +285,8 @@ class Hyperparameters:
             # the sliding pass would fail on a wider stride, after training
             (not (self.sliding_window_enabled or self.use_hedge) or self.eval_stride <= window,
              f"EVAL_STRIDE={self.eval_stride} must be <= the window, EVAL_SEQ_LEN or TRAIN_SEQ_LEN ({window})"),
+            (not self.ttt_enabled or chunk <= self.ttt_eval_seq_len,  # a chunk's context window ends with it
+             "TTT chunk sizes must be <= TTT_EVAL_SEQ_LEN"),
             (not self.resume_enabled or bool(self.resume_save_minutes + self.resume_save_steps),
              "RESUME_ENABLED=1 needs RESUME_SAVE_MINUTES or RESUME_SAVE_STEPS"),
             (not (self.resume_from and self.eval_only_path), "RESUME_FROM trains on; EVAL_ONLY_PATH only scores"),
@@ -2150,7 +2154,7 @@ def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[
     batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
     chosen = knob_list(hp, "ttt_eval_batches")
-    return [(b, batches[b]) for b in chosen if b < len(batches)] if chosen else list(enumerate(batches))
+    return [(b, batches[b]) for b in chosen] if chosen else list(enumerate(batches))
 
 def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
     """(batches scored before, documents trained on) per global-SGD phase k: PREFIX_DOCS*k/PHASES, once scored."""
@@ -2179,7 +2183,7 @@ def sgd_positions(docs: list[tuple[int, int]], hp: Hyperparameters) -> np.ndarra
 def new_lora(model: GPT, hp: Hyperparameters, index: int, size: int, lanes: dict) -> BatchedLoRA:
     """Fresh adapters seeded by the batch index; TTT_WARM_START_A takes A from this rank's previous batch of as many
     documents (#1767, as #1855: the chain is a rank's, so only TTT_WARM_START_A=0 scores alike on any world size)."""
-    lora = BatchedLoRA(model, hp, size, seed=hp.seed * 1_000_003 + index)
+    lora = BatchedLoRA(model, hp, size, seed=hp.seed * 1_000_003 + index)  # int64: SEED is bounded
     if hp.ttt_warm_start_a and size in lanes:
         with torch.no_grad():
             for n, a in lora.a.items():
@@ -2324,7 +2328,7 @@ def eval_stages(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtim
     rows, timers = [], {}
     if attention_backend(model.hp, rt.device) == "flex":
         model = sdpa_view(model)
-        log("eval_stages: attention on SDPA (Flex is fast only compiled)")
+        log("eval_stages: attention on SDPA")
     mixers = optional_module("train_gpt_mixers", hp)
     with timed(timers, "ngram_hints"):  # NGRAM_TILT's hints, once: every stage's meters then also score the tilt
         new_meters = mixers.stage_meters(val, hp) if mixers else StageMeters
@@ -2369,8 +2373,11 @@ def load_validation(hp: Hyperparameters, rt: Runtime, log: Logger) -> Validation
         log(f"val_bytes:sidecar pattern={hp.val_bytes_path}")
     else:
         token_bytes = token_bytes_from_luts(tokens, build_byte_luts(sp, hp.vocab_size))
-    sample = info.get("val_sample")
-    log(f"val_loader:shards pattern={pattern} tokens:{tokens.numel()} documents:{len(val_documents(tokens))}")
+    sample, docs = info.get("val_sample"), len(val_documents(tokens))
+    log(f"val_loader:shards pattern={pattern} tokens:{tokens.numel()} documents:{docs}")
+    batches = -(-docs // hp.ttt_batch_size)  # a dev subset past them would score nothing, after training
+    if hp.ttt_enabled and knob_list(hp, "ttt_eval_batches")[-1:] > [batches - 1]:
+        raise HyperparameterError(f"TTT_EVAL_BATCHES: the val split has {batches} TTT batches")
     log(f"val_tokens: {tokens.numel() - 1}")  # every target the split holds; reviewers compare it across runs
     if sample:
         log(f"val_sample: {sample}: every score below is partial")

@@ -109,6 +109,15 @@ def test_tokenizer_vocab_mismatch_is_an_error(tiny_dataset, tmp_path):
         tg.load_validation(hp, CPU, lambda *a, **k: None)
 
 
+def test_dev_ttt_batches_past_the_split_fail_before_training(tiny_dataset, tmp_path):
+    """TTT_EVAL_BATCHES naming no batch of the split once scored nothing and divided by zero after training."""
+    env = tiny_env(tiny_dataset, tmp_path, TTT_ENABLED=1, TTT_BATCH_SIZE=8)  # 100 val documents: batches 0..12
+    tg.load_validation(tg.Hyperparameters.from_env({**env, "TTT_EVAL_BATCHES": "0,12"}), CPU, lambda *a, **k: None)
+    hp = tg.Hyperparameters.from_env({**env, "TTT_EVAL_BATCHES": "0,13"})
+    with pytest.raises(tg.HyperparameterError, match="TTT_EVAL_BATCHES: the val split has 13 TTT batches"):
+        tg.load_validation(hp, CPU, lambda *a, **k: None)
+
+
 def test_lut_rules_on_special_pieces(tiny_dataset):
     sp = load_sp(tiny_dataset)
     luts = tg.build_byte_luts(sp, TINY_VOCAB + 8)  # ids past the tokenizer are boundaries with 0 bytes
