@@ -79,7 +79,7 @@ class Hyperparameters:
     val_bytes_path: str = knob("")  # glob of per-val-token byte sidecars (CaseOps: DATA_PATH/fineweb_val_bytes_*.bin)
     run_id: str = knob("")  # name of the log file logs/<RUN_ID>.txt; empty = random uuid
     artifact_dir: str = knob(".")  # where logs/ and final_model.* are written
-    seed: int = knob(1337, "[-1e12, 1e12]")  # seed for weights and any sampling
+    seed: int = knob(1337, "[0, 1e12]")  # seed for weights and any sampling
     val_batch_size: int = knob(524_288, "(0, inf)")  # val tokens per forward across all ranks and accumulation steps
     val_loss_every: int = knob(0)  # validate every N steps (0 = only at the end)
     train_log_every: int = knob(200)  # log the train loss every N steps (and the first 10)
