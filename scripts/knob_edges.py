@@ -101,8 +101,9 @@ def run_case(name: str, value: str, corpus: Path, out: Path) -> tuple[str, str, 
         return name, value, "timed out after 900 s", ""
     (work / "stdout.txt").write_text(result.stdout)
     (work / "stderr.txt").write_text(result.stderr)
-    lines = result.stderr.strip().splitlines() or [(EXACT.findall(result.stdout) or [("", "")])[-1][1]]
-    return name, value, verdict(result), lines[-1][:150]
+    scores = [bpb for _, bpb in EXACT.findall(result.stdout)]
+    shown = (result.stderr.strip().splitlines() or scores or [""])[-1]  # the error line, else the last val_bpb
+    return name, value, verdict(result), shown[:150]
 
 
 def main(argv: list[str] | None = None) -> int:

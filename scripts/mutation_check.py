@@ -103,6 +103,16 @@ MUTATIONS = {
                                       ["tests/test_artifact.py", "-k", "stub_digits"]),
     "value_embeds_with_loops_accepted": ("(self.num_loops <= 0 or not self.num_value_embeds,", "(True,",
                                          ["tests/test_hyperparameters.py::test_bad_values_fail_naming_the_variable"]),
+    # knob ranges and checks that keep out what once failed after training or scored another model
+    "loops_below_zero_accepted": ('num_loops: int = knob(2, "[0, inf)", model=True)',
+                                  "num_loops: int = knob(2, model=True)",
+                                  ["tests/test_hyperparameters.py", "-k", "once_failed"]),
+    "ttt_chunk_past_its_context_accepted": (
+        "(not self.ttt_enabled or chunk <= self.ttt_eval_seq_len,", "(True,",
+        ["tests/test_hyperparameters.py::test_bad_values_fail_naming_the_variable"]),
+    "ttt_batches_past_the_split_accepted": (
+        'if hp.ttt_enabled and knob_list(hp, "ttt_eval_batches")[-1:] > [batches - 1]:', "if False:",
+        ["tests/test_bpb.py", "-k", "ttt_batches_past_the_split"]),
     # the export's packages: asked for at startup (not after training), and not of a packed stub, which ships as is
     "export_packages_after_training": (
         "    codec(hp.compressor)  # the export's packages import now, not after training\n", "",

@@ -90,11 +90,28 @@ def values_just_outside(kind: type, bounds: str) -> list:
     return [kind(v) for v in out + ([hi if bounds[-1] == ")" else hi + step] if math.isfinite(hi) else [])]
 
 
-# Ranges keep out what once failed after training or scored another model than the trained one: GATE_WINDOW,
-# LQER_RANK, LQER_ASYM_GROUP = 0 (quantization crashed), LQER_FACTOR_BITS = 1 (a NaN score), NUM_LOOPS < 0 (the eval
-# plan dropped the loop layers), ENABLE_LOOPING_AT >= 1 (scored a plan never trained), LQER_TOP_K < 0, CLIP_SIGMAS
-# <= 0, GPTQ_CALIBRATION_BATCHES = 0 (silently no GPTQ), SWA_EVERY = 0, ROPE_BASE or LOGIT_SOFTCAP <= 0 (a
-# non-finite loss), SEED past 1e12 (TTT seeds 1,000,003 x SEED overflow int64; records/tool.py reads seed:(\d+))
+# What the ranges keep out: each of these once failed after training, or scored another model than the trained one
+ONCE_FAILED_AFTER_TRAINING = [
+    ("GATE_WINDOW", "0"), ("LQER_RANK", "0"), ("LQER_ASYM_GROUP", "0"),  # quantization crashed
+    ("LQER_FACTOR_BITS", "1"),  # 0 levels: a NaN score
+    ("NUM_LOOPS", "-1"),  # the eval plan dropped the loop layers
+    ("ENABLE_LOOPING_AT", "1"),  # the scored plan never trained
+    ("LQER_TOP_K", "-1"),  # [:-1]: LQER on all tensors but one
+    ("MATRIX_CLIP_SIGMAS", "0"), ("ATTN_CLIP_SIGMAS", "0"), ("MLP_CLIP_SIGMAS", "0"), ("EMBED_CLIP_SIGMAS", "0"),
+    ("GPTQ_CALIBRATION_BATCHES", "0"),  # silently no GPTQ
+    ("SWA_EVERY", "0"),  # step % 0
+    ("ROPE_BASE", "0"), ("LOGIT_SOFTCAP", "0"),  # a non-finite loss, blamed on the LRs
+    ("TIED_EMBED_INIT_STD", "-1"), ("NUM_VALUE_EMBEDS", "-1"),  # a traceback building the model
+    ("SEED", "10000000000000"), ("SEED", "-1"),  # TTT seeds 1,000,003 x SEED overflow int64; tool.py: seed:(\d+)
+]
+
+
+@pytest.mark.parametrize("name, value", ONCE_FAILED_AFTER_TRAINING)
+def test_ranges_refuse_what_once_failed_after_training(name, value):
+    with pytest.raises(tg.HyperparameterError, match=f"^{name}=\\S+ must be in "):
+        tg.Hyperparameters.from_env({name: value})
+
+
 @pytest.mark.parametrize("f", [f for f in dataclasses.fields(tg.Hyperparameters) if f.metadata["bounds"]],
                          ids=lambda f: f.name)
 def test_every_range_refuses_the_values_just_outside_it_naming_the_knob(f):
