@@ -6,7 +6,6 @@ train_gpt.py: one-file training stack for OpenAI's Parameter Golf (artifact = co
 Every knob is an environment variable (Hyperparameters, --help). Layout and design: docs/design.md.
 """
 
-import ast
 import contextlib
 import copy
 import datetime
@@ -23,7 +22,6 @@ import lzma
 import math
 import os
 import queue
-import re
 import shutil
 import struct
 import subprocess
@@ -374,16 +372,6 @@ def check_knob_spelling(environ) -> None:
 
 def describe_hyperparameters(hp: Hyperparameters) -> list[str]:  # the resolved knobs, derived paths included
     return ["hyperparameters:"] + [f"  {f.name.upper()}={getattr(hp, f.name)}" for f in fields(hp)]
-
-def knob_table() -> str:
-    """Markdown table of every knob (--help, docs/knobs.md): meanings are the source's line comments (not packed)."""
-    docs = dict(re.findall(r"^    (\w+): \w+ = (?:knob|choice)\(.*\)  # (.*)$", Path(__file__).read_text(), re.M))
-    rows = ["| env var | default | meaning |", "|---|---|---|"]
-    for f in fields(Hyperparameters):
-        choices, bounds = f.metadata["choices"], f.metadata["bounds"]
-        allowed = f"; one of {' / '.join(choices)}" if choices else f"; in {bounds}" if bounds else ""
-        rows.append(f"| `{f.name.upper()}` | `{f.default}` | {(docs.get(f.name, '') + allowed).replace('|', '/')} |")
-    return "\n".join(rows)
 
 # -------- RUNTIME ------------------------------------------------------------------------------
 # Distributed setup lives here (and GRAD_CLIP_PER_RANK's gradient average), in Muon's update all-reduce and in
@@ -1928,48 +1916,16 @@ def check_artifact_config(stored: dict, hp: Hyperparameters) -> None:
     if diffs:
         raise ArtifactError("artifact was built for another model config: " + ", ".join(diffs))
 
-PACKED_STUB_PREFIX = "import brotli,functools\n"
-# The payload's first lines when a run uses more modules than this file: a finder that serves their sources to
-# `import` from a dict, so they load when imported, as from their files.
-PACKED_MODULES_FINDER = """import sys
-from importlib.util import spec_from_loader
-class PackedModules(dict):
- def find_spec(s,n,*a):return spec_from_loader(n,s)if n in s else None
- def create_module(s,spec):0
- def exec_module(s,m):exec(s[m.__name__],m.__dict__)
-sys.meta_path.insert(0,PackedModules(%r))
-"""
+PACKED_STUB_PREFIX = "import brotli,functools\n"  # the first line of a packed stub (train_gpt_tools.packed_code)
 
-def packed_code(source: str, modules: dict[str, str] | None = None) -> str:
-    """The two-line self-extracting form records ship (#1412, #1855): the source minified, brotli, base93 in an
-    exec stub; the modules ({name: source}) the run imports ride inside, minified alike (PACKED_MODULES_FINDER)."""
-    if source.startswith(PACKED_STUB_PREFIX):
-        return source  # already the shipped form
-    modules = modules or {}
-    # global names are shortened too, except those the modules import from this file
-    source = minified(source, {n.name for text in modules.values() for node in ast.walk(ast.parse(text))
-                               if isinstance(node, ast.ImportFrom) and node.module == "train_gpt" for n in node.names})
-    if modules:
-        source = PACKED_MODULES_FINDER % ({name: minified(text) for name, text in modules.items()},) + source
-    blob = compress(source.encode(), "brotli")
-    return (f'{PACKED_STUB_PREFIX}exec(brotli.decompress(functools.reduce(lambda n,c:n*93+c-32-(c>34)-(c>92),'
-            f'b"{base93(blob)}",0).to_bytes({len(blob)},"big")))\n')
-
-def base93(blob: bytes) -> str:
-    """The stub's digits: one big number in printable ASCII but " and \\ (0x20-0x7E), 6.54 bits a character against the
-    records' base85's 6.4 (2% fewer code bytes); the stub's reduce reads it back in ~0.5 s."""
-    number, digits = int.from_bytes(blob, "big"), bytearray()
-    while number:
-        number, digit = divmod(number, 93)
-        digits.append(digit + 32 + (digit > 1) + (digit > 58))  # skips 34 (") and 92 (\\)
-    return digits[::-1].decode()
-
-def minified(source: str, exported: set | None = None) -> str:
-    """#1855's minifier settings (doc strings, comments and asserts dropped, local names shortened); global names
-    too unless exported is None (a module's, read by train_gpt.py)."""
-    return require_module("python_minifier").minify(
-        source, remove_literal_statements=True, remove_asserts=True, prefer_single_line=True, hoist_literals=False,
-        rename_globals=exported is not None, preserve_globals=sorted(exported or ()))
+def source_tools():
+    """train_gpt_tools.py: the packer and --help's table, which a run from the source needs and a packed stub never."""
+    try:
+        return importlib.import_module("train_gpt_tools")
+    except ImportError as e:
+        if e.name != "train_gpt_tools":
+            raise
+        raise ArtifactError("need train_gpt_tools.py (packer, --help) beside this file, or CODE_PACKING=raw") from None
 
 # -------- EVALUATION ---------------------------------------------------------------------------
 # Every mode scores each val target once into BpbMeters, from a full softmax that depends on the artifact and
@@ -2389,17 +2345,20 @@ def export_label(hp: Hyperparameters) -> str:
     return f"int{8 if hp.quant_method == 'int8' else hp.matrix_bits}_{hp.compressor}"
 
 def shipped_code(hp: Hyperparameters, log: Logger) -> tuple[int, bytes | None]:
-    """Both sizes of the code the run uses (this file and the optional modules it imports) are logged; the one counted
-    is the shipped form (CODE_PACKING): its bytes and the packed stub to write (None when the raw sources ship)."""
+    """The size of the code the run uses (this file and the optional modules it imports) and the one counted, the
+    shipped form (CODE_PACKING): its bytes and the packed stub to write (None when the raw sources ship)."""
     # a module served from a packed stub has no file of its own: the stub, this run's __file__, holds it
     files = {"train_gpt": __file__} | {name: getattr(optional_module(name, hp), "__file__", None)
                                        for name in OPTIONAL_MODULES}
     modules = {name: Path(file).read_text(encoding="utf-8") for name, file in files.items() if file}
     raw = sum(len(source.encode()) for source in modules.values())
-    packed = packed_code(modules.pop("train_gpt"), modules).encode()
     log(f"Code size (uncompressed): {raw} bytes")
+    if hp.code_packing == "raw":
+        return raw, None
+    source = modules.pop("train_gpt")  # a stub ships as it is; a source is packed by train_gpt_tools.py
+    packed = (source if source.startswith(PACKED_STUB_PREFIX) else source_tools().packed_code(source, modules)).encode()
     log(f"Code size (compressed): {len(packed)} bytes")
-    return (raw, None) if hp.code_packing == "raw" else (len(packed), packed)
+    return len(packed), packed
 
 def quantize_for_export(model: GPT, hp: Hyperparameters, rt: Runtime, log: Logger) -> dict:
     """GPTQ reads training tokens, so its Hessian pass must fit in GPTQ_RESERVE_SECONDS (#677, #1868)."""
@@ -2503,8 +2462,9 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
     if hp.eval_only_path:
         return 0, 0
     codec(hp.compressor)  # the export's packages import now, not after training
-    if not Path(__file__).read_text(encoding="utf-8").startswith(PACKED_STUB_PREFIX):  # a stub ships as it is
-        codec("brotli")  # the code packer's
+    if hp.code_packing == "brotli" and not Path(__file__).read_text(encoding="utf-8").startswith(PACKED_STUB_PREFIX):
+        codec("brotli")  # the code packer's (a stub ships as it is)
+        source_tools()
         require_module("python_minifier")
     return check_train_shards(train_pattern(hp), hp.vocab_size)
 
@@ -2619,14 +2579,14 @@ USAGE = "usage: [ENV=value ...] python train_gpt.py (or torchrun --nproc_per_nod
 
 def run_cli() -> int:
     """Clear one-line errors for bad input (exit 2), not tracebacks."""
-    if {"-h", "--help"} & set(sys.argv[1:]):
-        print(USAGE + knob_table())
-        return 0
-    if sys.argv[1:]:
+    if sys.argv[1:] and not {"-h", "--help"} & set(sys.argv[1:]):
         print(f"error: train_gpt.py takes no arguments ({' '.join(sys.argv[1:])}): knobs are env vars, see --help",
               file=sys.stderr)
         return 2
     try:
+        if sys.argv[1:]:
+            print(USAGE + source_tools().knob_table(Path(__file__).read_text(encoding="utf-8")))
+            return 0
         main()
         if dist.is_initialized():
             dist.barrier()  # no rank tears down gloo's sockets while another still uses them (SIGABRT at exit)

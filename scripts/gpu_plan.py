@@ -38,6 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 import train_gpt as tg  # noqa: E402
+import train_gpt_tools as tools  # noqa: E402
 from records.tool import EnvFileError, read_env_file  # noqa: E402
 
 MIB, GIB = 2**20, 2**30
@@ -481,7 +482,7 @@ def ttt_plan(hp: tg.Hyperparameters, model: tg.GPT, lengths: np.ndarray, gpus: i
 def code_bytes(packing: str) -> int:
     """What the run counts: the packed two-line stub of train_gpt.py (CODE_PACKING=brotli), or the raw file."""
     source = (REPO / "train_gpt.py").read_text()
-    return len((tg.packed_code(source) if packing == "brotli" else source).encode())
+    return len((tools.packed_code(source) if packing == "brotli" else source).encode())
 
 
 def efficiency_key(hp: tg.Hyperparameters) -> str:

@@ -15,6 +15,7 @@ from test_faults import one_line_error
 import train_gpt as tg
 import train_gpt_longrun as longrun
 import train_gpt_reference as reference
+import train_gpt_tools as tools
 
 CPU = cpu_runtime()
 SMALL = {"VOCAB_SIZE": "512", "NUM_LAYERS": "2", "MODEL_DIM": "128", "NUM_HEADS": "4", "NUM_KV_HEADS": "2",
@@ -74,7 +75,7 @@ def test_the_stub_digits_are_base93_in_quote_free_printable_ascii():
     alphabet = [chr(c) for c in range(32, 127) if chr(c) not in '"\\']
     gen = torch.Generator().manual_seed(0)
     for blob in (b"", b"\0\0\1", bytes(range(256)), bytes(torch.randint(0, 256, (3000,), generator=gen).tolist())):
-        text = tg.base93(blob)
+        text = tools.base93(blob)
         number = 0
         for ch in text:
             number = number * 93 + alphabet.index(ch)
@@ -167,8 +168,8 @@ def test_fresh_process_and_packed_stub_reproduce_the_score(tiny_run, tmp_path, n
     assert final_exact(fresh.stdout) == final_exact(trained.stdout)
     stub = artifact.parent / "train_gpt_packed.py"  # no module beside it
     assert stub.read_text().count("\n") == 2
-    # a stub ships as it is: the machine that runs it needs no python_minifier
-    no_minifier = without_package(tmp_path, "python_minifier")
+    # a stub ships as it is: the machine that runs it needs no python_minifier and no packer (train_gpt_tools.py)
+    no_minifier = without_package(tmp_path, "python_minifier") | without_package(tmp_path, "train_gpt_tools")
     packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed"), **no_minifier}, script=stub)
     assert packed.returncode == 0, packed.stderr[-2000:]
     for pattern in (r"trained_weights_crc32:\w+", r"final_\w+_roundtrip_exact .*", r"Code size: \d+ bytes"):
@@ -215,8 +216,8 @@ def test_the_default_recipe_code_stays_within_its_budget():
     """The default run counts train_gpt.py packed: at most 32,000 bytes (#1855 logs 31,999 for its own), and no
     function of the trainer or its modules runs over 60 lines."""
     here = Path(tg.__file__).parent
-    assert len(tg.packed_code((here / "train_gpt.py").read_text())) <= 32_000
-    for name in ("train_gpt", *tg.OPTIONAL_MODULES):
+    assert len(tools.packed_code((here / "train_gpt.py").read_text())) <= 32_000
+    for name in ("train_gpt", *tg.OPTIONAL_MODULES, "train_gpt_tools"):
         path = here / f"{name}.py"
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef):
@@ -228,7 +229,7 @@ def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it(monke
     train_gpt_longrun.py, the sliding window, Hedge or the tilt train_gpt_mixers.py, the int8 or GPTQ-lite export,
     SWA, self-generated calibration, #895's recurrence or value embeddings train_gpt_reference.py, whose bytes then
     count too, raw (CODE_PACKING=raw) and packed (about the module's own packed size more)."""
-    minify, memo = tg.minified, {}
+    minify, memo = tools.minified, {}
 
     def minified_once(source: str, exported: set | None = None) -> str:  # 30 packings of 7 sources: 1 s each
         key = (source, exported if exported is None else frozenset(exported))
@@ -236,7 +237,7 @@ def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it(monke
             memo[key] = minify(source, exported)
         return memo[key]
 
-    monkeypatch.setattr(tg, "minified", minified_once)
+    monkeypatch.setattr(tools, "minified", minified_once)
     here = Path(tg.__file__).parent
     raw = {name: len((here / f"{name}.py").read_bytes()) for name in ("train_gpt", *tg.OPTIONAL_MODULES)}
     counted = {}
@@ -248,7 +249,7 @@ def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it(monke
         raw_form = tg.shipped_code(tg.Hyperparameters.from_env({**env, "CODE_PACKING": "raw"}), lambda line: None)
         assert raw_form == (raw["train_gpt"] + sum(raw[m] for m in USES[name]), None)
         for module in USES[name]:
-            module_packed = len(tg.packed_code((here / f"{module}.py").read_text()))
+            module_packed = len(tools.packed_code((here / f"{module}.py").read_text()))
             assert 0.5 * module_packed < counted[name] - counted["default"] < 1.1 * module_packed
     assert counted["resume"] == counted["exports"] == counted["eval_only"] and counted["tilt"] == counted["sliding"]
     assert counted["int8"] == counted["swa"] == counted["self"] == counted["repeats"] == counted["value_embeds"]
@@ -267,20 +268,36 @@ def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_
     stub.parent.mkdir()
     shutil.copy(tmp_path / "source" / "train_gpt_packed.py", stub)
     assert stub.read_text().count("\n") == 2 and f"Code size: {stub.stat().st_size} bytes" in source.stdout
-    # a stub ships as it is: the machine that runs it needs no python_minifier
-    no_minifier = without_package(tmp_path, "python_minifier")
+    # a stub ships as it is: the machine that runs it needs no python_minifier and no packer (train_gpt_tools.py)
+    no_minifier = without_package(tmp_path, "python_minifier") | without_package(tmp_path, "train_gpt_tools")
     packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed"), **no_minifier}, script=stub)
     assert packed.returncode == 0, packed.stderr[-2000:]
     for pattern in (r"trained_weights_crc32:\w+", r"resume:saved step:3 ", r"final_\w+_roundtrip_exact .*",
                     r"quantized_sliding_window_tilt_exact .*", r"Code size: \d+ bytes"):  # the stub counts itself: the same bytes
         assert re.search(pattern, packed.stdout).group(0) == re.search(pattern, source.stdout).group(0), pattern
-    stub.write_text(tg.packed_code((Path(tg.__file__).parent / "train_gpt.py").read_text()))
+    stub.write_text(tools.packed_code((Path(tg.__file__).parent / "train_gpt.py").read_text()))
     one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "without")}, script=stub),
                    "RESUME_*, EXPORT_MINUTES and EVAL_ONLY_PATH need train_gpt_longrun.py beside this file")
     # the file beside it cannot import the names this stub shortened: the same line
     shutil.copy(Path(tg.__file__).parent / "train_gpt_longrun.py", stub.parent)
     one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "renamed")}, script=stub),
                    "need train_gpt_longrun.py beside this file (or a stub packed with them)")
+
+
+def test_a_source_without_its_packer_refuses_at_startup_unless_it_ships_raw(tiny_dataset, tmp_path):
+    """The packer (train_gpt_tools.py) is a build tool: never in a stub, needed by a source run that packs."""
+    lone = tmp_path / "lone" / "train_gpt.py"
+    lone.parent.mkdir()
+    shutil.copy(Path(tg.__file__).parent / "train_gpt.py", lone)
+    env = tiny_env(tiny_dataset, tmp_path / "run", ITERATIONS=2)
+    why = "need train_gpt_tools.py (packer, --help) beside this file, or CODE_PACKING=raw"
+    refused = run_script(env, script=lone)
+    one_line_error(refused, why)
+    assert "step:" not in refused.stdout
+    one_line_error(run_script(env, args=["--help"], script=lone), why)
+    raw = run_script({**env, "CODE_PACKING": "raw"}, script=lone)
+    assert raw.returncode == 0, raw.stderr[-2000:]
+    assert f"Code size: {lone.stat().st_size} bytes" in raw.stdout
 
 
 def test_budget_reader_breaks_an_artifact_down_by_group(tmp_path, capsys):
