@@ -403,6 +403,8 @@ def init_runtime(hp: Hyperparameters) -> Runtime:
     if world_size < 1 or 8 % world_size != 0:
         raise HyperparameterError(f"WORLD_SIZE={world_size} must divide 8 (grad accumulation keeps the batch)")
     cuda = torch.cuda.is_available()
+    if hp.attn_backend == "flex" and not cuda:  # FlexAttention has no CPU backward: it would fail in the warm-up
+        raise HyperparameterError("ATTN_BACKEND=flex needs CUDA; on a CPU use auto or sdpa")
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)

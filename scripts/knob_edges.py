@@ -10,8 +10,7 @@ Builds a small synthetic corpus (vocabulary 320) under --out, then runs train_gp
 - a bool knob: the other value; a knob with choices: each other choice.
 Paths, run names, the long-run knobs (RESUME_*, EXPORT_*, EVAL_ONLY_PATH), COMPILE and the list knobs are left
 to the tests. A case passes when the run exits 0 with finite `_exact` scores, or exits 2 with one `error:` line
-and no traceback; KNOWN lists the cases that fail so on purpose. Prints a line per case and the failed ones' output
-files; exits 1 if any failed.
+and no traceback. Prints a line per case and the failed ones' output files; exits 1 if any failed.
 Values just outside a range are refused in-process by tests/test_hyperparameters.py. About 20 minutes with 2 jobs.
 """
 
@@ -37,8 +36,6 @@ BASE = dict(VOCAB_SIZE=320, AUTOCAST="off", NUM_LAYERS=2, MODEL_DIM=32, NUM_HEAD
 SKIPPED = {"DATA_DIR", "DATA_PATH", "TOKENIZER_PATH", "VAL_BYTES_PATH", "RUN_ID", "ARTIFACT_DIR", "EVAL_ONLY_PATH",
            "EVAL_SUMMARY_JSON", "COMPILE", "CASEOPS_ENABLED"}  # paths and names; COMPILE=1: minutes on a CPU
 LONG_RUN = ("RESUME_", "EXPORT_", "SCHEDULE_HORIZON")
-# Known gaps, each with why it stays (docs/design.md): reported as "known", not as a failure
-KNOWN = {("ATTN_BACKEND", "flex"): "FlexAttention has no CPU backward; a startup refusal costs ~80 code bytes"}
 EXACT = re.compile(r"^\S+_exact val_loss:(\S+) val_bpb:(\S+)$", re.M)
 
 
@@ -128,10 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         for name, value, why, last in pool.map(lambda c: run_case(*c, corpus, args.out), todo):
-            known = KNOWN.get((name, value)) if why else None
-            tag = "known" if known else "FAIL " if why else "ok   "
-            print(f"{tag} {name}={value}: {why or ''}{' | ' if why else ''}{known or last}", flush=True)
-            if why and not known:
+            print(f"{'FAIL ' if why else 'ok   '} {name}={value}: {why or ''}{' | ' if why else ''}{last}", flush=True)
+            if why:
                 failed.append(f"{name}={value}")
     print(f"{len(todo)} cases, {len(failed)} failed" + "".join(f"\n  {args.out / f}/stderr.txt" for f in failed))
     return 1 if failed else 0
