@@ -1924,10 +1924,11 @@ def source_tools():
     """train_gpt_tools.py: the packer and --help's table, which a run from the source needs and a packed stub never."""
     try:
         return importlib.import_module("train_gpt_tools")
-    except ImportError as e:
-        if e.name != "train_gpt_tools":
+    except ImportError as e:  # its file missing, or a stub (--help) whose shortened names it cannot import
+        if e.name not in ("train_gpt_tools", __name__):
             raise
-        raise ArtifactError("need train_gpt_tools.py (packer, --help) beside this file, or CODE_PACKING=raw") from None
+        raise ArtifactError("--help and packing need train_gpt_tools.py beside the source train_gpt.py (not a "
+                            "stub), or CODE_PACKING=raw") from None
 
 # -------- EVALUATION ---------------------------------------------------------------------------
 # Every mode scores each val target once into BpbMeters, from a full softmax that depends on the artifact and
@@ -2586,7 +2587,7 @@ def run_cli() -> int:
               file=sys.stderr)
         return 2
     try:
-        if sys.argv[1:]:
+        if sys.argv[1:]:  # -h or --help: anything else was refused above
             print(USAGE + source_tools().knob_table(Path(__file__).read_text(encoding="utf-8")))
             return 0
         main()

@@ -285,16 +285,22 @@ def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_
 
 
 def test_a_source_without_its_packer_refuses_at_startup_unless_it_ships_raw(tiny_dataset, tmp_path):
-    """The packer (train_gpt_tools.py) is a build tool: never in a stub, needed by a source run that packs."""
-    lone = tmp_path / "lone" / "train_gpt.py"
+    """The packer (train_gpt_tools.py) is a build tool: never in a stub, needed by a source run that packs (and by
+    --help, which reads the source's comments: a stub's --help is one line too, the tools beside it or not)."""
+    here, lone = Path(tg.__file__).parent, tmp_path / "lone" / "train_gpt.py"
     lone.parent.mkdir()
-    shutil.copy(Path(tg.__file__).parent / "train_gpt.py", lone)
+    shutil.copy(here / "train_gpt.py", lone)
     env = tiny_env(tiny_dataset, tmp_path / "run", ITERATIONS=2)
-    why = "need train_gpt_tools.py (packer, --help) beside this file, or CODE_PACKING=raw"
+    why = "--help and packing need train_gpt_tools.py beside the source train_gpt.py (not a stub), or CODE_PACKING=raw"
     refused = run_script(env, script=lone)
     one_line_error(refused, why)
     assert "step:" not in refused.stdout
     one_line_error(run_script(env, args=["--help"], script=lone), why)
+    stub = tmp_path / "stub" / "train_gpt.py"
+    stub.parent.mkdir()
+    stub.write_text(tools.packed_code((here / "train_gpt.py").read_text()))
+    shutil.copy(here / "train_gpt_tools.py", stub.parent)
+    one_line_error(run_script(env, args=["--help"], script=stub), why)
     raw = run_script({**env, "CODE_PACKING": "raw"}, script=lone)
     assert raw.returncode == 0, raw.stderr[-2000:]
     assert f"Code size: {lone.stat().st_size} bytes" in raw.stdout
