@@ -403,8 +403,6 @@ def init_runtime(hp: Hyperparameters) -> Runtime:
     if world_size < 1 or 8 % world_size != 0:
         raise HyperparameterError(f"WORLD_SIZE={world_size} must divide 8 (grad accumulation keeps the batch)")
     cuda = torch.cuda.is_available()
-    if hp.attn_backend == "flex" and not cuda:  # FlexAttention has no CPU backward: it would fail in the warm-up
-        raise HyperparameterError("ATTN_BACKEND=flex needs CUDA; on a CPU use auto or sdpa")
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
@@ -2464,6 +2462,8 @@ def startup_checks(hp: Hyperparameters, rt: Runtime, model: nn.Module) -> tuple[
             check_writable(summary.parent, f"EVAL_SUMMARY_JSON={summary}: its folder")
     if hp.eval_only_path:
         return 0, 0
+    if hp.attn_backend == "flex" and rt.device.type != "cuda":  # no FlexAttention backward: the warm-up would fail
+        raise HyperparameterError("ATTN_BACKEND=flex trains on CUDA only; on a CPU use auto or sdpa")
     codec(hp.compressor)  # the export's packages import now, not after training
     if hp.code_packing == "brotli" and not Path(__file__).read_text(encoding="utf-8").startswith(PACKED_STUB_PREFIX):
         codec("brotli")  # the code packer's (a stub ships as it is)

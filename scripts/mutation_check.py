@@ -118,6 +118,8 @@ MUTATIONS = {
     "export_packages_after_training": (
         "    codec(hp.compressor)  # the export's packages import now, not after training\n", "",
         ["tests/test_faults.py", "-k", "bad_input and no_zstandard"]),
+    "flex_training_on_a_cpu_accepted": ('if hp.attn_backend == "flex" and rt.device.type != "cuda":', "if False:",
+                                        ["tests/test_faults.py", "-k", "bad_input and flex_training"]),
     "stub_needs_the_minifier": ('if hp.code_packing == "brotli" and not Path(__file__).read_text(encoding="utf-8")',
                                 "if True or Path(__file__).read_text(encoding='utf-8')",
                                 ["tests/test_artifact.py", "-k", "packed_stub_reproduce"]),

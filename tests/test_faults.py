@@ -170,8 +170,12 @@ def other_tokenizer(dataset, tmp_path):
     ("no_brotli", (f"the brotli package is missing: {sys.executable} -m pip install -r requirements.txt",)),
     ("no_python_minifier", ("the python_minifier package is missing",)),
     ("no_zstandard", ("the zstandard package is missing",)),
+    # FlexAttention has no CPU backward: a training run stops here, not in the compile warm-up (eval-only may use it)
+    ("flex_training_on_a_cpu", ("ATTN_BACKEND=flex trains on CUDA only; on a CPU use auto or sdpa",)),
 ])
 def test_bad_input_is_one_line_and_exit_2(case, fragments, tiny_dataset, tmp_path):
+    if case == "flex_training_on_a_cpu" and torch.cuda.is_available():
+        pytest.skip("trains with flex on a GPU")
     overrides = {
         "bad_train_shard": lambda: bad_train_shard(tiny_dataset, tmp_path),
         "garbage_tokenizer": lambda: garbage_tokenizer(tiny_dataset, tmp_path, os.urandom(3000)),
@@ -193,6 +197,7 @@ def test_bad_input_is_one_line_and_exit_2(case, fragments, tiny_dataset, tmp_pat
         "no_brotli": lambda: without_package(tmp_path, "brotli"),
         "no_python_minifier": lambda: without_package(tmp_path, "python_minifier"),
         "no_zstandard": lambda: {"COMPRESSOR": "zstd", **without_package(tmp_path, "zstandard")},
+        "flex_training_on_a_cpu": lambda: {"ATTN_BACKEND": "flex"},
     }[case]()
     result = run_script(tiny_env(tiny_dataset, tmp_path / "run", **overrides), timeout=120)
     one_line_error(result, *fragments)
