@@ -465,7 +465,7 @@ OWN_CODES = _codes([inspect.unwrap(f) for v in vars(HostSyncs).values() for f in
 # =================================================================================================================
 
 SMALL = {"MODEL_DIM": "64", "NUM_HEADS": "8", "NUM_KV_HEADS": "4", "VOCAB_SIZE": "512", "ROPE_DIMS": "4",
-         "TRAIN_SEQ_LEN": "128", "TRAIN_BATCH_TOKENS": str(8 * 1024), "AUTOCAST": "bf16", "COMPILE": "0"}
+         "TRAIN_SEQ_LEN": "128", "TRAIN_BATCH_TOKENS": str(8 * 128), "AUTOCAST": "bf16", "COMPILE": "0"}
 
 
 @contextlib.contextmanager
