@@ -9,6 +9,7 @@ the model shape and data. GPTQ calibrates on training tokens as in a real run; t
 val_bpb of the dequantized artifact minus that of the float weights, on the full val split.
 """
 
+import pickle
 import re
 import sys
 import time
@@ -62,22 +63,41 @@ def export_row(model, hp, changes, val, rt) -> tuple[int, float, float, float]:
     return len(blob), bits, tg.eval_val(scored, val, hp, rt)[1], seconds
 
 
-def main() -> None:
-    recipe, *args = sys.argv[1:]
+class CheckpointError(ValueError):
+    pass
+
+
+def load_checkpoint(path: str, hp, rt):
+    """The float model of a final_model.pt; a missing, damaged or foreign file is one line."""
+    model = tg.build_model(hp, rt.device)
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, TypeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "not a final_model.pt of this recipe's model"
+        raise CheckpointError(f"{path}: {why}") from None
+    return model
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    recipe, *args = argv
     checkpoints, overrides = [a for a in args if "=" not in a], [a for a in args if "=" in a]
     try:
+        if not checkpoints:
+            raise CheckpointError("no CHECKPOINT.pt given (usage: compare_exports.py RECIPE.env CHECKPOINT.pt ...)")
         env = read_env_file(recipe)
-    except EnvFileError as e:
+        env.update(o.split("=", 1) for o in overrides)
+        hp = tg.Hyperparameters.from_env(env)
+        rt = tg.Runtime(0, 1, 0, torch.device("cpu"), False)
+        val = tg.load_validation(hp, rt, lambda *a, **k: None)
+        models = [load_checkpoint(c, hp, rt) for c in checkpoints]  # every file checked before the long part
+    except (EnvFileError, tg.HyperparameterError, tg.DataError, CheckpointError) as e:
         print(f"compare_exports: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    env.update(o.split("=", 1) for o in overrides)
-    hp = tg.Hyperparameters.from_env(env)
-    rt = tg.Runtime(0, 1, 0, torch.device("cpu"), False)
-    val = tg.load_validation(hp, rt, lambda *a, **k: None)
+        return 2
     rows = {label: [] for label, _ in METHODS}
-    for checkpoint in checkpoints:
-        model = tg.build_model(hp, rt.device)
-        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    for checkpoint, model in zip(checkpoints, models):
         float_bpb = tg.eval_val(model, val, hp, rt)[1]
         print(f"checkpoint {checkpoint}: float val_bpb {float_bpb:.5f}")
         for label, changes in METHODS:
@@ -95,6 +115,8 @@ def main() -> None:
         taxes = [r[2] for r in results]
         print(f"| {label} | {size:,.0f} | {bits:.3f} | {tax:+.5f} ({min(taxes):+.5f}..{max(taxes):+.5f}) | "
               f"{seconds:.1f} s | {bits * top_params / 8e6:.2f} MB |")
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -19,6 +19,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]) or len(argv) > 1:
         print(__doc__.strip())
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    if argv and argv[0].startswith("-"):  # a mistyped option must not become the output file's name
+        print(f"error: unknown option {argv[0]} (usage: scripts/pack_code.py [OUT]; --help)", file=sys.stderr)
+        return 2
     out = Path(argv[0] if argv else "train_gpt_packed.py")
     try:
         hp = replace(tg.Hyperparameters.from_env(), code_packing="brotli")

@@ -335,3 +335,32 @@ def test_pack_code_writes_the_stub_a_run_of_the_same_knobs_counts(tmp_path, monk
     counted, stub = tg.shipped_code(tg.Hyperparameters.from_env(), lambda line: None)
     assert out.read_bytes() == stub
     assert f"wrote {out}: {counted} bytes (train_gpt.py + train_gpt_mixers.py)" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # a mistyped option is refused, not taken for the output file's name
+    assert pack_code.main(["--out"]) == 2
+    assert "unknown option --out" in capsys.readouterr().err and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_compare_exports_scores_every_method_and_refuses_bad_input_in_one_line(tiny_run, tmp_path, capsys):
+    """scripts/compare_exports.py on a run's final_model.pt: a row per export method; bad input is one line."""
+    import compare_exports
+
+    env, trained = tiny_run("off")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    recipe = tmp_path / "tiny.env"
+    recipe.write_text("".join(f"{k}={v}\n" for k, v in env.items() if k != "AUTOCAST"))
+    checkpoint = str(Path(env["ARTIFACT_DIR"]) / "final_model.pt")
+    assert compare_exports.main([str(recipe), checkpoint, "GPTQ_CALIBRATION_BATCHES=2"]) == 0
+    rows = [line.split(" | ")[0][2:] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert rows == ["export"] + [label for label, _ in compare_exports.METHODS]
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    torch.save({"w": torch.zeros(2)}, tmp_path / "foreign.pt")
+    for args, why in ([[str(recipe)], "no CHECKPOINT.pt given"],
+                      [[str(tmp_path / "nope.env"), checkpoint], "no such file"],
+                      [[str(recipe), "MODEL_DIM=x", checkpoint], "MODEL_DIM='x' is not a valid int"],
+                      [[str(recipe), str(tmp_path / "missing.pt")], "missing.pt: No such file"],
+                      [[str(recipe), str(tmp_path / "junk.pt")], "junk.pt: not a final_model.pt"],
+                      [[str(recipe), checkpoint, str(tmp_path / "foreign.pt")], "foreign.pt: not a final_model.pt"],
+                      [[str(recipe), "MODEL_DIM=64", checkpoint], "final_model.pt: not a final_model.pt"]):
+        assert compare_exports.main(args) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1 and why in captured.err, (args, captured)
