@@ -51,10 +51,6 @@ except ImportError:
 # Run as a script this file is __main__; the long-run module's `from train_gpt import ...` must get this copy
 sys.modules.setdefault("train_gpt", sys.modules[__name__])
 ARTIFACT_CAP_BYTES = 16_000_000  # decimal bytes: code + compressed model (challenge rule)
-# A graph per training stage and cu_seqlens bucket, plus the eval graphs: past 8 it would silently run eager (#1855: 64)
-torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-# Equal dynamic sizes share a symbol: a TTT window as wide as a LoRA rank would pin it (a recompile in the timed eval)
-torch.fx.experimental._config.use_duck_shape = False
 
 # -------- HYPERPARAMETERS ----------------------------------------------------------------------
 # Every knob is an env var, its field's name in upper case; defaults: the best 8xH100 recipe we know (#1855 without
@@ -432,6 +428,13 @@ def autocast_context(rt: Runtime):
 def compiles(hp: Hyperparameters, rt: Runtime) -> bool:
     return hp.compile == "1" or (hp.compile == "auto" and rt.device.type == "cuda")
 
+def torch_compile(fn, **options):  # with our dynamo settings, set here: a run that never compiles skips its 2 s import
+    # a graph per training stage and cu_seqlens bucket, plus the eval graphs: past 8, silently eager (#1855: 64)
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    # equal dynamic sizes share a symbol: a TTT window as wide as a LoRA rank would pin it (a recompile in the eval)
+    torch.fx.experimental._config.use_duck_shape = False
+    return torch.compile(fn, **options)
+
 def fp32_context(device: torch.device):  # statistics (Hessians, GPTQ, LQER) stay fp32 inside an autocast region
     return torch.autocast(device_type=device.type, enabled=False)
 
@@ -609,7 +612,8 @@ def rows_cu_seqlens(rows: np.ndarray, span: int, doc_isolation: bool) -> np.ndar
 def cu_seqlens_input(cu: Tensor) -> Tensor:
     """int32 boundaries whose count a compiled graph keeps symbolic where it can (else one graph per bucket)."""
     cu = cu.int()
-    torch._dynamo.maybe_mark_dynamic(cu, 0)
+    if "torch._dynamo" in sys.modules:  # a run that compiles has imported it (torch_compile) before any batch
+        torch._dynamo.maybe_mark_dynamic(cu, 0)
     return cu
 
 def copy_to_device(t: Tensor, rt: Runtime) -> Tensor:
@@ -1207,7 +1211,7 @@ class Muon(torch.optim.Optimizer):
         self.hp, self.rt = hp, rt
         self.dtype = torch.bfloat16 if rt.autocast else torch.float32  # CPUs without bf16 units: fp32 is faster
         # compiled as the model is (as #1855): ~800 small kernels a step become a few per shape, built in the warm-up
-        self.orthogonalize = torch.compile(newton_schulz, dynamic=False) if compiles(hp, rt) else newton_schulz
+        self.orthogonalize = torch_compile(newton_schulz, dynamic=False) if compiles(hp, rt) else newton_schulz
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -2065,7 +2069,7 @@ def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -
 @functools.cache
 def compiled_scorer():
     """scored_logp compiled once with dynamic shapes (TTT chunks change rows, widths, scored slots; B = 1: its own)."""
-    return torch.compile(scored_logp, dynamic=True)
+    return torch_compile(scored_logp, dynamic=True)
 
 TTT_PROGRESS_SECONDS = 30.0  # a long batch (a 25k-token document: 90 min on a CPU) logs its chunk steps this often
 
@@ -2444,7 +2448,7 @@ def weights_crc32(model: nn.Module) -> int:
 
 def prepare_models(hp: Hyperparameters, rt: Runtime) -> Models:
     raw_model = build_model(hp, rt.device)
-    compiled = torch.compile(raw_model, dynamic=False, fullgraph=True) if compiles(hp, rt) else raw_model
+    compiled = torch_compile(raw_model, dynamic=False, fullgraph=True) if compiles(hp, rt) else raw_model
     cuda_rank = [rt.local_rank] if rt.device.type == "cuda" else None
     return Models(raw_model, compiled, DDP(compiled, device_ids=cuda_rank) if rt.distributed else compiled)
 
@@ -2506,7 +2510,8 @@ def lock_output_dir(out: Path) -> None:
 
 def compiled_graphs() -> int:
     """Graphs torch.compile has built so far: a rise during the timed loop is a recompile (pitfall a5)."""
-    return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    dynamo = sys.modules.get("torch._dynamo")  # not imported: nothing compiled
+    return int(dynamo.utils.counters["stats"]["unique_graphs"]) if dynamo else 0
 
 def score_artifact(models: Models, path: Path, val: ValidationData, hp: Hyperparameters, rt: Runtime, log) -> float:
     """What a grader runs: the artifact from disk, the round trip, every eval stage (the last _exact line counts)."""

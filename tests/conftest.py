@@ -122,9 +122,11 @@ def without_package(workdir: Path, name: str) -> dict:
 
 
 def tiny_env(dataset: Path, workdir: Path, **overrides) -> dict:
-    """Env for a seconds-long CPU run of train_gpt.py on the tiny dataset (fp32 unless AUTOCAST=bf16)."""
+    """Env for a seconds-long CPU run of train_gpt.py on the tiny dataset (fp32 unless AUTOCAST=bf16). It counts
+    the raw source (CODE_PACKING=raw): minifying 2,600 lines takes 3.6 s a run here, a quarter of a tiny run; the
+    tests of the shipped stub, and tiny_run, pack as the default recipe does."""
     env = dict(DATA_PATH=str(dataset), TOKENIZER_PATH=str(dataset / "tokenizer.model"), VOCAB_SIZE=TINY_VOCAB,
-               AUTOCAST="off",
+               AUTOCAST="off", CODE_PACKING="raw",
                NUM_LAYERS=2, MODEL_DIM=32, NUM_HEADS=2, NUM_KV_HEADS=1, TRAIN_SEQ_LEN=32,
                TRAIN_BATCH_TOKENS=1024, VAL_BATCH_SIZE=4096, ITERATIONS=6, WARMUP_STEPS=1, VAL_LOSS_EVERY=0,
                TRAIN_LOG_EVERY=1, MAX_WALLCLOCK_SECONDS=0, WARMDOWN_FRAC=0, GPTQ_RESERVE_SECONDS=0, EMA_DECAY=0,
@@ -157,7 +159,8 @@ def tiny_run(tiny_dataset, tmp_path_factory):
     def run(mode: str):
         if mode not in runs:
             workdir = tmp_path_factory.mktemp(f"tiny_run_{mode}")
-            env = tiny_env(tiny_dataset, workdir, ITERATIONS=30, VAL_LOSS_EVERY=30, TRAIN_LOG_EVERY=10, AUTOCAST=mode)
+            env = tiny_env(tiny_dataset, workdir, ITERATIONS=30, VAL_LOSS_EVERY=30, TRAIN_LOG_EVERY=10, AUTOCAST=mode,
+                           CODE_PACKING="brotli")
             runs[mode] = env, run_script(env)
         return runs[mode]
 

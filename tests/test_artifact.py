@@ -128,7 +128,7 @@ def test_export_over_the_cap_fails_plainly(tiny_dataset, tmp_path, monkeypatch):
 
 
 def test_export_reports_budget_and_writes_atomically(tiny_dataset, tmp_path, numeric_mode):
-    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path))
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, CODE_PACKING="brotli"))
     lines = []
     path = tg.export_artifact(tg.build_model(hp, CPU.device), hp, cpu_runtime(numeric_mode),
                               lambda msg, **k: lines.append(msg))
@@ -261,7 +261,8 @@ def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_
     them, it trains, saves and scores exactly as the source did. A stub without the modules refuses such a run in
     one line."""
     env = tiny_env(tiny_dataset, tmp_path / "source", RESUME_ENABLED=1, RESUME_SAVE_STEPS=3, GPTQ_CALIBRATION="self",
-                   SLIDING_WINDOW_ENABLED=1, NGRAM_TILT_ENABLED=1, NGRAM_TILT_ORDER=3, EVAL_STRIDE=16)
+                   SLIDING_WINDOW_ENABLED=1, NGRAM_TILT_ENABLED=1, NGRAM_TILT_ORDER=3, EVAL_STRIDE=16,
+                   CODE_PACKING="brotli")
     source = run_script(env)
     assert source.returncode == 0, source.stderr[-2000:]
     stub = tmp_path / "alone" / "train_gpt_packed.py"  # no train_gpt_longrun.py beside it
@@ -290,7 +291,7 @@ def test_a_source_without_its_packer_refuses_at_startup_unless_it_ships_raw(tiny
     here, lone = Path(tg.__file__).parent, tmp_path / "lone" / "train_gpt.py"
     lone.parent.mkdir()
     shutil.copy(here / "train_gpt.py", lone)
-    env = tiny_env(tiny_dataset, tmp_path / "run", ITERATIONS=2)
+    env = tiny_env(tiny_dataset, tmp_path / "run", ITERATIONS=2, CODE_PACKING="brotli")
     why = "--help and packing need train_gpt_tools.py beside the source train_gpt.py (not a stub), or CODE_PACKING=raw"
     refused = run_script(env, script=lone)
     one_line_error(refused, why)

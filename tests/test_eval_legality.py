@@ -270,7 +270,7 @@ def test_compiled_ttt_equals_the_reference_and_compiles_only_in_the_warm_up(tmp_
     guards without the CPU's slow codegen): the eval warm-up on random tokens builds every graph the timed
     eval needs, and the totals equal the slow reference."""
     monkeypatch.setattr(tg, "compiled_scorer",
-                        functools.cache(lambda: torch.compile(tg.scored_logp, dynamic=True, backend="aot_eager")))
+                        functools.cache(lambda: tg.torch_compile(tg.scored_logp, dynamic=True, backend="aot_eager")))
     env = tiny_env(tmp_path, tmp_path, **{**SMALL, "TTT_WARM_START_A": 0, "COMPILE": 1})
     torch._dynamo.reset()
     nll, want, graphs_in_eval = lora_ttt_total(env, warm_up=True)

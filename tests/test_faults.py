@@ -195,7 +195,7 @@ def test_bad_input_is_one_line_and_exit_2(case, fragments, tiny_dataset, tmp_pat
         "other_tokenizer_same_size": lambda: other_tokenizer(tiny_dataset, tmp_path),
         "summary_json_unwritable": lambda: {"EVAL_SUMMARY_JSON": a_file(tmp_path) / "summary.json"},
         "no_brotli": lambda: without_package(tmp_path, "brotli"),
-        "no_python_minifier": lambda: without_package(tmp_path, "python_minifier"),
+        "no_python_minifier": lambda: {"CODE_PACKING": "brotli", **without_package(tmp_path, "python_minifier")},
         "no_zstandard": lambda: {"COMPRESSOR": "zstd", **without_package(tmp_path, "zstandard")},
         "flex_training_on_a_cpu": lambda: {"ATTN_BACKEND": "flex"},
     }[case]()
@@ -268,7 +268,8 @@ from pathlib import Path
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests", sys.argv[1] + "/data"]
 import train_gpt as tg
 from conftest import cpu_runtime, tiny_env
-hp = tg.Hyperparameters.from_env(tiny_env(Path(sys.argv[2]), Path(sys.argv[3]), SEED=sys.argv[4]))
+hp = tg.Hyperparameters.from_env(tiny_env(Path(sys.argv[2]), Path(sys.argv[3]), SEED=sys.argv[4],
+                                             CODE_PACKING="brotli"))
 model = tg.build_model(hp, tg.torch.device("cpu"))
 renames, real = [], os.replace
 def replace(*args):  # kill -9 once two of the set's files are renamed

@@ -47,7 +47,7 @@ def loss_and_grad_norm(model, ids: torch.Tensor, plan_index: int, params) -> tup
 def test_default_model_compiles_and_matches_eager():
     model = small_model()
     assert tg.attention_backend(model.hp, torch.device("cuda")) in ("fa3", "flex")  # what auto picks on CUDA
-    compiled = torch.compile(model, dynamic=False, fullgraph=True)  # as prepare_models compiles it
+    compiled = tg.torch_compile(model, dynamic=False, fullgraph=True)  # as prepare_models compiles it
     params = list(model.parameters())
     ids = packed_ids(0, docs_per_row=5)
     for plan_index in range(len(model.plans)):  # plain, then looped
@@ -71,6 +71,6 @@ def test_flex_matches_sdpa_on_the_gpu(compiled):
     hp = {b: tg.Hyperparameters.from_env({**SMALL, "ATTN_BACKEND": b}) for b in ("flex", "sdpa")}
     ctx = {b: tg.attention_context(ids, hp[b]) for b in hp}
     assert ctx["flex"].block_mask is not None and ctx["sdpa"].segment_ids is not None
-    attend = torch.compile(tg.attend, fullgraph=True) if compiled else tg.attend
+    attend = tg.torch_compile(tg.attend, fullgraph=True) if compiled else tg.attend
     got, want = attend(q, k, v, ctx["flex"]).float(), tg.attend(q, k, v, ctx["sdpa"]).float()
     assert torch.allclose(got, want, atol=2e-2), (got - want).abs().max().item()

@@ -2,6 +2,8 @@
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -9,7 +11,7 @@ from torch import nn
 
 import train_gpt as tg
 import train_gpt_reference as reference
-from conftest import cpu_runtime, randomized_model, run_script, tiny_env
+from conftest import REPO, cpu_runtime, randomized_model, run_script, tiny_env
 
 CPU = cpu_runtime()
 
@@ -69,8 +71,8 @@ def test_periodic_exports_leave_training_bitwise_unchanged(tiny_dataset, tmp_pat
 
 def models_for(hp, compile_backend=None) -> tg.Models:
     model = tg.build_model(hp, CPU.device)
-    compiled = model if compile_backend is None else torch.compile(model, backend=compile_backend, fullgraph=True,
-                                                                   dynamic=False)
+    compiled = model if compile_backend is None else tg.torch_compile(model, backend=compile_backend, fullgraph=True,
+                                                                      dynamic=False)
     return tg.Models(model, compiled, compiled)
 
 
@@ -103,6 +105,17 @@ def test_training_never_reads_validation_shards(tiny_dataset, tmp_path, monkeypa
     models = models_for(hp)
     tg.train(models, tg.build_optimizers(models.raw, hp, CPU), val, hp, CPU, log=quiet)
     assert opened and all("fineweb_train_" in p for p in opened)
+
+
+def test_the_compiler_loads_at_the_first_compile_with_our_settings():
+    """Importing torch._dynamo takes 2 s that a run which never compiles (--help, a startup error) does not pay;
+    torch_compile sets #1855's recompile limit and distinct symbols for equal sizes before it compiles."""
+    imported = subprocess.run([sys.executable, "-c", "import sys, train_gpt; print('torch._dynamo' in sys.modules)"],
+                              capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert imported.stdout.strip() == "False", imported.stderr[-2000:]
+    with torch._dynamo.config.patch(cache_size_limit=8), torch.fx.experimental._config.patch(use_duck_shape=True):
+        tg.torch_compile(tg.rms_norm)  # torch's defaults before it
+        assert torch._dynamo.config.cache_size_limit == 64 and torch.fx.experimental._config.use_duck_shape is False
 
 
 def test_plan_switches_mid_run_without_recompiling(tiny_dataset, tmp_path):
