@@ -229,7 +229,7 @@ class Hyperparameters:
     global_ttt_batch_seqs: int = knob(32, "(0, inf)")  # sequences per micro-batch of a rank
     global_ttt_grad_clip: float = knob(1.0, "[0, inf)")  # grad-norm clip of global SGD (0 = off)
     global_ttt_warmup_start_lr: float = knob(0.0, "[0, inf)")  # global SGD warm-up starting LR
-    global_ttt_warmup_chunks: int = knob(0)  # chunks of linear global SGD warm-up
+    global_ttt_warmup_chunks: int = knob(0, "[0, inf)")  # chunks of linear global SGD warm-up (to GLOBAL_TTT_LR)
     global_ttt_stream: str = choice("queue", "record")  # SGD docs: the queue's first, or #1855's shortest scored
     # runtime
     compile: str = choice("auto", "0", "1")  # torch.compile the model: auto = on for CUDA
@@ -2152,10 +2152,12 @@ def new_lora(model: GPT, hp: Hyperparameters, index: int, size: int, lanes: dict
     return lora
 
 def global_ttt_lr_at(chunk: int, steps: int, hp: Hyperparameters) -> float:
-    if chunk < hp.global_ttt_warmup_chunks:
-        return hp.global_ttt_warmup_start_lr + (hp.global_ttt_lr - hp.global_ttt_warmup_start_lr) * chunk / \
-            hp.global_ttt_warmup_chunks
-    return hp.global_ttt_lr * 0.5 * (1 + math.cos(math.pi * chunk / max(1, steps)))
+    # the records' schedule (#1626 on): a linear warm-up that reaches GLOBAL_TTT_LR at its last chunk, then a cosine
+    # over the chunks after it
+    warm, lr, start = min(hp.global_ttt_warmup_chunks, steps), hp.global_ttt_lr, hp.global_ttt_warmup_start_lr
+    if chunk < warm:
+        return start + (lr - start) * chunk / max(1, warm - 1)
+    return lr * 0.5 * (1 + math.cos(math.pi * (chunk - warm) / max(1, steps - warm)))
 
 def global_sgd(model: GPT, val: ValidationData, docs: list[tuple[int, int]], hp: Hyperparameters, rt: Runtime,
                log) -> None:

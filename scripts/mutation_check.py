@@ -59,6 +59,8 @@ MUTATIONS = {
     "bf16_hessians": ("        with fp32_context(x.device):  # else x^T x would be a bf16 matmul under autocast\n",
                       "        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):\n",
                       ["tests/test_numerics.py"]),
+    "eval_warm_up_skips_the_flat_row": ("    if hp.eval_rows_by_doc:  # eval_val's one flat row\n", "    if False:\n",
+                                        ["tests/test_training.py", "-k", "plan_switches_mid_run"]),  # a recompile
     "no_damping_retry": ("GPTQ_DAMPING = (0.01, 0.1, 1.0)", "GPTQ_DAMPING = (0.01,)", ["tests/test_numerics.py"]),
     # evaluation legality (#1017): each mutation makes one mode peek, double-count or skip
     "ttt_trains_the_last_chunk": ("[c > step + 1 for c in chunks[:rows]]", "[c > step for c in chunks[:rows]]",
@@ -68,6 +70,8 @@ MUTATIONS = {
     "ttt_claims_skip_a_batch": ("itertools.count(0)", "itertools.count(0, 2)", LEGALITY),
     "phase_before_its_batches_are_scored": ("            while b < bound:\n", "            while b < bound - 1:\n",
                                             LEGALITY),
+    "global_sgd_warm_up_stops_short": ("chunk / max(1, warm - 1)", "chunk / max(1, warm)",  # the peak never reached
+                                       ["tests/test_eval_legality.py", "-k", "lr_warms_up"]),
     "ttt_window_sees_the_chunk_end": ("out.append((max(start, hi - hp.ttt_eval_seq_len), start + step * c, hi))",
                                       "out.append((max(start, hi + 1 - hp.ttt_eval_seq_len), start + step * c, "
                                       "min(hi + 1, end)))", LEGALITY),

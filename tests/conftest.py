@@ -46,13 +46,14 @@ def make_documents(seed: int, count: int) -> list[str]:
     return docs
 
 
-def train_tiny_tokenizer(docs: list[str], out_dir: Path, vocab_size: int = TINY_VOCAB) -> Path:
+def train_tiny_tokenizer(docs: list[str], out_dir: Path, vocab_size: int = TINY_VOCAB, **options) -> Path:
+    """options: SentencePiece trainer options over ours (a tokenizer the run must refuse)."""
     prefix = out_dir / "tokenizer"
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter([line for d in docs for line in d.split("\n") if line]), model_prefix=str(prefix),
-        model_type="bpe", vocab_size=vocab_size, byte_fallback=True, character_coverage=0.98,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=True,
-        pad_id=0, bos_id=1, eos_id=2, unk_id=3, num_threads=1, minloglevel=2)
+        **{"model_type": "bpe", "vocab_size": vocab_size, "byte_fallback": True, "character_coverage": 0.98,
+           "normalization_rule_name": "identity", "remove_extra_whitespaces": False, "add_dummy_prefix": True,
+           "pad_id": 0, "bos_id": 1, "eos_id": 2, "unk_id": 3, "num_threads": 1, "minloglevel": 2, **options})
     return prefix.with_suffix(".model")
 
 

@@ -2,9 +2,12 @@
 corruption, config mismatch, and the size cap."""
 
 import ast
+import json
 import math
 import re
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -108,6 +111,43 @@ def test_truncated_artifact_is_an_error(artifact_blob):
 def test_foreign_file_is_an_error():
     with pytest.raises(tg.ArtifactError, match="not a train_gpt.py artifact"):
         tg.unpack_artifact(b"PK\x03\x04 a zip file, not ours")
+
+
+def sealed(body: bytes, version: int = tg.ARTIFACT_VERSION, compressor_id: int = 1) -> bytes:
+    """A container around `body` whose checksum holds: what another version's writer, or a bug in ours, leaves."""
+    return tg.ARTIFACT_MAGIC + struct.pack("<BBI", version, compressor_id, zlib.crc32(body)) + body
+
+
+def with_header(header: dict, data: bytes = b"") -> bytes:
+    """A sealed brotli artifact of this JSON header and stored data, with no rANS tail."""
+    text = json.dumps(header).encode()
+    packed = tg.compress(struct.pack("<I", len(text)) + text + data, "brotli")
+    return sealed(struct.pack("<I", len(packed)) + packed)
+
+
+RAW_W = {"name": "w", "scheme": "raw", "dtype": "float32", "arrays": {"value": ["float32", [4], 0, 16]}, "coded": {}}
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda blob: sealed(blob[10:], version=tg.ARTIFACT_VERSION + 1),
+     f"unsupported artifact version {tg.ARTIFACT_VERSION + 1} / compressor id 1"),
+    (lambda blob: sealed(blob[10:], compressor_id=9),
+     f"unsupported artifact version {tg.ARTIFACT_VERSION} / compressor id 9"),
+    (lambda blob: sealed(struct.pack("<I", 5) + b"abcde"), "artifact is malformed: "),  # not brotli data
+    (lambda blob: with_header({"config": {}}), "artifact is malformed: 'rans'"),
+    (lambda blob: with_header({"config": {}, "rans": {}, "tensors": [RAW_W]}), "artifact is malformed: "),  # no data
+], ids=["another_version", "unknown_compressor", "not_compressed", "no_tensor_list", "array_past_the_data"])
+def test_an_artifact_damaged_inside_its_checksum_is_an_error(artifact_blob, damage, message):
+    with pytest.raises(tg.ArtifactError, match=re.escape(message)):
+        tg.unpack_artifact(damage(artifact_blob))
+
+
+def test_a_tensor_of_an_unknown_scheme_is_an_error():
+    quantized, _ = tg.unpack_artifact(with_header({"config": {}, "rans": {}, "tensors": [RAW_W]}, bytes(16)))
+    assert torch.equal(tg.dequantize_state_dict(quantized)["w"], torch.zeros(4))  # the same header, whole, loads
+    unknown = with_header({"config": {}, "rans": {}, "tensors": [{**RAW_W, "scheme": "int3"}]}, bytes(16))
+    with pytest.raises(tg.ArtifactError, match="tensor w: unknown quantization scheme 'int3'"):
+        tg.dequantize_state_dict(tg.unpack_artifact(unknown)[0])
 
 
 def test_artifact_from_another_config_is_an_error(tmp_path, artifact_blob):
@@ -256,15 +296,17 @@ def test_the_counted_code_holds_an_optional_module_only_when_a_run_uses_it(monke
 
 
 def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_source(tiny_dataset, tmp_path):
-    """The stub of a run that saves checkpoints, calibrates GPTQ on its own samples and scores tilted sliding
-    windows carries train_gpt_longrun.py, train_gpt_reference.py and train_gpt_mixers.py: run from a folder without
-    them, it trains, saves and scores exactly as the source did. A stub without the modules refuses such a run in
-    one line."""
+    """The stub of a run that saves checkpoints, averages weights by SWA, calibrates GPTQ on its own samples and
+    scores tilted sliding windows carries train_gpt_longrun.py, train_gpt_reference.py and train_gpt_mixers.py: run
+    from a folder without them, it trains, saves and scores exactly as the source did. A stub without the modules
+    refuses such a run in one line."""
     env = tiny_env(tiny_dataset, tmp_path / "source", RESUME_ENABLED=1, RESUME_SAVE_STEPS=3, GPTQ_CALIBRATION="self",
+                   SWA_ENABLED=1, SWA_START_FRAC=2, SWA_EVERY=2,  # steps 2, 4 and 6 (the LR multiplier stays 1)
                    SLIDING_WINDOW_ENABLED=1, NGRAM_TILT_ENABLED=1, NGRAM_TILT_ORDER=3, EVAL_STRIDE=16,
                    CODE_PACKING="brotli")
     source = run_script(env)
     assert source.returncode == 0, source.stderr[-2000:]
+    assert "swa:start step:2" in source.stdout and "swa: averaging 4 checkpoints" in source.stdout
     stub = tmp_path / "alone" / "train_gpt_packed.py"  # no train_gpt_longrun.py beside it
     stub.parent.mkdir()
     shutil.copy(tmp_path / "source" / "train_gpt_packed.py", stub)
@@ -273,8 +315,9 @@ def test_a_packed_stub_with_the_optional_modules_trains_saves_and_scores_as_the_
     no_minifier = without_package(tmp_path, "python_minifier") | without_package(tmp_path, "train_gpt_tools")
     packed = run_script({**env, "ARTIFACT_DIR": str(tmp_path / "packed"), **no_minifier}, script=stub)
     assert packed.returncode == 0, packed.stderr[-2000:]
-    for pattern in (r"trained_weights_crc32:\w+", r"resume:saved step:3 ", r"final_\w+_roundtrip_exact .*",
-                    r"quantized_sliding_window_tilt_exact .*", r"Code size: \d+ bytes"):  # the stub counts itself: the same bytes
+    for pattern in (r"trained_weights_crc32:\w+", r"resume:saved step:3 ", r"swa: averaging \d+",
+                    r"final_\w+_roundtrip_exact .*", r"quantized_sliding_window_tilt_exact .*",
+                    r"Code size: \d+ bytes"):  # the stub counts itself: the same bytes
         assert re.search(pattern, packed.stdout).group(0) == re.search(pattern, source.stdout).group(0), pattern
     stub.write_text(tools.packed_code((Path(tg.__file__).parent / "train_gpt.py").read_text()))
     one_line_error(run_script({**env, "ARTIFACT_DIR": str(tmp_path / "without")}, script=stub),

@@ -226,8 +226,9 @@ def reference_lora_ttt_nll(model, val, hp) -> float:
             with torch.no_grad():
                 for name, a in lora.a.items():
                     a.copy_(batch.a[name][slot : slot + 1])
-            opt = torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
-                                    weight_decay=hp.ttt_weight_decay)
+            opt = torch.optim.SGD(lora.parameters(), lr=hp.ttt_lora_lr) if hp.ttt_optimizer == "sgd" else \
+                torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
+                                  weight_decay=hp.ttt_weight_decay)
             for lo in range(0, end - start, hp.ttt_chunk_size):
                 hi = min(lo + hp.ttt_chunk_size, end - start)
                 a = start + max(0, hi - seq_len)
@@ -255,8 +256,10 @@ def lora_ttt_total(env: dict, warm_up: bool = False) -> tuple[float, float, int]
     return nll, want, tg.compiled_graphs() - graphs
 
 
-def test_lora_ttt_equals_the_score_first_reference(tmp_path):
-    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "TTT_WARM_START_A": 0})
+@pytest.mark.parametrize("variant", [{}, dict(TTT_OPTIMIZER="sgd", TTT_LORA_LR=0.5, TTT_MLP_LORA=0, TTT_O_LORA=0)],
+                         ids=["adam", "sgd_without_o_and_mlp_adapters"])
+def test_lora_ttt_equals_the_score_first_reference(variant, tmp_path):
+    env = tiny_env(tmp_path, tmp_path, **{**SMALL, "TTT_WARM_START_A": 0, **variant})
     nll, want, _ = lora_ttt_total(env)
     assert nll == pytest.approx(want, rel=1e-5)
     model, val = model_for(env), validation(stream(seed=3))
@@ -276,6 +279,19 @@ def test_compiled_ttt_equals_the_reference_and_compiles_only_in_the_warm_up(tmp_
     nll, want, graphs_in_eval = lora_ttt_total(env, warm_up=True)
     assert graphs_in_eval == 0
     assert nll == pytest.approx(want, rel=1e-5)
+
+
+def test_global_sgd_lr_warms_up_to_the_peak_then_decays_as_the_records_do(tmp_path):
+    """#1626-#1855's schedule, by hand: the warm-up reaches GLOBAL_TTT_LR at its last chunk, the cosine starts there
+    over the chunks after it, and a warm-up longer than the chunks trained is cut to them."""
+    c = math.cos(math.pi / 4)
+    warm = hparams(tmp_path, GLOBAL_TTT_LR=0.001, GLOBAL_TTT_WARMUP_START_LR=0.0002, GLOBAL_TTT_WARMUP_CHUNKS=3)
+    want = [0.0002, 0.0006, 0.001, 0.001, 0.0005 * (1 + c), 0.0005, 0.0005 * (1 - c)]
+    assert [tg.global_ttt_lr_at(i, 7, warm) for i in range(7)] == pytest.approx(want)
+    cold = hparams(tmp_path, GLOBAL_TTT_LR=0.001)
+    assert [tg.global_ttt_lr_at(i, 4, cold) for i in range(4)] == pytest.approx(want[3:])
+    long = hparams(tmp_path, GLOBAL_TTT_LR=0.001, GLOBAL_TTT_WARMUP_CHUNKS=10)
+    assert [tg.global_ttt_lr_at(i, 3, long) for i in range(3)] == pytest.approx([0, 0.0005, 0.001])
 
 
 @pytest.mark.parametrize("stream_order", ["queue", "record"])

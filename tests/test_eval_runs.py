@@ -51,10 +51,12 @@ def test_training_run_prints_every_stage_and_the_timers(trained):
 def test_eval_only_reproduces_the_run_exactly_and_writes_the_json(trained, tiny_dataset, tmp_path):
     work, stdout, mode = trained
     env = tiny_env(tiny_dataset, work, **EVAL, AUTOCAST=mode, EVAL_ONLY_PATH=work / "final_model.int6.ptz",
-                   RUN_ID="eval_only", EVAL_SUMMARY_JSON=tmp_path / "summary.json")
+                   RUN_ID="eval_only", EVAL_SUMMARY_JSON=tmp_path / "summary.json", EVAL_BUDGET_SECONDS=0.001)
     result = run_script(env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert exact_lines(result.stdout) == exact_lines(stdout)
+    assert exact_lines(result.stdout) == exact_lines(stdout)  # over its budget: warned, and scored the same
+    assert re.search(r"^warning: ttt:\d+\.\ds > EVAL_BUDGET_SECONDS=0.001$", result.stdout, re.M)
+    assert "warning: total_eval_time > EVAL_BUDGET_SECONDS=0.001 (records count ttt only)" in result.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     stage = {s["label"]: s for s in summary["stages"]}
     assert stage["quantized_ttt_phased"]["val_bpb"] == pytest.approx(exact_lines(stdout)["quantized_ttt_phased"][1],

@@ -149,6 +149,23 @@ def other_tokenizer(dataset, tmp_path):
     return {"DATA_PATH": data, "TOKENIZER_PATH": other}
 
 
+def odd_tokenizer(tmp_path, docs=None, **options):
+    """A tokenizer of the run's size that breaks a rule the byte count needs."""
+    return {"TOKENIZER_PATH": train_tiny_tokenizer(docs or make_documents(seed=5, count=900), tmp_path, **options)}
+
+
+def short_val_split(dataset, tmp_path):
+    data = copy_dataset(dataset, tmp_path / "data")
+    shard_io.write_shard(data / "fineweb_val_000000.bin", np.array([1] + [5] * 19, dtype=np.uint16))
+    return {"DATA_PATH": data}
+
+
+def unreadable_build_info(dataset, tmp_path):
+    data = copy_dataset(dataset, tmp_path / "data")
+    (data / "build_info.json").write_text('{"vocab_size": 3')  # cut short
+    return {"DATA_PATH": data}
+
+
 @pytest.mark.parametrize("case, fragments", [
     ("bad_train_shard", ("fineweb_train_000002.bin: token id 400 >= VOCAB_SIZE 320",)),
     ("garbage_tokenizer", ("is not a SentencePiece model",)),
@@ -166,6 +183,11 @@ def other_tokenizer(dataset, tmp_path):
     ("eval_stride_in_eval_only", ("EVAL_STRIDE=48 must be <= the window, EVAL_SEQ_LEN or TRAIN_SEQ_LEN (40)",)),
     ("other_tokenizer_same_size", ("is not the one the shards were built with", "build_info.json")),
     ("summary_json_unwritable", ("EVAL_SUMMARY_JSON=", "its folder is not writable")),
+    ("summary_json_a_folder", ("EVAL_SUMMARY_JSON=", "is a directory")),
+    ("val_split_shorter_than_a_sequence", ("has 20 tokens, fewer than one sequence",)),
+    ("unreadable_build_info", ("build_info.json is unreadable (JSONDecodeError): remove it or rebuild the shards",)),
+    ("tokenizer_bos_not_1", ("has BOS id 2, not 1",)),
+    ("tokenizer_without_a_space_piece", ("has no '\u2581' piece: a space would count 3 bytes (#897)",)),
     # a machine without an export package (a GPU image may lack brotli and python_minifier) refuses at startup
     ("no_brotli", (f"the brotli package is missing: {sys.executable} -m pip install -r requirements.txt",)),
     ("no_python_minifier", ("the python_minifier package is missing",)),
@@ -194,6 +216,12 @@ def test_bad_input_is_one_line_and_exit_2(case, fragments, tiny_dataset, tmp_pat
                                              "EVAL_ONLY_PATH": tmp_path / "any.ptz"},
         "other_tokenizer_same_size": lambda: other_tokenizer(tiny_dataset, tmp_path),
         "summary_json_unwritable": lambda: {"EVAL_SUMMARY_JSON": a_file(tmp_path) / "summary.json"},
+        "summary_json_a_folder": lambda: {"EVAL_SUMMARY_JSON": tmp_path},
+        "val_split_shorter_than_a_sequence": lambda: short_val_split(tiny_dataset, tmp_path),
+        "unreadable_build_info": lambda: unreadable_build_info(tiny_dataset, tmp_path),
+        "tokenizer_bos_not_1": lambda: odd_tokenizer(tmp_path, bos_id=2, eos_id=1),
+        "tokenizer_without_a_space_piece": lambda: odd_tokenizer(  # no space in its text: no piece for one
+            tmp_path, [d.replace(" ", "") for d in make_documents(seed=5, count=900)], add_dummy_prefix=False),
         "no_brotli": lambda: without_package(tmp_path, "brotli"),
         "no_python_minifier": lambda: {"CODE_PACKING": "brotli", **without_package(tmp_path, "python_minifier")},
         "no_zstandard": lambda: {"COMPRESSOR": "zstd", **without_package(tmp_path, "zstandard")},

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -118,12 +119,14 @@ def test_the_compiler_loads_at_the_first_compile_with_our_settings():
         assert torch._dynamo.config.cache_size_limit == 64 and torch.fx.experimental._config.use_duck_shape is False
 
 
-def test_plan_switches_mid_run_without_recompiling(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("rows_by_doc", [0, 1])
+def test_plan_switches_mid_run_without_recompiling(rows_by_doc, tiny_dataset, tmp_path):
     """Looping switches on at 50% of ITERATIONS; warm-up has built the graphs of both plans and of the
-    eval forward, so the timed loop builds none (dynamo's eager backend: same guards, no codegen)."""
+    eval forward (rows, or top.env's one flat row), so the timed loop builds none (dynamo's eager backend: same
+    guards, no codegen)."""
     hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, NUM_LAYERS=3, NUM_LOOPS=1, LOOP_START=1,
                                               LOOP_END=1, ENABLE_LOOPING_AT=0.5, ITERATIONS=6, WARMUP_STEPS=1,
-                                              VAL_LOSS_EVERY=3))
+                                              VAL_LOSS_EVERY=3, EVAL_ROWS_BY_DOC=rows_by_doc))
     torch._dynamo.reset()
     models = models_for(hp, compile_backend="eager")
     optimizers = tg.build_optimizers(models.raw, hp, CPU)
