@@ -161,7 +161,7 @@ class Hyperparameters:
     muon_keep_warmup_momentum: bool = knob(False)  # Muon momentum keeps its compile warm-up value (#1855)
     ema_decay: float = knob(0.9965, "[0, 1)")  # EMA of the weights, loaded after training (0 = off)
     swa_enabled: bool = knob(False)  # #895 SWA: average checkpoints late in training instead of EMA
-    swa_start_frac: float = knob(0.4)  # SWA collects once the LR multiplier drops below this
+    swa_start_frac: float = knob(0.4, "(0, inf)")  # SWA collects once the LR multiplier drops below this
     swa_every: int = knob(50, "(0, inf)")  # SWA collects every N steps
     # quantization and artifact
     quant_method: str = choice("gptq", "gptq_lite", "int8")  # full-Hessian GPTQ, #895's clip search, or int8
@@ -203,13 +203,13 @@ class Hyperparameters:
     ttt_lora_rank: int = knob(80, "(0, inf)")  # rank of each adapter
     ttt_lora_alpha: float = knob(144.0)  # adapter scale alpha/rank (#1767)
     ttt_lora_lr: float = knob(1e-4, "[0, inf)")  # adapter learning rate
-    ttt_optimizer: str = choice("adam", "sgd")  # adapter optimizer: AdamW or plain SGD
-    ttt_beta1: float = knob(0.0, "[0, 1)")  # AdamW beta1 of the adapters
+    ttt_optimizer: str = choice("adam", "sgd")  # adapter optimizer: AdamW, or SGD (momentum TTT_BETA1, L2 decay)
+    ttt_beta1: float = knob(0.0, "[0, 1)")  # AdamW beta1 (SGD momentum) of the adapters
     ttt_beta2: float = knob(0.99, "[0, 1)")  # AdamW beta2 of the adapters
-    ttt_weight_decay: float = knob(0.5, "[0, inf)")  # AdamW weight decay of the adapters
+    ttt_weight_decay: float = knob(0.5, "[0, inf)")  # weight decay of the adapters
     ttt_grad_steps: int = knob(1, "(0, inf)")  # adapter steps per scored chunk
     ttt_chunk_size: int = knob(48, "(0, inf)")  # targets scored (then trained on) per step of a document
-    ttt_short_doc_chunks: str = knob("")  # 'chunk@maxlen,...' (#2014): smaller chunks for short documents
+    ttt_short_doc_chunks: str = knob("")  # 'chunk@maxlen,...' (#2014): for a batch whose longest document is short
     ttt_eval_seq_len: int = knob(2048, "(0, inf)")  # context window of a TTT chunk (and of global-SGD sequences)
     ttt_batch_size: int = knob(64, "(0, inf)")  # documents per TTT batch (one adapter each)
     ttt_warm_start_a: bool = knob(True)  # keep the trained A of the previous batch of the same lane (#1767)
@@ -1583,6 +1583,14 @@ def tensor_role(name: str) -> str:
         return "mlp"
     return "gate" if name.endswith("attn_gate_w") else "other"
 
+# Small tensors are stored fp16, except these control tensors under the baseline's int8 and #895's gptq_lite
+BASELINE_FP32_TENSORS = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight")
+
+def is_int8_gate(name: str, t: Tensor, hp: Hyperparameters) -> bool:
+    """GATED_ATTN_QUANT_GATE (#1736) with #1855's bounds: the sparse and dense gates; #1667's out gate stays fp16."""
+    return hp.gated_attn_quant_gate and tensor_role(name) == "gate" and not hp.attn_out_gate_enabled \
+        and 32 <= t.numel() <= 8192
+
 def sdclip_row_scales(w: Tensor, clip_sigmas: float, qmax: int, log_grid: bool = True) -> dict[str, Tensor]:
     """SDClip (#1394): scale = k * row std / qmax, fp16 as #1855 stores it, or ours (SCALE_LOG_GRID) snapped to a
     log grid, stored as its int16 exponent: ~5 compressed bits a row instead of ~11; the codes use the snapped value."""
@@ -1683,11 +1691,12 @@ def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
     with fp32_context(next(iter(state.values())).device):
         for name, t in state.items():
             dtype, t = str(t.dtype).removeprefix("torch."), t.detach()  # quantized on its own device (GPU: fast)
-            if tensor_role(name) == "gate" and hp.gated_attn_quant_gate:
-                scheme, arrays = "rows", quantize_groups(t, t.size(0), -127, 127, 127.0)  # #1736: int8 gates
+            if is_int8_gate(name, t, hp):
+                scheme, arrays = "rows", quantize_groups(t, t.size(0), -127, 127, 127.0)
             elif not t.is_floating_point() or t.ndim != 2 or t.numel() <= hp.keep_float_max_numel:
-                keep = torch.float16 if hp.quant_method == "gptq" and t.is_floating_point() else t.dtype
-                scheme, arrays = "raw", {"value": t.to(keep)}  # the baseline keeps its fp32 control tensors
+                fp32 = hp.quant_method != "gptq" and any(p in name for p in BASELINE_FP32_TENSORS)
+                keep = torch.float16 if t.is_floating_point() and not fp32 else t.dtype
+                scheme, arrays = "raw", {"value": t.to(keep)}
             else:
                 scheme, arrays = "rows", quantize_matrix(name, t, hp, hessians)
             out[name] = (scheme, dtype, {k: v.cpu().contiguous() for k, v in arrays.items()})
@@ -2045,23 +2054,24 @@ def lora_delta(adapters: dict[str, tuple[Tensor, Tensor]], scale: float, app: in
 
 def ttt_optimizer(lora: BatchedLoRA, hp: Hyperparameters) -> torch.optim.Optimizer:
     if hp.ttt_optimizer == "sgd":
-        return torch.optim.SGD(lora.parameters(), lr=hp.ttt_lora_lr)
+        return torch.optim.SGD(lora.parameters(), lr=hp.ttt_lora_lr, momentum=hp.ttt_beta1,
+                               weight_decay=hp.ttt_weight_decay)  # the records' (#1855): L2, not decoupled
     return torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
                              weight_decay=hp.ttt_weight_decay, fused=True)  # fused: no host read of the step
 
-def chunk_size_of(num_targets: int, hp: Hyperparameters) -> int:
-    """TTT_CHUNK_SIZE, or a smaller one of TTT_SHORT_DOC_CHUNKS for short documents (#2014)."""
-    pairs = sorted((longest, c) for c, longest in knob_list(hp, "ttt_short_doc_chunks"))
-    return next((c for longest, c in pairs if num_targets <= longest), hp.ttt_chunk_size)
+def chunk_size_of(docs: list[tuple[int, int]], hp: Hyperparameters) -> int:
+    """TTT_CHUNK_SIZE, or a smaller one of TTT_SHORT_DOC_CHUNKS (#2014): one size a batch, by its longest document,
+    whose length there counts its BOS too (one more than its targets)."""
+    longest, limits = max(end - start for start, end in docs) + 1, knob_list(hp, "ttt_short_doc_chunks")
+    return next((c for n, c in sorted((n, c) for c, n in limits) if longest <= n), hp.ttt_chunk_size)
 
-def chunk_count(doc: tuple[int, int], hp: Hyperparameters) -> int:
-    return -(-(doc[1] - doc[0]) // chunk_size_of(doc[1] - doc[0], hp))
+def chunk_count(doc: tuple[int, int], c: int) -> int:
+    return -(-(doc[1] - doc[0]) // c)
 
-def chunk_windows(docs: list[tuple[int, int]], step: int, hp: Hyperparameters) -> list[tuple[int, int, int]]:
-    """Per document, step's chunk as (context start, score start, end): up to TTT_EVAL_SEQ_LEN tokens of context."""
+def chunk_windows(docs: list[tuple[int, int]], step: int, c: int, hp: Hyperparameters) -> list[tuple[int, int, int]]:
+    """Per document, step's chunk of c as (context start, score start, end): up to TTT_EVAL_SEQ_LEN of context."""
     out = []
     for start, end in docs:
-        c = chunk_size_of(end - start, hp)
         hi = min(start + (step + 1) * c, end)
         out.append((max(start, hi - hp.ttt_eval_seq_len), start + step * c, hi))
     return out
@@ -2076,11 +2086,12 @@ TTT_PROGRESS_SECONDS = 30.0  # a long batch (a 25k-token document: 90 min on a C
 def ttt_batch(model: GPT, docs: list, lora: BatchedLoRA, hp: Hyperparameters, rt: Runtime, meters: StageMeters,
               label: str, log=None) -> None:
     """Score-first LoRA TTT of a batch (most chunks first): each chunk scored, then trained on, but the last."""
-    optimizer, chunks = ttt_optimizer(lora, hp), [chunk_count(d, hp) for d in docs]
+    optimizer, size = ttt_optimizer(lora, hp), chunk_size_of(docs, hp)
+    chunks = [chunk_count(d, size) for d in docs]
     start = shown = time.perf_counter()  # host clock: the progress line waits for nothing
     for step in range(chunks[0]):
         rows = sum(c > step for c in chunks)  # the documents still scoring: the first `rows`
-        host, _ = window_arrays(chunk_windows(docs[:rows], step, hp), meters, hp.ttt_eval_seq_len, hp)
+        host, _ = window_arrays(chunk_windows(docs[:rows], step, size, hp), meters, hp.ttt_eval_seq_len, hp)
         host["train"] = np.array([c > step + 1 for c in chunks[:rows]], np.int32)  # those with a later chunk
         ttt_step(model, lora.delta(rows), optimizer, host, meters, label, hp, rt)
         if log is not None and time.perf_counter() - shown >= TTT_PROGRESS_SECONDS:
@@ -2109,22 +2120,28 @@ def ttt_step(model: GPT, adapters, optimizer, host: dict[str, np.ndarray], meter
 def by_length(doc: tuple[int, int]) -> tuple[int, int]:
     return doc[1] - doc[0], doc[0]  # shortest first, ties in stream order
 
+def most_chunks_first(batch: list[tuple[int, int]], hp: Hyperparameters) -> list[tuple[int, int]]:
+    c = chunk_size_of(batch, hp)
+    return sorted(batch, key=lambda d: -chunk_count(d, c))  # stable: ties stay shortest first
+
 def ttt_queue(val: ValidationData, hp: Hyperparameters) -> list[tuple[int, list[tuple[int, int]]]]:
     """(batch index, documents) as #1855 queues them: batches cut from the shortest, run longest first."""
     docs = sorted(val_documents(val.tokens), key=by_length)
-    batches = [sorted(docs[i : i + hp.ttt_batch_size], key=lambda d: chunk_count(d, hp), reverse=True)
+    batches = [most_chunks_first(docs[i : i + hp.ttt_batch_size], hp)
                for i in range(0, len(docs), hp.ttt_batch_size)][::-1]
     chosen = knob_list(hp, "ttt_eval_batches")
     return [(b, batches[b]) for b in chosen] if chosen else list(enumerate(batches))
 
-def phase_plan(sizes: list[int], hp: Hyperparameters) -> list[tuple[int, int]]:
+def phase_plan(sizes: list[int], hp: Hyperparameters, world_size: int) -> list[tuple[int, int]]:
     """(batches scored before, documents trained on) per global-SGD phase k: PREFIX_DOCS*k/PHASES, once scored."""
     if not hp.phased_ttt_enabled:
         return []
-    plan, held = [], np.cumsum(sizes)
+    # GLOBAL_TTT_STREAM=record: #1855's ranks finish the batches they hold when its pause flag goes up, so its
+    # pool has world_size - 1 more (its logs, 8 ranks: pd:1296 documents, 21 batches, where 833 need 14)
+    plan, held, late = [], np.cumsum(sizes), world_size - 1 if hp.global_ttt_stream == "record" else 0
     for k in range(1, hp.phased_ttt_num_phases + 1):
         docs = hp.phased_ttt_prefix_docs * k // hp.phased_ttt_num_phases
-        bound = int(np.searchsorted(held, docs)) + 1  # the first batches holding `docs` documents
+        bound = int(np.searchsorted(held, docs)) + 1 + late  # the first batches holding `docs` documents
         if 0 < docs and bound < len(sizes):
             plan.append((bound, docs))
     return plan
@@ -2220,7 +2237,7 @@ def eval_ttt(model: GPT, val: ValidationData, hp: Hyperparameters, rt: Runtime, 
     """Score-first LoRA TTT into new_meters(labels, val, rt), ranks claiming batches, with phased global SGD once
     every batch before a phase's bound is scored (a claim past it waits). Returns the meters and seconds per leg."""
     queue = ttt_queue(val, hp)
-    phases = phase_plan([len(docs) for _, docs in queue], hp)
+    phases = phase_plan([len(docs) for _, docs in queue], hp, rt.world_size)
     label = "ttt_phased" if phases else "ttt_lora"  # no phase to run (PREFIX_DOCS past the queue): LoRA TTT alone
     meters = new_meters([label], val, rt)
     log(f"ttt: docs:{sum(len(d) for _, d in queue)} batches:{len(queue)} world_size:{rt.world_size} "

@@ -86,12 +86,16 @@ def save_checkpoint(models: Models, optimizers: list, average, loader: TrainLoad
     if why is None and rt.is_main:
         try:
             write_manifest(directory, loop, hp, rt, digests)
-            prune_checkpoints(directory, hp.resume_keep_last)
         except OSError as e:
             why = str(e)
     if why is not None:
         log(f"warning: resume checkpoint of step {loop.step} not written ({why}); the previous one is untouched")
         return
+    if rt.is_main:  # the manifest names the new checkpoint now: a failed delete only leaves old files behind
+        try:
+            prune_checkpoints(directory, hp.resume_keep_last)
+        except OSError as e:
+            log(f"warning: checkpoints beyond RESUME_KEEP_LAST not all deleted ({e})")
     RUN_STATE["checkpoint"] = f"{directory} (step {loop.step})"
     log(f"resume:saved step:{loop.step} train_time:{loop.train_ms:.0f}ms dir:{directory} "
         f"seconds:{time.perf_counter() - start:.2f}")

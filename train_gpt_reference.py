@@ -77,18 +77,18 @@ def quantize_int8_per_row(w: Tensor) -> dict[str, Tensor]:
     """Baseline export: clip each row at a high quantile of |w|, 127 levels, fp16 scale."""
     w = w.float()
     clip = torch.quantile(w.abs(), INT8_CLIP_QUANTILE, dim=1)
-    scale = (clip / 127.0).clamp_min(1.0 / 127.0).to(torch.float16)
-    return {"q": quantize_rows(torch.clamp(w, -clip[:, None], clip[:, None]), scale, 127), "scale": scale}
+    scale = (clip / 127.0).clamp_min(1.0 / 127.0)  # codes from the fp32 scale, then stored fp16 (as the baseline)
+    return {"q": quantize_rows(torch.clamp(w, -clip[:, None], clip[:, None]), scale, 127), "scale": scale.half()}
 
 def quantize_gptq_lite(w: Tensor, qmax: int) -> dict[str, Tensor]:
     """#895: per row, try clips at a few |w| quantiles and keep the one with the least squared error."""
     w = w.float()
-    scales = torch.stack([(torch.quantile(w.abs(), q, dim=1) / qmax).clamp_min(1e-12).to(torch.float16)
-                          for q in GPTQ_LITE_QUANTILES])  # [candidates, rows]
+    scales = torch.stack([(torch.quantile(w.abs(), q, dim=1) / qmax).clamp_min(1e-12)
+                          for q in GPTQ_LITE_QUANTILES])  # [candidates, rows]; fp32 until stored, as #895's
     codes = torch.stack([quantize_rows(w, scale, qmax) for scale in scales])
-    best = ((codes.float() * scales.float()[..., None] - w) ** 2).sum(-1).argmin(0)  # the first on ties
+    best = ((codes.float() * scales[..., None] - w) ** 2).sum(-1).argmin(0)  # the first on ties
     rows = torch.arange(w.size(0))
-    return {"q": codes[best, rows], "scale": scales[best, rows]}
+    return {"q": codes[best, rows], "scale": scales[best, rows].half()}
 
 def quantize_reference(w: Tensor, qmax: int, hp: Hyperparameters) -> dict[str, Tensor]:
     """QUANT_METHOD=int8 or gptq_lite: one large matrix."""
@@ -113,7 +113,8 @@ class SWA:
 
     @torch.no_grad()
     def average(self, model: nn.Module) -> dict[str, Tensor] | None:
-        if self.count == 0:
+        if self.count == 0:  # the multiplier never went below SWA_START_FRAC at full depth on a SWA_EVERY step
+            self.log("warning: swa collected no checkpoint; the final weights are used")
             return None
         self.log(f"swa: averaging {self.count + 1} checkpoints")  # the final weights count once more
         return {k: ((self.sum[k] + v.float()) / (self.count + 1)).to(v.dtype) for k, v in model.state_dict().items()}

@@ -98,7 +98,7 @@ class Calibration:
 
 
 CALIBRATION = Calibration(train_mfu=0.2728, activation_bytes=23_603.0, reserved_over_allocated=1.1295,
-                          sgd_step_overhead_s=0.1115, ttt_mfu=0.1078,
+                          sgd_step_overhead_s=0.1116, ttt_mfu=0.1040,
                           entropy_efficiency=(("gptq", 0.5662), ("gptq_norans", 0.5714), ("gptq_lite", 0.9006),
                                               ("int8", 0.7776)))
 
@@ -378,10 +378,10 @@ def chunk_steps(lengths: np.ndarray, hp: tg.Hyperparameters):
     a remainder batch of the longest comes first) as ttt_batch runs it, per chunk step s: the rows still
     scoring (the documents with a chunk s), the widest window (up to TTT_EVAL_SEQ_LEN tokens of prefix), the
     most scored positions and whether any row has a later chunk (then a backward follows)."""
-    chunk = np.array([tg.chunk_size_of(int(n), hp) for n in lengths])
     cuts = batch_cuts(len(lengths), hp.ttt_batch_size)
     for i, j in zip(cuts, cuts[1:]):
-        n, c = lengths[i:j], chunk[i:j]
+        n = lengths[i:j]
+        c = np.full(n.size, tg.chunk_size_of([(0, int(n.max()))], hp))  # one size a batch, by its longest
         chunks = -(-n // c)
         s = np.arange(int(chunks.max()))[:, None]
         live = chunks[None, :] > s
@@ -428,7 +428,7 @@ def global_sgd_plan(hp: tg.Hyperparameters, model: tg.GPT, lengths: np.ndarray, 
     the shortest of the batches scored before it (tg.phase_docs), in GLOBAL_TTT_CHUNK_TOKENS steps, the last
     chunk skipped; each rank trains its share of the rows with the full training plan."""
     plan, cuts = [], batch_cuts(len(lengths), hp.ttt_batch_size)
-    for bound, docs in tg.phase_plan(np.diff(cuts), hp):
+    for bound, docs in tg.phase_plan(np.diff(cuts), hp, gpus):
         scored = lengths[: cuts[bound]]
         used = scored[len(scored) - docs :] if hp.global_ttt_stream == "record" else lengths[:docs]
         tokens = int(used.sum())
@@ -494,13 +494,12 @@ def efficiency_key(hp: tg.Hyperparameters) -> str:
 def tensor_export(name: str, t: torch.Tensor, hp: tg.Hyperparameters) -> tuple[str, float]:
     """(group, nominal bits a parameter) as quantize_state_dict stores this tensor."""
     role = tg.tensor_role(name)
-    if role == "gate" and hp.gated_attn_quant_gate:
+    if tg.is_int8_gate(name, t, hp):
         return "attention gates, int8 rows", 8 + 16 / t.shape[-1]  # int8 codes, an fp16 scale a row
     if t.ndim != 2 or t.numel() <= hp.keep_float_max_numel:
-        if hp.quant_method == "gptq":
-            return "small tensors, fp16", 16
-        bf16 = role == "embed"  # build_model leaves the embedding tables bf16, everything else fp32
-        return f"small tensors, {'bf16' if bf16 else 'fp32'}", 16 if bf16 else 32
+        if hp.quant_method != "gptq" and any(p in name for p in tg.BASELINE_FP32_TENSORS):
+            return "small tensors, fp32", 32
+        return "small tensors, fp16", 16
     bits = 8 if hp.quant_method == "int8" else tg.role_bits_and_sigmas(role, hp)[0]
     return f"{role} matrices, int{bits}", bits
 

@@ -62,6 +62,21 @@ MUTATIONS = {
     "eval_warm_up_skips_the_flat_row": ("    if hp.eval_rows_by_doc:  # eval_val's one flat row\n", "    if False:\n",
                                         ["tests/test_training.py", "-k", "plan_switches_mid_run"]),  # a recompile
     "no_damping_retry": ("GPTQ_DAMPING = (0.01, 0.1, 1.0)", "GPTQ_DAMPING = (0.01,)", ["tests/test_numerics.py"]),
+    # the records' formulas on their opt-in paths
+    "out_gate_stored_int8": ('"gate" and not hp.attn_out_gate_enabled', '"gate"',  # #1667's gate: fp16 in the records
+                             ["tests/test_quantization.py"]),
+    "baseline_controls_stored_fp16": ('fp32 = hp.quant_method != "gptq" and', "fp32 = False and",
+                                      ["tests/test_quantization.py"]),
+    "gptq_lite_codes_from_fp16_scales": ("(torch.quantile(w.abs(), q, dim=1) / qmax).clamp_min(1e-12)",
+                                         "(torch.quantile(w.abs(), q, dim=1) / qmax).clamp_min(1e-12).half()",
+                                         ["tests/test_quantization.py"], "train_gpt_reference.py"),
+    "ttt_sgd_without_momentum": ("lr=hp.ttt_lora_lr, momentum=hp.ttt_beta1,", "lr=hp.ttt_lora_lr, momentum=0.0,",
+                                 ["tests/test_eval_legality.py", "-k", "score_first_reference"]),
+    "short_doc_length_without_bos": ("longest, limits = max(end - start for start, end in docs) + 1,",
+                                     "longest, limits = max(end - start for start, end in docs),",
+                                     ["tests/test_eval_legality.py", "-k", "short"]),
+    "record_pool_without_in_flight_batches": ("np.cumsum(sizes), world_size - 1 if", "np.cumsum(sizes), 0 if",
+                                              ["tests/test_record_commands.py", "-k", "pauses_for_global_sgd"]),
     # evaluation legality (#1017): each mutation makes one mode peek, double-count or skip
     "ttt_trains_the_last_chunk": ("[c > step + 1 for c in chunks[:rows]]", "[c > step for c in chunks[:rows]]",
                                   LEGALITY),

@@ -129,7 +129,7 @@ def split_points(mode: str, tokens: torch.Tensor, tmp_path) -> list[int]:
     if MODES[mode][0].get("PHASED_TTT_ENABLED"):
         hp = hparams(tmp_path, **MODES[mode][0])
         queue = tg.ttt_queue(validation(tokens), hp)
-        points += [queue[bound][1][0][0] + 3 for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp)]
+        points += [queue[bound][1][0][0] + 3 for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp, 1)]
     return points
 
 
@@ -208,9 +208,11 @@ def test_sliding_windows_with_a_full_stride_are_the_plain_rows(tmp_path):
     assert rows[0]["val_bpb"] == pytest.approx(tg.eval_val(model, val, hp, CPU)[1], rel=1e-6)
 
 
-def test_short_documents_get_the_smaller_chunks(tmp_path):
+def test_batches_of_short_documents_get_the_smaller_chunks(tmp_path):
     hp = hparams(tmp_path, TTT_SHORT_DOC_CHUNKS="2@10,4@40")
-    assert [tg.chunk_size_of(n, hp) for n in (1, 10, 11, 40, 41, 500)] == [2, 2, 4, 4, 8, 8]
+    # a document of n targets is n + 1 long in #2014's count (its BOS too); a batch takes its longest's size
+    assert [tg.chunk_size_of([(0, n)], hp) for n in (1, 9, 10, 39, 40, 500)] == [2, 2, 4, 4, 8, 8]
+    assert tg.chunk_size_of([(0, 3), (3, 6), (6, 46)], hp) == 8
     with pytest.raises(tg.HyperparameterError, match="TTT_SHORT_DOC_CHUNKS"):
         hparams(tmp_path, TTT_SHORT_DOC_CHUNKS="4:40")
 
@@ -219,18 +221,23 @@ def reference_lora_ttt_nll(model, val, hp) -> float:
     """Slow reference of score-first TTT: one document at a time, one chunk at a time; a chunk is scored by
     adapters trained on that document's earlier chunks only, then trained on unless it is the last."""
     total, seq_len = 0.0, hp.ttt_eval_seq_len
+    pairs = (item.split("@") for item in hp.ttt_short_doc_chunks.split(",") if item)  # 'chunk@length,...'
+    limits = sorted((int(n), int(c)) for c, n in pairs)
     for index, docs in tg.ttt_queue(val, hp):
         batch = tg.BatchedLoRA(model, hp, len(docs), seed=hp.seed * 1_000_003 + index)  # the code's A init
+        longest = max(end - start for start, end in docs) + 1  # #2014: a batch's size, by its longest (with BOS)
+        chunk = next((c for n, c in limits if longest <= n), hp.ttt_chunk_size)
         for slot, (start, end) in enumerate(docs):
             lora = tg.BatchedLoRA(model, hp, 1, seed=0)
             with torch.no_grad():
                 for name, a in lora.a.items():
                     a.copy_(batch.a[name][slot : slot + 1])
-            opt = torch.optim.SGD(lora.parameters(), lr=hp.ttt_lora_lr) if hp.ttt_optimizer == "sgd" else \
+            opt = torch.optim.SGD(lora.parameters(), lr=hp.ttt_lora_lr, momentum=hp.ttt_beta1,  # #1855's
+                                  weight_decay=hp.ttt_weight_decay) if hp.ttt_optimizer == "sgd" else \
                 torch.optim.AdamW(lora.parameters(), lr=hp.ttt_lora_lr, betas=(hp.ttt_beta1, hp.ttt_beta2), eps=1e-10,
                                   weight_decay=hp.ttt_weight_decay)
-            for lo in range(0, end - start, hp.ttt_chunk_size):
-                hi = min(lo + hp.ttt_chunk_size, end - start)
+            for lo in range(0, end - start, chunk):
+                hi = min(lo + chunk, end - start)
                 a = start + max(0, hi - seq_len)
                 x, y = val.tokens[a : start + hi].long()[None], val.tokens[a + 1 : start + hi + 1].long()[None]
                 nll = model(x, y, reduction="none", span=seq_len, lora=lora.delta())[-(hi - lo):]
@@ -256,8 +263,10 @@ def lora_ttt_total(env: dict, warm_up: bool = False) -> tuple[float, float, int]
     return nll, want, tg.compiled_graphs() - graphs
 
 
-@pytest.mark.parametrize("variant", [{}, dict(TTT_OPTIMIZER="sgd", TTT_LORA_LR=0.5, TTT_MLP_LORA=0, TTT_O_LORA=0)],
-                         ids=["adam", "sgd_without_o_and_mlp_adapters"])
+@pytest.mark.parametrize("variant", [{}, dict(TTT_OPTIMIZER="sgd", TTT_LORA_LR=0.5, TTT_BETA1=0.5, TTT_WEIGHT_DECAY=2.0,
+                                            TTT_MLP_LORA=0, TTT_O_LORA=0),
+                                       dict(TTT_SHORT_DOC_CHUNKS="4@20,6@46")],
+                         ids=["adam", "sgd_without_o_and_mlp_adapters", "short_doc_chunks"])
 def test_lora_ttt_equals_the_score_first_reference(variant, tmp_path):
     env = tiny_env(tmp_path, tmp_path, **{**SMALL, "TTT_WARM_START_A": 0, **variant})
     nll, want, _ = lora_ttt_total(env)
@@ -323,7 +332,8 @@ def test_global_sgd_trains_only_on_token_positions_already_scored(prefix, stream
     tg.eval_ttt(model, val, hp, CPU, tg.StageMeters, lambda *a, **k: None)
     assert len(read) > 0 and any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     queue = tg.ttt_queue(val, hp)
-    scored_docs = [[d for _, docs in queue[:bound] for d in docs] for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp)]
+    phases = tg.phase_plan([len(d) for _, d in queue], hp, 1)
+    scored_docs = [[d for _, docs in queue[:bound] for d in docs] for bound, _ in phases]
     counts = [prefix * k // 2 for k in (1, 2)]
     if stream_order == "record":  # #1855: the scored documents by length, shortest first, cut to the count
         want = [sorted(docs, key=lambda d: (d[1] - d[0], d[0]))[:n] for docs, n in zip(scored_docs, counts)]
@@ -345,21 +355,22 @@ def claiming_worker(rank: int, world: int, init_file: str, out: str, env: dict) 
     dist.destroy_process_group()
 
 
-def test_claimed_batches_on_two_ranks_score_each_document_once_and_phases_wait_for_them(tmp_path):
+@pytest.mark.parametrize("stream_order", ["queue", "record"])
+def test_claimed_batches_on_two_ranks_score_each_document_once_and_phases_wait_for_them(tmp_path, stream_order):
     """Two ranks take batches from a shared counter: each batch is scored by exactly one rank, no rank scores
     a batch past a phase's bound before that phase or one below it after, so every document a phase trains on
     was scored before it on whichever rank; the totals are the one-process totals (warm-start A off: the only
-    rank-dependent state)."""
+    rank-dependent state). GLOBAL_TTT_STREAM=record: #1855's pool, one batch more at two ranks, scored first."""
     # the record's global-SGD LR: SMALL's 0.05 turns the gradients' other summation order into ~5e-6 of the total
     env = tiny_env(tmp_path, tmp_path, **{**SMALL, "PHASED_TTT_ENABLED": 1, "TTT_WARM_START_A": 0,
-                                          "GLOBAL_TTT_LR": 0.001})
+                                          "GLOBAL_TTT_LR": 0.001, "GLOBAL_TTT_STREAM": stream_order})
     mp.spawn(claiming_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "out"), env), nprocs=2, join=True)
     runs = [torch.load(tmp_path / f"out.{rank}", weights_only=False) for rank in range(2)]
     hp, val = tg.Hyperparameters.from_env(env), validation(stream(seed=4))
     queue = tg.ttt_queue(val, hp)
     index = {tuple(docs): b for b, docs in queue}
-    bounds = [bound for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp)]
-    assert bounds == [1, 2] and len(queue) == 4
+    bounds = [bound for bound, _ in tg.phase_plan([len(d) for _, d in queue], hp, 2)]
+    assert bounds == ([1, 2] if stream_order == "queue" else [2, 3]) and len(queue) == 4
     scored = []
     for run in runs:
         phase = 0
@@ -372,6 +383,8 @@ def test_claimed_batches_on_two_ranks_score_each_document_once_and_phases_wait_f
             scored.append(b)
         assert phase == len(bounds)  # every rank joined every phase
     assert sorted(scored) == list(range(len(queue)))
+    if stream_order == "record":  # one rank's pool has no batch in flight: other documents, other totals
+        return
     one, _ = tg.eval_ttt(model_for(env), val, hp, CPU, tg.StageMeters, lambda *a, **k: None)
     want = one.meters["ttt_phased"].totals(CPU)
     assert runs[0]["totals"] == runs[1]["totals"] and runs[0]["totals"][1:] == want[1:]
@@ -396,7 +409,7 @@ def test_a_long_document_logs_progress_inside_its_batch(tmp_path, monkeypatch):
     hp, model = hparams(tmp_path), model_for(tiny_env(tmp_path, tmp_path, **SMALL))
     val = validation(stream(seed=5, lengths=(150, 20, 3)))
     docs = tg.ttt_queue(val, hp)[0][1]
-    chunks = [tg.chunk_count(d, hp) for d in docs]
+    chunks = [tg.chunk_count(d, hp.ttt_chunk_size) for d in docs]
     lines = []
     tg.eval_ttt(model, val, hp, CPU, tg.StageMeters, lambda msg, **k: lines.append(msg))
     assert not any(line.startswith("ttc: ") for line in lines)  # a fast batch: no progress line at 30 s
@@ -441,10 +454,11 @@ def test_a_flex_model_is_scored_through_an_sdpa_view_of_its_own_weights(tmp_path
 def leaky_ttt_batch(model, docs, lora, hp, rt, meters, label, log=None):
     """The forbidden order, built only here: train on each chunk, then score it."""
     optimizer, span = tg.ttt_optimizer(lora, hp), hp.ttt_eval_seq_len
-    chunks = [tg.chunk_count(d, hp) for d in docs]
+    c = tg.chunk_size_of(docs, hp)
+    chunks = [tg.chunk_count(d, c) for d in docs]
     for step in range(chunks[0]):
-        rows = sum(c > step for c in chunks)
-        host, _ = tg.window_arrays(tg.chunk_windows(docs[:rows], step, hp), meters, span, hp)
+        rows = sum(n > step for n in chunks)
+        host, _ = tg.window_arrays(tg.chunk_windows(docs[:rows], step, c, hp), meters, span, hp)
         dev = tg.to_device(host, rt)
         for _ in range(hp.ttt_grad_steps):
             optimizer.zero_grad()

@@ -629,9 +629,9 @@ def test_ttt_documents_give_a_full_window_with_a_later_chunk():
     hp = tg.Hyperparameters.from_env({})
     fake, docs, step = gpu_bench.ttt_documents(hp, 64, seed=0)
     assert step == 42 and len(docs) == 64  # 43 x 48 = 2064 targets: the window is the 2048 tokens before
-    windows = tg.chunk_windows(docs, step, hp)
+    windows = tg.chunk_windows(docs, step, hp.ttt_chunk_size, hp)
     assert all(e - a == hp.ttt_eval_seq_len and e - s == hp.ttt_chunk_size for a, s, e in windows)
-    assert all(tg.chunk_count(d, hp) > step + 1 for d in docs)  # trained on: a chunk follows
+    assert all(tg.chunk_count(d, hp.ttt_chunk_size) > step + 1 for d in docs)  # trained on: a chunk follows
     tokens = fake.tokens.numpy()
     assert [int(tokens[s]) for s, _ in docs] == [tg.BOS_ID] * 64 and (tokens[1:docs[0][1]] != tg.BOS_ID).all()
     assert [d for _, d in tg.ttt_queue(fake, hp)] == [sorted(docs)]
@@ -646,7 +646,7 @@ def test_step_costs_chunk_like_gpu_plan():
     full, _ = gpu_bench.step_costs(lengths, hp, fixed_s=0.0, per_row_s=1.0, full_width=True)
     scaled, _ = gpu_bench.step_costs(lengths, hp, fixed_s=0.0, per_row_s=1.0)
     first = lengths[: len(lengths) % hp.ttt_batch_size or hp.ttt_batch_size]  # the remainder batch, longest
-    first_batch_chunks = sum(-(-int(n) // tg.chunk_size_of(int(n), hp)) for n in first)
+    first_batch_chunks = sum(-(-int(n) // hp.ttt_chunk_size) for n in first)
     assert full[0] == first_batch_chunks  # a row a chunk step of each document
     assert np.all(scaled <= full) and scaled[-1] < full[-1]  # short documents: narrower windows
 

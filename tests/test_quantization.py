@@ -79,15 +79,35 @@ def test_lqer_asymmetric_codes_use_their_ranges():
     assert factors["lqer_b_scale"].numel() == 4 * 128 // 64
 
 
-def test_gptq_lite_picks_the_best_clip_per_row():
+def test_gptq_lite_picks_each_rows_clip_as_895_does():
     w = torch.randn(32, 512, generator=torch.Generator().manual_seed(2))
     w[0, 0] = 40.0  # one outlier: a lower quantile clip is better for that row
+    best_q = best_s = best_mse = picked = None  # #895's loop, restated: codes and errors from fp32 scales
+    for k, quantile in enumerate(reference.GPTQ_LITE_QUANTILES):
+        clip = torch.quantile(w.abs(), quantile, dim=1)
+        s = (clip / 127).clamp_min(1e-12)
+        q = torch.clamp(torch.round(torch.clamp(w, -clip[:, None], clip[:, None]) / s[:, None]), -127, 127)
+        mse = ((w - q * s[:, None]) ** 2).sum(1)
+        if best_mse is None:
+            best_q, best_s, best_mse, picked = q, s, mse, torch.zeros(32, dtype=torch.long)
+            continue
+        better = mse < best_mse  # strictly: the first candidate wins ties
+        best_q, best_s = torch.where(better[:, None], q, best_q), torch.where(better, s, best_s)
+        best_mse, picked = torch.where(better, mse, best_mse), torch.where(better, k, picked)
     lite = reference.quantize_gptq_lite(w, 127)
-    err = ((tg.dequantize_groups(lite["q"], lite["scale"]) - w) ** 2).sum(1)
-    for quantile in reference.GPTQ_LITE_QUANTILES:
-        scale = (torch.quantile(w.abs(), quantile, dim=1) / 127).clamp_min(1e-12).half()
-        other = ((tg.dequantize_groups(tg.quantize_rows(w, scale, 127), scale) - w) ** 2).sum(1)
-        assert torch.all(err <= other + 1e-6)
+    assert torch.equal(lite["q"], best_q.to(torch.int8)) and torch.equal(lite["scale"], best_s.half())
+    assert picked[0] < picked[1:].max()  # the outlier's row kept a lower clip than others chose
+
+
+def test_small_tensors_are_fp16_but_the_baselines_control_tensors_under_its_exports():
+    state = {"blocks.0.attn_scale": torch.ones(64), "blocks.0.attn.q_gain": torch.ones(2), "smear_gate": torch.ones(12),
+             "loop_embed": torch.ones(3, 64), "tok_emb.weight": torch.ones(64, 32, dtype=torch.bfloat16)}
+    for method in ("gptq", "int8", "gptq_lite"):
+        quantized = tg.quantize_state_dict(state, tg.Hyperparameters.from_env({"QUANT_METHOD": method}))
+        dtypes = {name: arrays["value"].dtype for name, (_, _, arrays) in quantized.items()}
+        control = torch.float16 if method == "gptq" else torch.float32  # #1855 stores every small float fp16
+        assert dtypes == {"blocks.0.attn_scale": control, "blocks.0.attn.q_gain": control,
+                          "smear_gate": torch.float16, "loop_embed": torch.float16, "tok_emb.weight": torch.float16}
 
 
 def test_state_dict_routing_by_role():
@@ -106,6 +126,25 @@ def test_state_dict_routing_by_role():
     assert emb.abs().max() <= 63  # EMBED_BITS=7
     mlp = quantized["blocks.0.mlp.fc.weight"][2]["q"]
     assert mlp.abs().max() <= 31  # MATRIX_BITS=6
+
+
+@pytest.mark.parametrize("gate, shape, int8", [
+    ({}, (8, 12), True),  # #1855's sparse gate
+    ({"SPARSE_ATTN_GATE_ENABLED": "0", "GATED_ATTN_ENABLED": "1"}, (8, 512), True),  # #1736's dense gate
+    ({"SPARSE_ATTN_GATE_ENABLED": "0", "GATED_ATTN_ENABLED": "1"}, (16, 768), False),  # over #1855's 8,192
+    ({}, (2, 12), False),  # under its 32
+    ({"SPARSE_ATTN_GATE_ENABLED": "0", "ATTN_OUT_GATE_ENABLED": "1"}, (8, 12), False),  # #1667's: fp16
+], ids=["sparse", "dense", "dense_over_8192", "sparse_under_32", "out_gate"])
+def test_int8_gate_rows_are_the_records_gates_within_their_bounds(gate, shape, int8):
+    hp = tg.Hyperparameters.from_env(gate)
+    w = torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 0.3
+    scheme, _, arrays = tg.quantize_state_dict({"blocks.0.attn.attn_gate_w": w}, hp)["blocks.0.attn.attn_gate_w"]
+    if not int8:
+        assert scheme == "raw" and arrays["value"].dtype == torch.float16
+        return
+    scale = (w.abs().amax(1) / 127).half()  # #1855's _quantize_gate_int8_row, restated
+    assert scheme == "rows" and torch.equal(arrays["scale"], scale)
+    assert torch.equal(arrays["q"], torch.clamp(torch.round(w / scale.float()[:, None]), -127, 127).to(torch.int8))
 
 
 def test_hessians_count_each_application_and_use_the_final_norm_for_the_embedding():

@@ -233,6 +233,19 @@ def test_top_recipe_sets_the_records_numerics():
             hp.global_ttt_stream) == (True, True, True, True, "record")
 
 
+def test_top_recipe_pauses_for_global_sgd_where_the_records_logs_do():
+    """#1855's logs (all three seeds, 8 ranks): 'ttpp: phase:k/3 pd:1296|2128|2960 gd:833|1666|2500', the documents
+    scored when each phase began: the batches holding 833/1666/2500 documents (14, 27, 40) and the 7 the other
+    ranks held in flight; #2135's one phase: pd:2960 at 8 ranks as well."""
+    hp = tg.Hyperparameters.from_env(recipe("top.env"))
+    sizes = [50_000 % hp.ttt_batch_size] + [hp.ttt_batch_size] * (50_000 // hp.ttt_batch_size)  # 16 longest first
+    phases = tg.phase_plan(sizes, hp, 8)
+    assert [(sum(sizes[:bound]), docs) for bound, docs in phases] == [(1296, 833), (2128, 1666), (2960, 2500)]
+    assert tg.phase_plan(sizes, hp, 1) == [(14, 833), (27, 1666), (40, 2500)]
+    queue = tg.phase_plan(sizes, tg.Hyperparameters.from_env({**recipe("top.env"), "GLOBAL_TTT_STREAM": "queue"}), 8)
+    assert queue == [(14, 833), (27, 1666), (40, 2500)]  # the first documents need no more batches scored
+
+
 # The frontier after #1855 (unmerged, 2026-05), layered on top.env. Neither log's model_params line could be
 # found; the count is #1855's 35,945,671 plus AsymLogit's two learned caps (#1923: softcap_pos, softcap_neg).
 FRONTIER = {
@@ -241,7 +254,7 @@ FRONTIER = {
         knobs={"train_seq_len": 3072, "ttt_eval_seq_len": 3072, "qk_gain_init": 5.25, "asym_logit_rescale": True,
                "ttt_q_lora": False, "ttt_k_lora": True, "ttt_v_lora": False, "ttt_batch_size": 24,
                "phased_ttt_num_phases": 1, "phased_ttt_prefix_docs": 2500, "ngram_tilt_enabled": False},
-        chunks={256: 8, 257: 24, 2000: 24, 2001: 48}, phases=[(105, 2500)]),  # 2500 documents = 105 batches of 24
+        chunks={255: 8, 256: 24, 1999: 24, 2000: 48}, phases=[(112, 2500)]),  # 105 batches of 24 hold 2500, +7
     "pr2135.env": dict(
         stages=[tg.Stage(0, 2048), tg.Stage(1, 2048)],
         knobs={"ngram_tilt_enabled": True, "ngram_tilt_order": 16, "ngram_tilt_threshold": 0.8,
@@ -249,7 +262,7 @@ FRONTIER = {
                "ttt_lora_rank": 80, "ttt_lora_lr": 8e-5, "ttt_weight_decay": 2.0, "ttt_k_lora": False,
                "ttt_q_lora": True, "ttt_v_lora": True, "matrix_lr": 0.028, "lqer_asym_group": 32,
                "ttt_eval_seq_len": 2560, "smear_gate_enabled": True},
-        chunks={1: 48, 256: 48, 5000: 48}, phases=[(40, 2500)]),  # 2500 documents = 40 batches of 64
+        chunks={1: 48, 256: 48, 5000: 48}, phases=[(47, 2500)]),  # 40 batches of 64 hold 2500, +7: its pd:2960
 }
 
 
@@ -267,8 +280,9 @@ def test_frontier_recipe_builds_the_records_model_and_plan(name):
     assert [i for i, on in enumerate(plan.parallel) if on] == list(range(14, 17))
     assert tg.schedule_stages(hp) == want["stages"]
     assert {k: getattr(hp, k) for k in want["knobs"]} == want["knobs"]
-    assert {n: tg.chunk_size_of(n, hp) for n in want["chunks"]} == want["chunks"]
+    # a batch whose longest document has n targets: n + 1 tokens in #2014's count, its BOS too
+    assert {n: tg.chunk_size_of([(0, 1), (5, 5 + n)], hp) for n in want["chunks"]} == want["chunks"]
     sizes = [50_000 % hp.ttt_batch_size] + [hp.ttt_batch_size] * (50_000 // hp.ttt_batch_size)  # #1855's queue
-    assert tg.phase_plan(sizes, hp) == want["phases"]
+    assert tg.phase_plan(sizes, hp, 8) == want["phases"]  # at 8 ranks: 7 batches in flight join the pool
     # top.env's #1855 numerics come along
     assert hp.grad_clip_per_rank and hp.rope_bf16_freqs and hp.muon_keep_warmup_momentum and hp.eval_rows_by_doc

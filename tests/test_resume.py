@@ -232,6 +232,48 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint_and_training_go
     assert restore(tiny_training(tiny_dataset, tmp_path, RESUME_FROM=resume_dir)).step == 1
 
 
+@pytest.mark.parametrize("failing", ["write_manifest", "prune_checkpoints"])
+def test_a_failed_manifest_write_or_delete_is_one_warning_and_the_manifest_names_a_whole_checkpoint(
+        tiny_dataset, tmp_path, monkeypatch, failing):
+    a = tiny_training(tiny_dataset, tmp_path, RESUME_KEEP_LAST=1)
+    train_steps(a, 1)
+    save(a)
+    train_steps(a, 1)
+
+    def denied(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(longrun, failing, denied)
+    lines = []
+    save(a, log=lambda msg, **k: lines.append(msg))
+    monkeypatch.undo()
+    if failing == "write_manifest":  # step 2's file is on disk, unnamed: the manifest still names step 1
+        assert lines == [("warning: resume checkpoint of step 2 not written ([Errno 13] Permission denied); the "
+                          "previous one is untouched")]
+    else:  # the manifest already names step 2: only step 1's file stays behind
+        assert lines[0] == "warning: checkpoints beyond RESUME_KEEP_LAST not all deleted ([Errno 13] Permission denied)"
+        assert lines[1].startswith("resume:saved step:2 ") and len(lines) == 2
+    resume_dir = tmp_path / "resume"
+    assert sorted(p.name for p in resume_dir.glob("*.pt")) == ["resume_rank0_step1.pt", "resume_rank0_step2.pt"]
+    named = 1 if failing == "write_manifest" else 2
+    assert restore(tiny_training(tiny_dataset, tmp_path, RESUME_FROM=resume_dir)).step == named
+
+
+def test_a_milestone_export_over_the_cap_is_reported_and_training_goes_on(tiny_dataset, tmp_path, monkeypatch):
+    a = tiny_training(tiny_dataset, tmp_path, EXPORT_MINUTES="1")
+    train_steps(a, 2)
+    live = tg.weights_crc32(a["models"].raw)
+    monkeypatch.setattr(tg, "ARTIFACT_CAP_BYTES", 1000)
+    lines = []
+    longrun.periodic_export(a["models"], a["average"], None, a["hp"], CPU, lambda msg, **k: lines.append(msg), 1.0, 2,
+                            60_000.0)
+    record = json.loads((tmp_path / "exports.jsonl").read_text())
+    assert record["error"].startswith("artifact is ") and "over the 1000-byte cap" in record["error"]
+    assert record["step"] == 2 and "artifact" not in record and not list(tmp_path.glob("export_1min/*.ptz"))
+    assert lines[-1].startswith("export:1min step:2 ") and f"error:{record['error']}" in lines[-1]
+    assert tg.weights_crc32(a["models"].raw) == live  # the live weights came back: training goes on
+
+
 def test_the_fingerprint_holds_training_knobs_and_not_the_continuations():
     base = longrun.training_fingerprint(tg.Hyperparameters.from_env({}))
     same = {"MAX_WALLCLOCK_SECONDS": "21600", "SCHEDULE_HORIZON_SECONDS": "21600", "ITERATIONS": "100000",
@@ -286,6 +328,28 @@ def test_damaged_or_missing_checkpoints_fail_with_one_line(tiny_dataset, tmp_pat
     rank_file.unlink()
     with pytest.raises(tg.DataError, match="listed in the manifest, is missing"):
         longrun.read_checkpoint(hp(checkpoint_dir), CPU)
+
+
+def test_malformed_manifests_and_foreign_rank_files_fail_with_one_line(tiny_dataset, tmp_path, checkpoint_dir):
+    hp = tg.Hyperparameters.from_env(tiny_env(tiny_dataset, tmp_path, EMA_DECAY=0.9, RESUME_FROM=checkpoint_dir))
+    manifest_path, rank_file = checkpoint_dir / longrun.RESUME_MANIFEST, checkpoint_dir / "resume_rank0_step1.pt"
+    manifest = json.loads(manifest_path.read_text())
+    cases = [("{not json", r"resume_manifest.json is not a checkpoint manifest \(JSONDecodeError: "),
+             (json.dumps({k: v for k, v in manifest.items() if k != "fingerprint"}),
+              r"is not a checkpoint manifest \(KeyError: 'fingerprint'\)"),
+             ("[]", r"is not a checkpoint manifest \(TypeError: ")]
+    for text, match in cases:
+        manifest_path.write_text(text)
+        with pytest.raises(tg.DataError, match=match):
+            longrun.read_checkpoint(hp, CPU)
+    manifest_path.write_text(json.dumps({**manifest, "sha256": {}}))  # past the checksum: what the file holds
+    torch.save({**torch.load(rank_file, weights_only=True), "rank": 1}, rank_file)
+    with pytest.raises(tg.DataError, match="resume_rank0_step1.pt is not rank 0's checkpoint of format 1"):
+        longrun.read_checkpoint(hp, CPU)
+    rank_file.unlink()
+    rank_file.mkdir()
+    with pytest.raises(tg.DataError, match=r"resume_rank0_step1.pt cannot be read \(Is a directory\)"):
+        longrun.read_checkpoint(hp, CPU)
 
 
 def test_a_checkpoint_with_flipped_bytes_is_refused_by_its_sha256(tiny_dataset, tmp_path, checkpoint_dir):

@@ -199,3 +199,7 @@ def test_swa_averages_late_full_depth_checkpoints_plus_the_final_weights():
         seen.append(step)
     # collected: step 6 and step 8 (step 2: LR too high, 4: not full depth, 7: off the SWA_EVERY grid)
     assert torch.allclose(average.average(model)["weight"], torch.full((1, 2), (6 + 8 + 8) / 3))
+    lines = []
+    empty = reference.SWA(model, hp, lambda msg, **k: lines.append(msg))
+    empty.update(model, 2, 0.9, True)
+    assert empty.average(model) is None and lines == ["warning: swa collected no checkpoint; the final weights are used"]
