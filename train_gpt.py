@@ -110,7 +110,7 @@ class Hyperparameters:
     rope_dims: int = knob(16, model=True)  # rotate only the first N dims of each head (0 = all)
     ln_scale: bool = knob(True, model=True)  # scale block inputs by 1/sqrt(layer+1)
     logit_softcap: float = knob(30.0, "(0, inf)", model=True)  # logits = c * tanh(z / c)
-    asym_logit_rescale: bool = knob(False, model=True)  # AsymLogit: learned positive/negative logit caps (#1923/#2135)
+    asym_logit_rescale: bool = knob(False, model=True)  # learned positive/negative logit caps (#1923's, trained here)
     qk_gain_init: float = knob(5.0)  # initial per-head gain on RMS-normed queries
     tied_embed_init_std: float = knob(0.005, "[0, inf)")  # std of the tied embedding init
     ortho_init: bool = knob(True)  # orthogonal init of Q, K, V and MLP-up (else PyTorch's default)
@@ -1102,6 +1102,9 @@ class GPT(nn.Module):
         self.hp, self.plans = hp, layer_plans(hp)
         dim = hp.model_dim
         self.tok_emb = nn.Embedding(hp.vocab_size, dim)
+        self.value_embeds, self.recurrence = nn.ModuleList(), None  # #895's tables (routed with tok_emb) and hook
+        if hp.num_repeats > 1 or hp.num_value_embeds:  # before the blocks, as #895 draws its tables: the same init
+            self.recurrence = optional_module("train_gpt_reference", hp).add_recurrence(self, hp)
         self.blocks = nn.ModuleList(Block(hp, i) for i in range(hp.num_layers))
         num_skips = max(min(p.num_encoder, len(p.order) - p.num_encoder) for p in self.plans)
         self.skip_weights = nn.Parameter(torch.ones(num_skips, dim)) if num_skips else None
@@ -1113,9 +1116,6 @@ class GPT(nn.Module):
             self.smear_gate, self.smear_lambda = nn.Parameter(torch.zeros(hp.gate_window)), nn.Parameter(torch.zeros(1))
         if hp.asym_logit_rescale:  # AsymLogit's caps for positive and negative logits
             self.softcap_pos, self.softcap_neg = (nn.Parameter(torch.tensor(hp.logit_softcap)) for _ in "+-")
-        self.value_embeds, self.recurrence = nn.ModuleList(), None  # #895's tables (routed with tok_emb) and hook
-        if hp.num_repeats > 1 or hp.num_value_embeds:  # their parameters go on this model, in the records' order
-            self.recurrence = optional_module("train_gpt_reference", hp).add_recurrence(self, hp)
         self.lm_head = None if hp.tie_embeddings else CastedLinear(dim, hp.vocab_size, zero_init=True)
         if hp.tie_embeddings:
             nn.init.normal_(self.tok_emb.weight, std=hp.tied_embed_init_std)

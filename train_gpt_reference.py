@@ -43,9 +43,10 @@ def depth_plan_index(frac: float, hp: Hyperparameters) -> int:
     return depth_stages(hp).index(next((r for f, r in stages if frac < f), stages[-1][1]))
 
 def add_recurrence(model: GPT, hp: Hyperparameters):
-    """#895's per-application inputs, registered on the model itself where and in the order the records create
-    them (same seeded init, same state_dict names): zero-init loop embeddings and cross-repeat scales, and the
-    value-embedding tables (bf16 like tok_emb) with their scales. Returns the hook GPT.hidden calls."""
+    """#895's per-application inputs, registered on the model itself (the same state_dict names; called before the
+    blocks are built, so the tables' draws come where #895's do: the same seeded init): zero-init loop embeddings
+    and cross-repeat scales, and the value-embedding tables (bf16 like tok_emb) with their scales. Returns the hook
+    GPT.hidden calls."""
     dim, depth = hp.model_dim, hp.num_layers * hp.num_repeats
     if hp.num_repeats > 1:
         model.loop_embed = nn.Parameter(torch.zeros(depth, dim))
@@ -61,15 +62,15 @@ def recurrent_inputs(model: GPT, ids: Tensor, x0: Tensor, plan: LayerPlan):
     hp, values = model.hp, [table(ids).to(x0.dtype) for table in model.value_embeds]
     entered = []  # the stream entering each application: the previous application's output
 
-    def add(x: Tensor, i: int) -> Tensor:
+    def add(x: Tensor, i: int) -> Tensor:  # in #895's order: loop embedding, value embeddings, previous repeat
         entered.append(x)
         if hp.num_repeats > 1:
             x = x + model.loop_embed[i].to(x.dtype)
-            if plan.repeat[i] > 0:  # block b last ran at i - NUM_LAYERS; its output entered the application after
-                b, last_out = plan.order[i], entered[i - hp.num_layers + 1]
-                x = x + model.cross_repeat_scales[b, plan.repeat[i] - 1].to(x.dtype) * last_out
         for k, v in enumerate(values):
             x = x + model.value_scales[i, k].to(x.dtype) * v
+        if hp.num_repeats > 1 and plan.repeat[i] > 0:  # block b last ran at i - NUM_LAYERS; its output entered next
+            b, last_out = plan.order[i], entered[i - hp.num_layers + 1]
+            x = x + model.cross_repeat_scales[b, plan.repeat[i] - 1].to(x.dtype) * last_out
         return x
     return add
 

@@ -97,6 +97,10 @@ RECORD_ENV: dict[str, RecordEnv] = {
                             "rANS + brotli packing (COMPRESSOR=brotli RANS_CODING=1; no lrzip binary)",
                             translate=lambda name, raw: {"COMPRESSOR": "brotli", "RANS_CODING": "1"}
                             if raw.strip() == "pergroup" else None, off=lambda raw, hp: raw.strip() != "pergroup"),
+    "ASYM_LOGIT_RESCALE": RecordEnv("same_math", "#1923/#1945/#2014/#2135", "its two logit caps never get a gradient "
+                                    "(training and global SGD run the scalar-cap forward): at LOGIT_SOFTCAP they are "
+                                    "the scalar cap, so ours, which trains them, stays off",
+                                    translate=lambda name, raw: {name: "0"}, off=_is_off),
     "FORCE_FA2": RecordEnv("same_math", "#1775", "there is no FA2 path here; attention runs on SDPA "
                            "(ATTN_BACKEND=sdpa, the same attention)", translate=_sets(ATTN_BACKEND="sdpa"),
                            off=_is_off),

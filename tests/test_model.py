@@ -43,6 +43,18 @@ def test_defaults_are_the_top_recipe():
     assert count(tg.GPT(tg.Hyperparameters.from_env({}))) == 35_945_671
 
 
+def test_value_tables_are_drawn_where_895_draws_them():
+    """#895 creates its value-embedding tables right after tok_emb, before any block: from one seed, the tables
+    are the second and third embedding drawn (bf16), and the blocks' draws follow them as in #895."""
+    hp = tg.Hyperparameters.from_env(RECURRENCE_STACK)
+    torch.manual_seed(hp.seed)
+    model = tg.GPT(hp)
+    torch.manual_seed(hp.seed)
+    _tok_emb, *tables = (torch.nn.Embedding(hp.vocab_size, hp.model_dim) for _ in range(3))
+    assert len(model.value_embeds) == 2
+    assert all(torch.equal(ours.weight, t.weight.bfloat16()) for ours, t in zip(model.value_embeds, tables))
+
+
 @pytest.mark.parametrize("env", [LOOP_STACK, RECURRENCE_STACK], ids=["loops", "recurrence"])
 def test_every_plan_is_causal(env):
     model = randomized(env)

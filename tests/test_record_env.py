@@ -82,6 +82,8 @@ def test_same_math_variables_are_accepted_with_a_note():
     assert any(line.startswith("COMPRESSOR=pergroup") and "rANS" in line for line in lines)
     assert notes({"FUSED_CE_ENABLED": "0", "COMPRESSOR": "lzma"}) == []
     assert notes({"SLIDING_EVAL": "1"})[0].startswith("SLIDING_EVAL=1 (#2008): ")
+    assert launched({"ASYM_LOGIT_RESCALE": "1"}) == DEFAULT  # the records' caps never train: the scalar cap
+    assert "never get a gradient" in notes({"ASYM_LOGIT_RESCALE": "1"})[0]
     quiet = {"SLIDING_EVAL": "0", "TTT_OUTPUT_DIR": "/x", "TTT_VARIANT_ID": "v1"}  # its outputs go to our log
     assert launched(quiet) == DEFAULT
     assert notes(quiet) == []
