@@ -1586,6 +1586,10 @@ def tensor_role(name: str) -> str:
 # Small tensors are stored fp16, except these control tensors under the baseline's int8 and #895's gptq_lite
 BASELINE_FP32_TENSORS = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight")
 
+def kept_dtype(name: str, t: Tensor, hp: Hyperparameters) -> torch.dtype:  # a small tensor's, stored unquantized
+    fp32 = hp.quant_method != "gptq" and any(p in name for p in BASELINE_FP32_TENSORS)
+    return torch.float16 if t.is_floating_point() and not fp32 else t.dtype
+
 def is_int8_gate(name: str, t: Tensor, hp: Hyperparameters) -> bool:
     """GATED_ATTN_QUANT_GATE (#1736) with #1855's bounds: the sparse and dense gates; #1667's out gate stays fp16."""
     return hp.gated_attn_quant_gate and tensor_role(name) == "gate" and not hp.attn_out_gate_enabled \
@@ -1694,9 +1698,7 @@ def quantize_state_dict(state: dict[str, Tensor], hp: Hyperparameters,
             if is_int8_gate(name, t, hp):
                 scheme, arrays = "rows", quantize_groups(t, t.size(0), -127, 127, 127.0)
             elif not t.is_floating_point() or t.ndim != 2 or t.numel() <= hp.keep_float_max_numel:
-                fp32 = hp.quant_method != "gptq" and any(p in name for p in BASELINE_FP32_TENSORS)
-                keep = torch.float16 if t.is_floating_point() and not fp32 else t.dtype
-                scheme, arrays = "raw", {"value": t.to(keep)}
+                scheme, arrays = "raw", {"value": t.to(kept_dtype(name, t, hp))}
             else:
                 scheme, arrays = "rows", quantize_matrix(name, t, hp, hessians)
             out[name] = (scheme, dtype, {k: v.cpu().contiguous() for k, v in arrays.items()})

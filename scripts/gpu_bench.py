@@ -337,7 +337,8 @@ def ttt_documents(hp: tg.Hyperparameters, rows: int, seed: int) -> tuple[tg.Vali
 def ttt_run(model, lora, optimizer, meters, docs: list, step: int, hp, rt) -> dict:
     """Two warm-up runs (the second under the sync recorder), the third timed; peak memory of the third."""
     rows = len(docs)
-    host, _ = tg.window_arrays(tg.chunk_windows(docs, step, tg.chunk_size_of(docs, hp), hp), meters, hp.ttt_eval_seq_len, hp)
+    windows = tg.chunk_windows(docs, step, tg.chunk_size_of(docs, hp), hp)
+    host, _ = tg.window_arrays(windows, meters, hp.ttt_eval_seq_len, hp)
     host["train"] = np.ones(rows, np.int32)
     cuda = rt.device.type == "cuda"
     args = (model, lora.delta(rows), optimizer, host, meters, "warmup", hp, rt)

@@ -381,13 +381,13 @@ def chunk_steps(lengths: np.ndarray, hp: tg.Hyperparameters):
     cuts = batch_cuts(len(lengths), hp.ttt_batch_size)
     for i, j in zip(cuts, cuts[1:]):
         n = lengths[i:j]
-        c = np.full(n.size, tg.chunk_size_of([(0, int(n.max()))], hp))  # one size a batch, by its longest
+        c = tg.chunk_size_of([(0, int(n.max()))], hp)  # one size a batch, by its longest document
         chunks = -(-n // c)
         s = np.arange(int(chunks.max()))[:, None]
         live = chunks[None, :] > s
-        hi = np.minimum((s + 1) * c[None, :], n[None, :])
+        hi = np.minimum((s + 1) * c, n[None, :])
         yield dict(rows=live.sum(1), width=np.where(live, np.minimum(hi, hp.ttt_eval_seq_len), 0).max(1).astype(float),
-                   scored=np.where(live, hi - s * c[None, :], 0).max(1),
+                   scored=np.where(live, hi - s * c, 0).max(1),
                    trained=((chunks[None, :] > s + 1) & live).any(1))
 
 
@@ -497,9 +497,8 @@ def tensor_export(name: str, t: torch.Tensor, hp: tg.Hyperparameters) -> tuple[s
     if tg.is_int8_gate(name, t, hp):
         return "attention gates, int8 rows", 8 + 16 / t.shape[-1]  # int8 codes, an fp16 scale a row
     if t.ndim != 2 or t.numel() <= hp.keep_float_max_numel:
-        if hp.quant_method != "gptq" and any(p in name for p in tg.BASELINE_FP32_TENSORS):
-            return "small tensors, fp32", 32
-        return "small tensors, fp16", 16
+        fp32 = tg.kept_dtype(name, t, hp) == torch.float32
+        return f"small tensors, {'fp32' if fp32 else 'fp16'}", 32 if fp32 else 16
     bits = 8 if hp.quant_method == "int8" else tg.role_bits_and_sigmas(role, hp)[0]
     return f"{role} matrices, int{bits}", bits
 
