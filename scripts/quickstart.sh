@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start on a fresh machine: make .venv, install, build the synthetic corpus, train the small demo
 # model (150 s of training on the CPU), export and re-score it, and print its val_bpb beside the
-# corpus's exact entropy floor, before and after the sliding window and score-first TTT. 5 to 8 minutes
+# corpus's exact entropy floor, before and after the sliding window and score-first TTT. 5 to 9 minutes
 # on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
