@@ -2652,4 +2652,8 @@ def report_error(line: str) -> None:
             time.sleep(5)
 
 if __name__ == "__main__":
-    sys.exit(run_cli())
+    code = run_cli()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # no interpreter teardown: under torchrun a torch thread taking the GIL there aborts the rank ~1 run in 30
+    os._exit(code)

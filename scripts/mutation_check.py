@@ -23,7 +23,9 @@ RESUME = ["tests/test_resume.py::test_restore_brings_back_every_state_and_the_ne
 LONG_RUN = "train_gpt_longrun.py"
 MIXERS = "train_gpt_mixers.py"
 TOOLS = "train_gpt_tools.py"
-SOURCES = ("train_gpt.py", LONG_RUN, MIXERS, "train_gpt_reference.py", TOOLS)
+LAUNCHER = "scripts/record_env.py"
+RECORD_TESTS = ["tests/test_record_env.py", "tests/test_record_commands.py"]
+SOURCES = ("train_gpt.py", LONG_RUN, MIXERS, "train_gpt_reference.py", TOOLS, LAUNCHER)
 # name: (text in train_gpt.py, its replacement, tests that must fail[, the file holding the text])
 MUTATIONS = {
     "lane_split_after_skip": (  # the split moved below the skip merge: lane M would start with the skip in it
@@ -152,11 +154,17 @@ MUTATIONS = {
     "resume_without_rng": ('set_rng_state(local["rng"], rt)', "None", RESUME, LONG_RUN),
     "fingerprint_misses_the_optimizer": ('    "embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", '
                                          '"muon_wd", "embed_wd", "adam_wd",\n', "", RESUME, LONG_RUN),
+    # the launcher of the records' commands: a translation that runs another recipe than the record's
+    "record_local_lr_mult_dropped": ('"TTT_LORA_LR"), float, ()) * mult)}', '"TTT_LORA_LR"), float, ()))}',
+                                     RECORD_TESTS, LAUNCHER),
+    "record_short_chunks_by_targets": ('f"{c.strip()}@{n.strip()}"', 'f"{c.strip()}@{int(n) - 1}"', RECORD_TESTS,
+                                       LAUNCHER),  # #2014's document length counts its BOS, as chunk_size_of does
 }
 
 
 def copy_sources(work: Path) -> None:
     for name in SOURCES:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)  # scripts/ for the launcher
         shutil.copy(REPO / name, work / name)
 
 
@@ -201,7 +209,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         skip = shutil.ignore_patterns("datasets", "__pycache__")  # data/datasets may hold gigabytes of shards
-        for item in ("tests", "data", "records", "scripts"):
+        for item in ("tests", "data", "records", "scripts", "docs"):
             shutil.copytree(REPO / item, work / item, ignore=skip)
         shutil.copy(REPO / "pytest.ini", work / "pytest.ini")
         if why := unmutated_failure(chosen, work):

@@ -5,8 +5,8 @@
       python scripts/record_env.py -- torchrun --standalone --nproc_per_node=8 train_gpt.py
 
 It reads the environment, translates the records' own env vars (the official baseline and Seq4096, #895,
-#1626, #1667/#1775, #1855, #1950/#2008) that are not a knob of train_gpt.py of the same name and meaning,
-prints one `record_env:` line on stderr for each variable it translated or accepted, and runs COMMAND (exec)
+#1626, #1667/#1775, #1855, #1950/#2008, #2014, #2135) that are not a knob of train_gpt.py of the same name and
+meaning, prints one `record_env:` line on stderr for each variable it translated or accepted, and runs COMMAND (exec)
 with our knobs set and the records' names removed, so train_gpt.py never sees them. Each variable in
 RECORD_ENV is one of:
   renamed        our knob under another name: set it (with a value translation where the meaning differs);
@@ -32,8 +32,9 @@ class RecordEnv:
     kind: str
     records: str  # whose variable it is
     ours: str  # renamed: a remark for the log; same_math: the note; no_equivalent: why
-    translate: object = None  # renamed/same_math: (name, raw) -> {KNOB: raw} to set, or None = left to the knob
+    translate: object = None  # renamed/same_math: (name, raw, environ) -> {KNOB: raw} to set, None = left to the knob
     off: object = None  # (raw, hp) -> True where the value is accepted silently
+    scales: str = ""  # the knob whose given value the translation multiplies (no conflict with it)
 
 
 def _is_off(raw: str, hp=None) -> bool:
@@ -49,14 +50,14 @@ def _number(raw: str) -> float | None:
 
 def _sets(**knobs):
     """A 0/1 record flag: on sets these knobs (maybe none), off sets nothing."""
-    return lambda name, raw: {k: str(v) for k, v in knobs.items()} if tg.parse_knob(name, raw, bool, ()) else {}
+    return lambda name, raw, env: {k: str(v) for k, v in knobs.items()} if tg.parse_knob(name, raw, bool, ()) else {}
 
 
 def _renamed(target: str, records: str, remark: str = "") -> RecordEnv:
-    return RecordEnv("renamed", records, remark, translate=lambda name, raw: {target: raw})
+    return RecordEnv("renamed", records, remark, translate=lambda name, raw, env: {target: raw})
 
 
-def _quant_levels(name: str, raw: str) -> dict:
+def _quant_levels(name: str, raw: str, env) -> dict:
     """#895: integer levels per sign (127 = int8) for every large matrix, embeddings included."""
     bits = {2 ** (b - 1) - 1: b for b in range(2, 9)}.get(_number(raw))
     if bits is None:
@@ -69,12 +70,58 @@ def _no_equivalent(records: str, why: str, off=None) -> RecordEnv:
     return RecordEnv("no_equivalent", records, why, off=off)
 
 
-def _nothing(name: str, raw: str) -> dict:
+def _nothing(name: str, raw: str, env) -> dict:
     return {}
+
+
+def _given_or_default(env, knob: str) -> str:
+    return env.get(knob, str(tg.Hyperparameters.__dataclass_fields__[knob.lower()].default))
+
+
+def _scaled_lora_lr(name: str, raw: str, env) -> dict:
+    """#2014: each document's adapters train at TTT_LORA_LR x TTT_LOCAL_LR_MULT (global SGD has its own rate)."""
+    mult = tg.parse_knob(name, raw, float, ())
+    if not 0 <= mult < float("inf"):
+        raise tg.HyperparameterError(f"{name}={raw}: expected a number >= 0")
+    return {"TTT_LORA_LR": repr(tg.parse_knob("TTT_LORA_LR", _given_or_default(env, "TTT_LORA_LR"), float, ()) * mult)}
+
+
+def _short_doc_chunks(name: str, raw: str, env) -> dict:
+    """#2014's short-document chunks: TTT_SHORT_SCORE_FIRST_STEPS 'doclen:chunk,...', else one step
+    TTT_SHORT_CHUNK_SIZE for documents up to TTT_SHORT_DOC_LEN (512), as TTT_SHORT_DOC_CHUNKS 'chunk@doclen,...'."""
+    if not tg.parse_knob(name, raw, bool, ()):
+        return {}
+    steps = env.get("TTT_SHORT_SCORE_FIRST_STEPS", "").strip()
+    if not steps:
+        chunk = env.get("TTT_SHORT_CHUNK_SIZE") or _given_or_default(env, "TTT_CHUNK_SIZE")
+        if _number(chunk) == 0:  # no short chunks there
+            return {}
+        steps = f"{env.get('TTT_SHORT_DOC_LEN', '512')}:{chunk}"
+    pairs = [item.replace("=", ":").split(":") for item in steps.split(",") if item.strip()]
+    if any(len(p) != 2 for p in pairs):
+        raise tg.HyperparameterError(f"TTT_SHORT_SCORE_FIRST_STEPS={steps!r}: expected 'doclen:chunk,...'")
+    return {"TTT_SHORT_DOC_CHUNKS": ",".join(f"{c.strip()}@{n.strip()}" for n, c in pairs)}
+
+
+_TTT_MASKS = {"": (), "all": (), "baseline_all": (), "no_q": ("TTT_Q_LORA",), "no_v": ("TTT_V_LORA",),
+              "no_qv": ("TTT_Q_LORA", "TTT_V_LORA")}
+
+
+def _ttt_mask(name: str, raw: str, env) -> dict:
+    """#2014: the adapters a mask turns off, unless TTT_Q_LORA/TTT_V_LORA is given (which wins there too)."""
+    off = _TTT_MASKS.get(raw.strip().lower())
+    if off is None:
+        raise tg.HyperparameterError(f"{name}={raw}: expected one of all, no_q, no_v, no_qv")
+    return {knob: "0" for knob in off if knob not in env}
 
 
 def _any(raw: str, hp) -> bool:  # an output location of a feature that is off: nothing is written there
     return True
+
+
+def _silent(records: str, names: str) -> dict:
+    """Variables read only by a feature that is off, or refused on its own: accepted without a note."""
+    return {name: RecordEnv("same_math", records, "", translate=_nothing, off=_any) for name in names.split()}
 
 
 _INERT = "read but never used by that record's code: no effect there or here"
@@ -95,12 +142,12 @@ RECORD_ENV: dict[str, RecordEnv] = {
                                   "speed kernel; we compute the same loss eagerly", translate=_sets(), off=_is_off),
     "COMPRESSOR": RecordEnv("same_math", "#1855/#2008", "its per-group lrzip packing is replaced by our lossless "
                             "rANS + brotli packing (COMPRESSOR=brotli RANS_CODING=1; no lrzip binary)",
-                            translate=lambda name, raw: {"COMPRESSOR": "brotli", "RANS_CODING": "1"}
+                            translate=lambda name, raw, env: {"COMPRESSOR": "brotli", "RANS_CODING": "1"}
                             if raw.strip() == "pergroup" else None, off=lambda raw, hp: raw.strip() != "pergroup"),
     "ASYM_LOGIT_RESCALE": RecordEnv("same_math", "#1923/#1945/#2014/#2135", "its two logit caps never get a gradient "
                                     "(training and global SGD run the scalar-cap forward): at LOGIT_SOFTCAP they are "
                                     "the scalar cap, so ours, which trains them, stays off",
-                                    translate=lambda name, raw: {name: "0"}, off=_is_off),
+                                    translate=lambda name, raw, env: {name: "0"}, off=_is_off),
     "FORCE_FA2": RecordEnv("same_math", "#1775", "there is no FA2 path here; attention runs on SDPA "
                            "(ATTN_BACKEND=sdpa, the same attention)", translate=_sets(ATTN_BACKEND="sdpa"),
                            off=_is_off),
@@ -138,11 +185,69 @@ RECORD_ENV: dict[str, RecordEnv] = {
     "RESUME_DECOMPOSE_ONLY": _no_equivalent("#2008", _DECOMPOSE, off=_is_off),
     "RESUME_DECOMPOSE_SKIP_TTT": _no_equivalent("#2008", "TTT_ENABLED=0 skips TTT", off=_any),
     "LONGTRAIN_EXPORT_MINUTES": _renamed("EXPORT_MINUTES", "#2008"),
-    "EXPORT_MODE": RecordEnv("renamed", "#2008", "", translate=lambda name, raw: {
+    "EXPORT_MODE": RecordEnv("renamed", "#2008", "", translate=lambda name, raw, env: {
         "EXPORT_EVAL": {"full": "1", "light": "0"}.get(raw.strip(), raw)}),
     "NON_RECORD_LONGTRAIN": _no_equivalent("#2008", "periodic exports happen at EXPORT_MINUTES (or "
                                            "LONGTRAIN_EXPORT_MINUTES); set the minutes",
                                            off=lambda raw, hp: _is_off(raw) or bool(hp.export_minutes)),
+    # #2014 and #2135 (unmerged, after #1855): their recipes are pr2014.env and pr2135.env
+    "TTT_SHORT_SCORE_FIRST_ENABLED": RecordEnv("renamed", "#2014", "from its TTT_SHORT_* steps",
+                                               translate=_short_doc_chunks),
+    "TTT_LOCAL_LR_MULT": RecordEnv("renamed", "#2014", "its documents' adapters train at TTT_LORA_LR times it",
+                                   translate=_scaled_lora_lr, scales="TTT_LORA_LR"),
+    "TTT_MASK": RecordEnv("renamed", "#2014", "", translate=_ttt_mask),
+    "TOKEN_ORDER": _renamed("NGRAM_TILT_ORDER", "#2135"),
+    "TOKEN_THRESHOLD": _renamed("NGRAM_TILT_THRESHOLD", "#2135"),
+    "TOKEN_BOOST": _renamed("NGRAM_TILT_BETA", "#2135"),
+    "NGRAM_HINT_PRECOMPUTE_OUTSIDE": RecordEnv("same_math", "#2135", "the same hints are computed once before the "
+                                               "TTT timer (eval_timers: ngram_hints), counted in total_eval_time",
+                                               translate=_nothing, off=lambda raw, hp: raw.strip() == "1"),
+    **_silent("#2014/#2135",  # read only with a variable above, by a feature refused below when on, or for speed
+              "TTT_SHORT_SCORE_FIRST_STEPS TTT_SHORT_DOC_LEN TTT_SHORT_CHUNK_SIZE "
+              "AWQ_LITE_BITS AWQ_LITE_GROUP_TOP_K AWQ_LITE_GROUP_SIZE "
+              "TTT_SHORT_LORA_RANK TTT_SHORT_LORA_LR TTT_SHORT_WEIGHT_DECAY TTT_SHORT_BETA2 "
+              "TTT_WARM_START_MEAN_DOC_LEN TTT_WARM_START_MEAN_MOMENTUM MIDRUN_CAP_LOG_UPDATES "
+              "GLOBAL_TTT_MUON_NESTEROV GLOBAL_TTT_MUON_NS_STEPS MUON_HUBER_DELTA "
+              "WITHIN_BOOST WORD_BOOST WORD_ORDER WORD_NORMALIZE AGREE_ADD_BOOST "
+              "COMPILE_SHAPE_WARMUP COMPILE_SHAPE_WARMUP_ITERS COMPILE_SHAPE_WARMUP_LOOP_MODES "
+              "DYNAMO_CACHE_SIZE_LIMIT DYNAMO_ACCUMULATED_CACHE_SIZE_LIMIT PERGROUP_ROUNDTRIP_CHECK"),
+    **{name: _no_equivalent("#2135", "its within-word and word-start hint channels read the scored token's word "
+                            "boundary, ruled illegal (C1: #1967, #2018); the tilt here is token-only",
+                            off=lambda raw, hp: (_number(raw) or 0) > 1 or not hp.ngram_tilt_enabled)
+       for name in ("WITHIN_TAU", "WORD_TAU")},  # above 1 a channel's gate never opens
+    "SMEAR_GATE_BOS_FIX": _no_equivalent("#2135", "SmearGate here always masks BOS (#1851); without it a "
+                                         "document's first token sees the previous document's last (pr2135.env is "
+                                         "#2135 with the fix)",
+                                         off=lambda raw, hp: raw.strip() == "1" or not hp.smear_gate_enabled),
+    "EVAL_INCLUDE_TAIL": _no_equivalent("#2014", "every target is scored here, the tail too (its 1)",
+                                        off=lambda raw, hp: not _is_off(raw)),
+    "TRAIN_SEQ_SCHEDULE_MODE": _no_equivalent("#2014", "TRAIN_SEQ_SCHEDULE follows the training clock under a "
+                                              "wallclock cap and the steps without one (its wallclock mode)",
+                                              off=lambda raw, hp: raw.strip().lower() == "wallclock"
+                                              or not hp.train_seq_schedule),
+    "TTT_GRAD_STEPS_CLEAN": _no_equivalent("#2135", "each of TTT_GRAD_STEPS steps sees only its own gradient (its 1, "
+                                           "#1855's)", off=lambda raw, hp: not _is_off(raw) or hp.ttt_grad_steps == 1),
+    **{name: _no_equivalent(records, why, off=lambda raw, hp, unset=unset: _number(raw) == unset
+                            if isinstance(unset, float) else raw.strip().lower() == unset)
+       for name, records, unset, why in (  # unset: the value (a number, or a word) that asks for nothing
+        ("SEQ_CHANGE_WARMUP_STEPS", "#2014", 0.0, ("no learning-rate re-warm-up after a context change "
+                                                  "(pr2014.env is #2014 without it)")),
+        ("AWQ_LITE_ENABLED", "#1945/#2014", 0.0, "no AWQ-lite: GPTQ with LQER (pr2014.env is #2014 without it)"),
+        ("FORCE_STOP_STEP", "#2014", 0.0, "ITERATIONS stops training at a step"),
+        ("LQER_SCOPE", "#2014", "all", "LQER considers every quantized matrix (its all)"),
+        ("LQER_GAIN_SELECT", "#2014", 0.0, "LQER corrects the LQER_TOP_K largest errors"),
+        ("MIDRUN_CAP_SCHEDULE", "#2014", "", "no mid-run learning-rate cap"),
+        ("QUANTIZE_ONLY", "#2014", 0.0, f"of a saved run, {_DECOMPOSE}"),
+        ("TTT_TRAIN_MIN_DOC_LEN", "#2014", 0.0, "every scored document's adapters train on it"),
+        ("TTT_TRAIN_MAX_DOC_LEN", "#2014", 0.0, "every scored document's adapters train on it"),
+        ("TTT_SHORT_LORA_ENABLED", "#2014", 0.0, "one adapter rank and rate for every document"),
+        ("TTT_WARM_START_MEAN_ENABLED", "#2014", 0.0, "no mean warm start (TTT_WARM_START_A keeps the last A)"),
+        ("TTT_LORA_EMA_DECAY", "#2135", 0.0, "no average of the adapters: the live ones score each chunk"),
+        ("TTT_UPDATE_EVERY", "#2135", 1.0, "the adapters step after every chunk"),
+        ("GLOBAL_TTT_OPTIMIZER", "#2135", "sgd", "global SGD is SGD with momentum (its sgd)"),
+        ("MUON_HUBER_WD", "#2135", 0.0, "Muon's weight decay is decoupled (MUON_WD)"),
+        ("OPTROT_ENABLED", "#2135", 0.0, "no rotation of the weights before GPTQ"),
+        ("QK_GAIN_INIT_SCHEDULE", "#2135", "", "one QK_GAIN_INIT for every layer"))},
     # no equivalent
     "CONTROL_TENSOR_NAME_PATTERNS": _no_equivalent("all", "tensors go to optimizer groups and export schemes by "
                                                    "role (tensor_role) and size (KEEP_FLOAT_MAX_NUMEL)"),
@@ -177,14 +282,14 @@ def apply_record_env(environ) -> tuple[dict[str, str], list[str], list[tuple[str
         if entry.kind == "no_equivalent":
             held.append((name, value, entry))
             continue
-        mapped = entry.translate(name, value)
+        mapped = entry.translate(name, value, environ)
         if mapped is None:  # a value the knob of that name reads as usual
             continue
         for knob_name, knob_raw in mapped.items():
             f = kinds[knob_name]
             new = tg.parse_knob(name, knob_raw, type(f.default), f.metadata["choices"])
             other = source.get(knob_name, name)
-            if other != name and tg.parse_knob(other, raw[knob_name], type(f.default), ()) != new:
+            if other not in (name, entry.scales) and tg.parse_knob(other, raw[knob_name], type(f.default), ()) != new:
                 raise tg.HyperparameterError(f"{name}={value} means {knob_name}={knob_raw} here, but {other}="
                                           f"{environ[other]} is also given: set one")
             raw[knob_name], source[knob_name] = knob_raw, name

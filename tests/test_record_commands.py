@@ -4,6 +4,7 @@ stops the run at startup with one line naming what we do instead. The commands r
 scripts/record_env.py, which translates the records' own names (RECORD_ENV) before train_gpt.py reads the env."""
 
 import importlib.util
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,21 @@ def test_every_variable_of_the_records_scripts_is_a_knob_or_in_the_table():
         "TTT_VARIANT_ID PREQUANT_EVAL_OUTPUT_JSON RESUME_DECOMPOSE_ONLY RESUME_DECOMPOSE_SKIP_TTT "
         "RESUME_DECOMPOSE_LIVE_TRACE_JSONL RESUME_DECOMPOSE_EMA_TRACE_JSONL RESUME_DECOMPOSE_QUANT_TRACE_JSONL "
         "RESUME_DECOMPOSE_BATCH_JSONL RESUME_DECOMPOSE_OUTPUT_JSON",
+        # the names #2014's and #2135's scripts add (unmerged; their train_gpt.py in refs/pull/N/head)
+        "#2014": "ASYM_LOGIT_RESCALE AWQ_LITE_BITS AWQ_LITE_ENABLED AWQ_LITE_GROUP_SIZE AWQ_LITE_GROUP_TOP_K "
+        "COMPILE_SHAPE_WARMUP COMPILE_SHAPE_WARMUP_ITERS COMPILE_SHAPE_WARMUP_LOOP_MODES "
+        "DYNAMO_ACCUMULATED_CACHE_SIZE_LIMIT DYNAMO_CACHE_SIZE_LIMIT EVAL_INCLUDE_TAIL FORCE_STOP_STEP "
+        "LQER_GAIN_SELECT LQER_SCOPE MIDRUN_CAP_LOG_UPDATES MIDRUN_CAP_SCHEDULE QUANTIZE_ONLY "
+        "SEQ_CHANGE_WARMUP_STEPS TRAIN_SEQ_SCHEDULE TRAIN_SEQ_SCHEDULE_MODE TTT_LOCAL_LR_MULT TTT_MASK "
+        "TTT_SHORT_BETA2 TTT_SHORT_CHUNK_SIZE TTT_SHORT_DOC_LEN TTT_SHORT_LORA_ENABLED TTT_SHORT_LORA_LR "
+        "TTT_SHORT_LORA_RANK TTT_SHORT_SCORE_FIRST_ENABLED TTT_SHORT_SCORE_FIRST_STEPS TTT_SHORT_WEIGHT_DECAY "
+        "TTT_TRAIN_MAX_DOC_LEN TTT_TRAIN_MIN_DOC_LEN TTT_WARM_START_MEAN_DOC_LEN TTT_WARM_START_MEAN_ENABLED "
+        "TTT_WARM_START_MEAN_MOMENTUM",
+        "#2135": "AGREE_ADD_BOOST GLOBAL_TTT_MUON_NESTEROV GLOBAL_TTT_MUON_NS_STEPS GLOBAL_TTT_OPTIMIZER "
+        "MUON_HUBER_DELTA MUON_HUBER_WD NGRAM_HINT_PRECOMPUTE_OUTSIDE NGRAM_TILT_ENABLED OPTROT_ENABLED "
+        "PERGROUP_ROUNDTRIP_CHECK QK_GAIN_INIT_SCHEDULE SMEAR_GATE_BOS_FIX TOKEN_BOOST TOKEN_ORDER "
+        "TOKEN_THRESHOLD TTT_GRAD_STEPS_CLEAN TTT_LORA_EMA_DECAY TTT_UPDATE_EVERY WITHIN_BOOST WITHIN_TAU "
+        "WORD_BOOST WORD_NORMALIZE WORD_ORDER WORD_TAU",
     }
     knobs = {f.name.upper() for f in tg.fields(tg.Hyperparameters)}
     table = set(record_env.RECORD_ENV)
@@ -247,14 +263,15 @@ def test_top_recipe_pauses_for_global_sgd_where_the_records_logs_do():
     assert queue == [(14, 833), (27, 1666), (40, 2500)]  # the first documents need no more batches scored
 
 
-# The frontier after #1855 (unmerged, 2026-05), layered on top.env. Neither log's model_params line could be
-# found; the count is #1855's 35,945,671 (their AsymLogit caps stay the scalar cap: off here, see the recipes).
+# The frontier after #1855 (unmerged, 2026-05), layered on top.env. Both logs give model_params:35945673, #1855's
+# 35,945,671 and the two AsymLogit caps, which never get a gradient there (the scalar cap: off here, see the recipes).
 FRONTIER = {
     "pr2014.env": dict(
         stages=[tg.Stage(0, 1024), tg.Stage(0, 2048), tg.Stage(1, 2048), tg.Stage(1, 3072)],
         knobs={"train_seq_len": 3072, "ttt_eval_seq_len": 3072, "qk_gain_init": 5.25, "asym_logit_rescale": False,
                "ttt_q_lora": False, "ttt_k_lora": True, "ttt_v_lora": False, "ttt_batch_size": 24,
-               "phased_ttt_num_phases": 1, "phased_ttt_prefix_docs": 2500, "ngram_tilt_enabled": False},
+               "phased_ttt_num_phases": 1, "phased_ttt_prefix_docs": 2500, "ngram_tilt_enabled": False,
+               "ttt_lora_lr": 0.000075},  # its 0.0001 x TTT_LOCAL_LR_MULT=0.75
         chunks={255: 8, 256: 24, 1999: 24, 2000: 48}, phases=[(112, 2500)]),  # 105 batches of 24 hold 2500, +7
     "pr2135.env": dict(
         stages=[tg.Stage(0, 2048), tg.Stage(1, 2048)],
@@ -287,3 +304,67 @@ def test_frontier_recipe_builds_the_records_model_and_plan(name):
     assert tg.phase_plan(sizes, hp, 8) == want["phases"]  # at 8 ranks: 7 batches in flight join the pool
     # top.env's #1855 numerics come along
     assert hp.grad_clip_per_rank and hp.rope_bf16_freqs and hp.muon_keep_warmup_momentum and hp.eval_rows_by_doc
+
+
+# records/track_10min_16mb/2026-04-30_SP8192_CaseOps_Progressive3k_ShortDocTTT/README.md (PR #2014, seed 42)
+PR2014 = words(
+    "NCCL_NET=Socket DATA_DIR=./data "
+    "DATA_PATH=./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved "
+    "TOKENIZER_PATH=./data/tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model "
+    "CASEOPS_ENABLED=1 VOCAB_SIZE=8192 ITERATIONS=20000 MAX_WALLCLOCK_SECONDS=600 EVAL_INCLUDE_TAIL=1 "
+    "TRAIN_SEQ_LEN=3072 ROPE_TRAIN_SEQ_LEN=3072 TRAIN_SEQ_SCHEDULE=1024@0.100,2048@0.700,3072@1.000 "
+    "TRAIN_SEQ_SCHEDULE_MODE=wallclock SEQ_CHANGE_WARMUP_STEPS=32 EVAL_SEQ_LEN=3072 EVAL_STRIDE=1536 "
+    "TTT_ENABLED=1 TTT_EVAL_SEQ_LEN=3072 TTT_BATCH_SIZE=24 TTT_CHUNK_SIZE=48 TTT_SHORT_SCORE_FIRST_ENABLED=1 "
+    "TTT_SHORT_DOC_LEN=2000 TTT_SHORT_CHUNK_SIZE=24 TTT_SHORT_SCORE_FIRST_STEPS=256:8,2000:24 "
+    "TTT_LORA_RANK=80 TTT_LORA_LR=0.0001 TTT_LOCAL_LR_MULT=0.75 TTT_MASK=no_qv TTT_Q_LORA=0 TTT_V_LORA=0 "
+    "TTT_WEIGHT_DECAY=0.5 TTT_BETA2=0.99 PHASED_TTT_PREFIX_DOCS=2500 PHASED_TTT_NUM_PHASES=1 "
+    "WARMDOWN_FRAC=0.85 BETA2=0.99 QK_GAIN_INIT=5.25 SPARSE_ATTN_GATE_ENABLED=1 SPARSE_ATTN_GATE_SCALE=0.5 "
+    "GATED_ATTN_QUANT_GATE=1 SMEAR_GATE_ENABLED=1 GATE_WINDOW=12 FUSED_CE_ENABLED=1 MATRIX_LR=0.026 "
+    "MIN_LR=0.1 GRAD_CLIP_NORM=0.3 EMBED_BITS=7 EMBED_CLIP_SIGMAS=14.0 MATRIX_CLIP_SIGMAS=12.85 "
+    "ATTN_CLIP_SIGMAS=13.0 MLP_CLIP_SIGMAS=11.5 LQER_ENABLED=1 LQER_RANK=4 LQER_TOP_K=3 LQER_FACTOR_BITS=4 "
+    "LQER_ASYM_ENABLED=1 LQER_ASYM_GROUP=64 AWQ_LITE_ENABLED=1 AWQ_LITE_BITS=8 AWQ_LITE_GROUP_TOP_K=1 "
+    "AWQ_LITE_GROUP_SIZE=64 ASYM_LOGIT_RESCALE=1 GPTQ_RESERVE_SECONDS=4.0 GPTQ_CALIBRATION_BATCHES=16 "
+    "COMPRESSOR=pergroup VAL_LOSS_EVERY=0 SEED=42")
+# records/track_10min_16mb/2026-05-01_SP8192_PR2130Base_Calib32/README.md (PR #2135, seed 42)
+PR2135 = words(
+    "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True NCCL_NET=Socket DATA_DIR=./data "
+    "DATA_PATH=./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved "
+    "TOKENIZER_PATH=./data/tokenizers/fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model "
+    "CASEOPS_ENABLED=1 VOCAB_SIZE=8192 ASYM_LOGIT_RESCALE=1 NGRAM_TILT_ENABLED=1 "
+    "NGRAM_HINT_PRECOMPUTE_OUTSIDE=0 TOKEN_ORDER=16 TOKEN_THRESHOLD=0.800 TOKEN_BOOST=2.625 WITHIN_TAU=99.0 "
+    "WITHIN_BOOST=0.0 WORD_TAU=99.0 WORD_BOOST=0.0 AGREE_ADD_BOOST=0.0 SMEAR_GATE_BOS_FIX=0 "
+    "TTT_LORA_EMA_DECAY=0.0 TTT_UPDATE_EVERY=1 PHASED_TTT_PREFIX_DOCS=2500 PHASED_TTT_NUM_PHASES=1 "
+    "EVAL_SEQ_LEN=2560 TTT_EVAL_SEQ_LEN=2560 COMPRESSOR=pergroup MATRIX_CLIP_SIGMAS=12.85 "
+    "ATTN_CLIP_SIGMAS=13.0 MLP_CLIP_SIGMAS=11.5 EMBED_BITS=7 EMBED_CLIP_SIGMAS=14.0 MATRIX_LR=0.028 "
+    "MIN_LR=0.1 WARMDOWN_FRAC=0.85 BETA2=0.99 FUSED_CE_ENABLED=1 SPARSE_ATTN_GATE_ENABLED=1 "
+    "SPARSE_ATTN_GATE_SCALE=0.5 SMEAR_GATE_ENABLED=1 GATE_WINDOW=12 LQER_ENABLED=1 LQER_RANK=4 LQER_TOP_K=3 "
+    "LQER_FACTOR_BITS=4 LQER_ASYM_ENABLED=1 LQER_ASYM_GROUP=32 TTT_WARM_START_A=1 TTT_LORA_RANK=80 "
+    "TTT_BETA2=0.99 TTT_WEIGHT_DECAY=2.0 TTT_LORA_LR=8e-5 GPTQ_RESERVE_SECONDS=0.5 "
+    "GPTQ_CALIBRATION_BATCHES=32 TTT_K_LORA=0 TTT_O_LORA=1 TTT_MLP_LORA=1 EMA_DECAY=0.9965 SEED=42")
+# recipe: (the published command, what it asks for that we lack, the values it gives that the recipe leaves)
+FRONTIER_COMMANDS = {
+    "pr2014.env": (PR2014, {"SEQ_CHANGE_WARMUP_STEPS", "AWQ_LITE_ENABLED"}, {"gptq_reserve_seconds": 4.0}),
+    "pr2135.env": (PR2135, {"SMEAR_GATE_BOS_FIX"}, {"gptq_reserve_seconds": 0.5}),
+}
+
+
+@pytest.mark.parametrize("name", FRONTIER_COMMANDS)
+def test_frontier_command_stops_at_what_we_lack_and_is_its_recipe_without_it(name):
+    """#2014's and #2135's commands through the launcher: one line naming exactly what we lack; without those
+    variables, the recipe (on top_caseops.env) but for the seed, the paths and the GPTQ reserve the command gives.
+    Their EVAL_SEQ_LEN/EVAL_STRIDE land in our sliding window's knobs, which these recipes leave off."""
+    command, lacking, own = FRONTIER_COMMANDS[name]
+    recipe_env = {**recipe("top.env"), **recipe("top_caseops.env"), **recipe(name)}
+    with pytest.raises(tg.HyperparameterError) as err:
+        record_env.translate({**recipe_env, **command})
+    assert {part.split("=")[0] for part in str(err.value).split("; ") if ": no equivalent here" in part} == lacking
+    hp = launched({**recipe_env, **{k: v for k, v in command.items() if k not in lacking}})
+    want = asdict(tg.Hyperparameters.from_env(recipe_env))
+    differ = {k: v for k, v in asdict(hp).items()  # a float to its last digits: 0.000075 is 0.0001 x 0.75
+              if v != (pytest.approx(want[k], rel=1e-12) if isinstance(v, float) else want[k])}
+    assert set(differ) == {"seed", "data_path", "tokenizer_path", "val_bytes_path", "eval_seq_len", *own} | (
+        {"eval_stride"} if "EVAL_STRIDE" in command else set())
+    assert {k: differ[k] for k in own} == own and hp.seed == 42 and not hp.sliding_window_enabled
+    assert hp.data_path == "./data/datasets/fineweb10B_sp8192_lossless_caps_caseops_v1_reserved"
+    with torch.device("meta"):
+        assert sum(p.numel() for p in tg.GPT(hp).parameters()) == 35_945_671

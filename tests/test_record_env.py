@@ -46,6 +46,21 @@ def notes(environ: dict) -> list[str]:
     ({"FORCE_FA2": "1"}, {"attn_backend": "sdpa"}),
     ({"LOAD_QUANTIZED_MODEL_PATH": "x"}, {"eval_only_path": "x"}),
     ({"TTT_EVAL_OUTPUT_JSON": "y"}, {"eval_summary_json": "y"}),
+    ({"TOKEN_ORDER": "8", "TOKEN_THRESHOLD": "0.5", "TOKEN_BOOST": "1.5"},
+     {"ngram_tilt_order": 8, "ngram_tilt_threshold": 0.5, "ngram_tilt_beta": 1.5}),
+    ({"TTT_MASK": "no_qv"}, {"ttt_q_lora": False, "ttt_v_lora": False}),
+    ({"TTT_MASK": "NO_V"}, {"ttt_v_lora": False}),
+    ({"TTT_MASK": "no_q", "TTT_Q_LORA": "1"}, {}),  # #2014: the mask sets defaults; a given TTT_Q_LORA wins
+    ({"TTT_MASK": "all"}, {}),
+    ({"TTT_LOCAL_LR_MULT": "0.5"}, {"ttt_lora_lr": 5e-5}),  # #2014: lr = TTT_LORA_LR * TTT_LOCAL_LR_MULT
+    ({"TTT_LOCAL_LR_MULT": "0.75", "TTT_LORA_LR": "0.0002"}, {"ttt_lora_lr": 0.0002 * 0.75}),
+    ({"TTT_SHORT_SCORE_FIRST_ENABLED": "1", "TTT_SHORT_SCORE_FIRST_STEPS": "2000:24, 256=8"},
+     {"ttt_short_doc_chunks": "24@2000,8@256"}),
+    ({"TTT_SHORT_SCORE_FIRST_ENABLED": "1", "TTT_SHORT_DOC_LEN": "300", "TTT_SHORT_CHUNK_SIZE": "16"},
+     {"ttt_short_doc_chunks": "16@300"}),
+    ({"TTT_SHORT_SCORE_FIRST_ENABLED": "1", "TTT_CHUNK_SIZE": "32"},  # its defaults: TTT_CHUNK_SIZE up to 512
+     {"ttt_short_doc_chunks": "32@512", "ttt_chunk_size": 32}),
+    ({"TTT_SHORT_SCORE_FIRST_ENABLED": "0", "TTT_SHORT_SCORE_FIRST_STEPS": "256:8"}, {}),
 ])
 def test_renamed_variable_sets_our_knob(env, changed):
     hp, default = asdict(launched(env)), asdict(DEFAULT)
@@ -62,6 +77,12 @@ def test_renamed_variable_sets_our_knob(env, changed):
     ({"QUANT_LEVELS": "100"}, "QUANT_LEVELS=100: no equivalent here"),
     ({"LOAD_QUANTIZED_MODEL_PATH": "x", "EVAL_ONLY_PATH": "y"},
      "LOAD_QUANTIZED_MODEL_PATH=x means EVAL_ONLY_PATH=x here, but EVAL_ONLY_PATH=y is also given: set one"),
+    ({"TTT_MASK": "no_k"}, "TTT_MASK=no_k: expected one of all, no_q, no_v, no_qv"),
+    ({"TTT_LOCAL_LR_MULT": "-1"}, "TTT_LOCAL_LR_MULT=-1: expected a number >= 0"),
+    ({"TTT_SHORT_SCORE_FIRST_ENABLED": "1", "TTT_SHORT_SCORE_FIRST_STEPS": "256"},
+     "TTT_SHORT_SCORE_FIRST_STEPS='256': expected 'doclen:chunk,...'"),
+    ({"TTT_SHORT_SCORE_FIRST_ENABLED": "1", "TTT_SHORT_DOC_CHUNKS": "8@100"},
+     "TTT_SHORT_SCORE_FIRST_ENABLED=1 means TTT_SHORT_DOC_CHUNKS=48@512 here, but TTT_SHORT_DOC_CHUNKS=8@100"),
 ])
 def test_conflicting_or_bad_record_spellings_fail(env, message):
     with pytest.raises(tg.HyperparameterError, match=message.replace("(", r"\(")):
@@ -110,9 +131,22 @@ def test_2008_long_run_exports_map_onto_export_minutes():
     {"TTT_STEPS": "0", "TTT_LR": "0.01", "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": "1", "TTT_DEBUG_BYPASS": "0"},
     {"RESUME_DECOMPOSE_ONLY": "0", "NON_RECORD_LONGTRAIN": "0"},
     {"ROPE_YARN": "0", "GATE_MLP_OUT": "0", "EMBEDDING_DIM": "512"},
+    # #2014 and #2135: their published values that ask for nothing we lack
+    {"EVAL_INCLUDE_TAIL": "1", "TRAIN_SEQ_SCHEDULE_MODE": "wallclock", "SEQ_CHANGE_WARMUP_STEPS": "0",
+     "AWQ_LITE_ENABLED": "0", "AWQ_LITE_BITS": "8", "LQER_SCOPE": "all", "TTT_SHORT_LORA_ENABLED": "0"},
+    {"SMEAR_GATE_BOS_FIX": "1", "WITHIN_TAU": "99.0", "WITHIN_BOOST": "0.0", "WORD_TAU": "99.0", "WORD_BOOST": "0.0",
+     "AGREE_ADD_BOOST": "0.0", "TTT_LORA_EMA_DECAY": "0.0", "TTT_UPDATE_EVERY": "1",
+     "NGRAM_HINT_PRECOMPUTE_OUTSIDE": "1",
+     "GLOBAL_TTT_OPTIMIZER": "sgd", "TTT_GRAD_STEPS_CLEAN": "0", "QK_GAIN_INIT_SCHEDULE": ""},
+    {"TRAIN_SEQ_SCHEDULE_MODE": "step"},  # without TRAIN_SEQ_SCHEDULE there is no schedule to follow
 ])
 def test_off_values_of_features_we_lack_are_accepted_silently(env):
     assert launched(env) == DEFAULT and notes(env) == []
+
+
+def test_2135_leak_and_illegal_channels_are_refused_only_where_they_would_act():
+    env = {"SMEAR_GATE_BOS_FIX": "0", "SMEAR_GATE_ENABLED": "0", "WITHIN_TAU": "0.45"}  # no SmearGate, no tilt
+    assert launched(env) == tg.Hyperparameters.from_env({"SMEAR_GATE_ENABLED": "0"}) and notes(env) == []
 
 
 @pytest.mark.parametrize("env, message", [
@@ -134,11 +168,51 @@ def test_off_values_of_features_we_lack_are_accepted_silently(env):
     ({"CONTROL_TENSOR_NAME_PATTERNS": "attn_scale"}, "CONTROL_TENSOR_NAME_PATTERNS=attn_scale: no equivalent here"),
     ({"EMBEDDING_DIM": "256"}, "EMBEDDING_DIM=256: no equivalent here; no factorised embedding"),
     ({"EVAL_ONLY_PATH": "final_model.pt"}, "EVAL_ONLY_PATH=final_model.pt: no equivalent here"),
+    ({"SMEAR_GATE_BOS_FIX": "0"}, "SMEAR_GATE_BOS_FIX=0: no equivalent here; SmearGate here always masks BOS"),
+    ({"WORD_TAU": "0.65", "NGRAM_TILT_ENABLED": "1"},
+     "WORD_TAU=0.65: no equivalent here; its within-word and word-start hint channels read the scored token's word"),
+    ({"WITHIN_TAU": "1", "NGRAM_TILT_ENABLED": "1"}, "WITHIN_TAU=1: no equivalent here"),  # fires at share 1
+    ({"AWQ_LITE_ENABLED": "1"}, "AWQ_LITE_ENABLED=1: no equivalent here; no AWQ-lite"),
+    ({"SEQ_CHANGE_WARMUP_STEPS": "32"}, "SEQ_CHANGE_WARMUP_STEPS=32: no equivalent here; no learning-rate re-warm-up"),
+    ({"EVAL_INCLUDE_TAIL": "0"}, "EVAL_INCLUDE_TAIL=0: no equivalent here; every target is scored here"),
+    ({"TRAIN_SEQ_SCHEDULE_MODE": "step", "TRAIN_SEQ_SCHEDULE": "1024@0.5,2048@1"},
+     "TRAIN_SEQ_SCHEDULE_MODE=step: no equivalent here; TRAIN_SEQ_SCHEDULE follows the training clock"),
+    ({"TTT_GRAD_STEPS_CLEAN": "0", "TTT_GRAD_STEPS": "2"}, ("TTT_GRAD_STEPS_CLEAN=0: no equivalent here; each of "
+                                                            "TTT_GRAD_STEPS steps sees only its own gradient")),
+    ({"LQER_SCOPE": "mlp"}, "LQER_SCOPE=mlp: no equivalent here"),
+    ({"TTT_LORA_EMA_DECAY": "0.9"}, "TTT_LORA_EMA_DECAY=0.9: no equivalent here; no average of the adapters"),
+    ({"TTT_UPDATE_EVERY": "2"}, "TTT_UPDATE_EVERY=2: no equivalent here"),
+    ({"QK_GAIN_INIT_SCHEDULE": "5,5.25"}, "QK_GAIN_INIT_SCHEDULE=5,5.25: no equivalent here"),
 ])
 def test_features_we_lack_are_refused_naming_them(env, message):
     with pytest.raises(tg.HyperparameterError) as err:
         launched(env)
     assert str(err.value).startswith(message)
+
+
+def score_first_chunk_2014(max_doc_len: int, env: dict) -> int:
+    """#2014's _score_first_chunk_for_doc restated (its max_doc_len counts the BOS)."""
+    chunk = int(env.get("TTT_CHUNK_SIZE", 48))
+    if env.get("TTT_SHORT_SCORE_FIRST_ENABLED", "0") != "1":
+        return chunk
+    steps = sorted((int(a), int(b)) for a, b in (item.split(":") for item in env.get(
+        "TTT_SHORT_SCORE_FIRST_STEPS", "").split(",") if item))
+    if steps:
+        return next((c for limit, c in steps if max_doc_len <= limit), chunk)
+    short = int(env.get("TTT_SHORT_CHUNK_SIZE", chunk))
+    return short if max_doc_len <= int(env.get("TTT_SHORT_DOC_LEN", 512)) and short > 0 else chunk
+
+
+@pytest.mark.parametrize("env", [
+    {"TTT_SHORT_SCORE_FIRST_ENABLED": "1", "TTT_SHORT_SCORE_FIRST_STEPS": "256:8,2000:24"},  # #2014's command
+    {"TTT_SHORT_SCORE_FIRST_ENABLED": "1", "TTT_SHORT_DOC_LEN": "2000", "TTT_SHORT_CHUNK_SIZE": "24"},
+    {"TTT_SHORT_SCORE_FIRST_ENABLED": "1", "TTT_SHORT_CHUNK_SIZE": "0"},
+    {"TTT_SHORT_SCORE_FIRST_ENABLED": "0", "TTT_SHORT_SCORE_FIRST_STEPS": "256:8"},
+])
+def test_2014_short_document_chunks_are_its_chunks_at_every_length(env):
+    hp = launched(env)
+    for length in [2, 3, 100, 255, 256, 257, 511, 512, 513, 1999, 2000, 2001, 5000]:  # tokens with the BOS
+        assert tg.chunk_size_of([(0, length - 1)], hp) == score_first_chunk_2014(length, env), length
 
 
 def test_typos_still_get_did_you_mean_and_process_variables_are_ignored():
