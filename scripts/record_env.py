@@ -119,6 +119,13 @@ def _any(raw: str, hp) -> bool:  # an output location of a feature that is off: 
     return True
 
 
+def _asks_nothing_at(unset: float | str):
+    """off where the value is `unset`: a number compared as a number (0 = 0.0), a word case-blind ("all")."""
+    if isinstance(unset, float):
+        return lambda raw, hp: _number(raw) == unset
+    return lambda raw, hp: raw.strip().lower() == unset
+
+
 def _silent(records: str, names: str) -> dict:
     """Variables read only by a feature that is off, or refused on its own: accepted without a note."""
     return {name: RecordEnv("same_math", records, "", translate=_nothing, off=_any) for name in names.split()}
@@ -227,9 +234,8 @@ RECORD_ENV: dict[str, RecordEnv] = {
                                               or not hp.train_seq_schedule),
     "TTT_GRAD_STEPS_CLEAN": _no_equivalent("#2135", "each of TTT_GRAD_STEPS steps sees only its own gradient (its 1, "
                                            "#1855's)", off=lambda raw, hp: not _is_off(raw) or hp.ttt_grad_steps == 1),
-    **{name: _no_equivalent(records, why, off=lambda raw, hp, unset=unset: _number(raw) == unset
-                            if isinstance(unset, float) else raw.strip().lower() == unset)
-       for name, records, unset, why in (  # unset: the value (a number, or a word) that asks for nothing
+    **{name: _no_equivalent(records, why, off=_asks_nothing_at(unset))
+       for name, records, unset, why in (
         ("SEQ_CHANGE_WARMUP_STEPS", "#2014", 0.0, ("no learning-rate re-warm-up after a context change "
                                                   "(pr2014.env is #2014 without it)")),
         ("AWQ_LITE_ENABLED", "#1945/#2014", 0.0, "no AWQ-lite: GPTQ with LQER (pr2014.env is #2014 without it)"),
