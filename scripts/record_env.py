@@ -175,12 +175,12 @@ RECORD_ENV: dict[str, RecordEnv] = {
     "GLOBAL_TTT_RESPECT_DOC_BOUNDARIES": _no_equivalent("#1626-#2008", "global SGD cuts attention at documents "
                                                         "as DOC_ISOLATION does", off=lambda raw, hp: not _is_off(raw)),
     "TTT_STEPS": _no_equivalent("#895 (early)", "it trained on each batch before scoring it (not score-first); "
-                                "TTT_ENABLED is score-first LoRA TTT", off=lambda raw, hp: _number(raw) == 0),
+                                "TTT_ENABLED is score-first LoRA TTT", off=_asks_nothing_at(0.0)),
     "TTT_LR": _no_equivalent("#895 (early)", "see TTT_STEPS; the adapters' rate is TTT_LORA_LR", off=_any),
     "TTT_DEBUG_BYPASS": _no_equivalent("#1855", "no debug bypass of TTT", off=_is_off),
     "VAL_DOC_FRACTION": _no_equivalent("#1626-#1775", "sample the val split once with data/sample_val.py and point "
                                        "DATA_PATH at it (its scores are labelled _partial)",
-                                       off=lambda raw, hp: _number(raw) == 1),
+                                       off=_asks_nothing_at(1.0)),
     **{name: RecordEnv("same_math", "#1855/#2008", "results go to the log and EVAL_SUMMARY_JSON",
                        translate=_nothing, off=_any) for name in (
         "TTT_OUTPUT_DIR", "TTT_VARIANT_ID", "OUTPUT_DIR", "SLIDING_EVAL_OUTPUT_JSON", "PREQUANT_EVAL_OUTPUT_JSON",
@@ -267,7 +267,7 @@ RECORD_ENV: dict[str, RecordEnv] = {
     "MLP_QUANT_LEVELS": _no_equivalent("#895", "one width for every block matrix (MATRIX_BITS)",
                                        off=lambda raw, hp: _number(raw) in (0, 2 ** (hp.matrix_bits - 1) - 1)),
     "ZSTD_LEVEL": _no_equivalent("#895", "COMPRESSOR=zstd compresses at level 22",
-                                 off=lambda raw, hp: _number(raw) == 22),
+                                 off=_asks_nothing_at(22.0)),
     "EVAL_ONLY_PATH": _no_equivalent("#1667/#1775", "theirs evaluates a raw checkpoint (.pt); ours scores one of "
                                      "our artifacts (final_model.int6.ptz)",
                                      off=lambda raw, hp: not raw.strip().endswith(".pt")),
