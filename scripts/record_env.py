@@ -181,11 +181,10 @@ RECORD_ENV: dict[str, RecordEnv] = {
     "VAL_DOC_FRACTION": _no_equivalent("#1626-#1775", "sample the val split once with data/sample_val.py and point "
                                        "DATA_PATH at it (its scores are labelled _partial)",
                                        off=_asks_nothing_at(1.0)),
-    **{name: RecordEnv("same_math", "#1855/#2008", "results go to the log and EVAL_SUMMARY_JSON",
-                       translate=_nothing, off=_any) for name in (
-        "TTT_OUTPUT_DIR", "TTT_VARIANT_ID", "OUTPUT_DIR", "SLIDING_EVAL_OUTPUT_JSON", "PREQUANT_EVAL_OUTPUT_JSON",
-        "RESUME_DECOMPOSE_LIVE_TRACE_JSONL", "RESUME_DECOMPOSE_EMA_TRACE_JSONL", "RESUME_DECOMPOSE_QUANT_TRACE_JSONL",
-        "RESUME_DECOMPOSE_BATCH_JSONL", "RESUME_DECOMPOSE_OUTPUT_JSON")},
+    **_silent("#1855/#2008",  # their output files: results go to the log and EVAL_SUMMARY_JSON here
+              "TTT_OUTPUT_DIR TTT_VARIANT_ID OUTPUT_DIR SLIDING_EVAL_OUTPUT_JSON PREQUANT_EVAL_OUTPUT_JSON "
+              "RESUME_DECOMPOSE_LIVE_TRACE_JSONL RESUME_DECOMPOSE_EMA_TRACE_JSONL RESUME_DECOMPOSE_QUANT_TRACE_JSONL "
+              "RESUME_DECOMPOSE_BATCH_JSONL RESUME_DECOMPOSE_OUTPUT_JSON"),
     "PREQUANT_ONLY": _no_equivalent("#1855/#2008", "every run logs the average's score before quantization "
                                     f"('diagnostic pre-quantization'); of a saved run, {_DECOMPOSE}", off=_is_off),
     # long runs: RESUME_ENABLED, RESUME_SAVE_MINUTES, RESUME_DIR, RESUME_KEEP_LAST, RESUME_FROM are our knobs
